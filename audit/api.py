@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.models import AuditEvent
+from telemetry.api import parse_int, parse_since
+from voltaxe.api import require_perm
+
+CanReadAudit = require_perm("audit.view_auditevent", "Only security admins may read the audit log.")
+
+
+def event_json(e: AuditEvent) -> dict:
+    return {
+        "id": e.pk, "timestamp": e.timestamp, "actor": e.actor_name, "action": e.action,
+        "resource_type": e.resource_type, "resource_id": e.resource_id, "outcome": e.outcome,
+        "ip_address": e.ip_address, "user_agent": e.user_agent, "details": e.details,
+    }
+
+
+class AuditEventListView(APIView):
+    permission_classes = [CanReadAudit]
+
+    def get(self, request):
+        q = request.query_params
+        limit = parse_int(q.get("limit"), "limit", 100, 1, 1000)
+        offset = parse_int(q.get("offset"), "offset", 0, 0, 10**9)
+        qs = AuditEvent.objects.all()
+        if q.get("action"):
+            qs = qs.filter(action=q["action"])
+        if q.get("resource_id"):
+            qs = qs.filter(resource_id=q["resource_id"])
+        since = parse_since(q.get("since"))
+        if since:
+            qs = qs.filter(timestamp__gte=since)
+        rows = list(qs[offset:offset + limit + 1])
+        next_url = None
+        if len(rows) > limit:
+            params = q.copy()
+            params["offset"] = str(offset + limit)
+            next_url = request.build_absolute_uri(request.path) + "?" + params.urlencode()
+        return Response({"results": [event_json(e) for e in rows[:limit]], "next": next_url})

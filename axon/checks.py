@@ -1,0 +1,40 @@
+"""System checks for settings that would make training fail or run twice."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.conf import settings
+from django.core.checks import Error, Warning, register
+
+
+@register()
+def model_store_writable(app_configs, **kwargs):
+    directory = Path(settings.MODEL_STORE_DIR)
+    probe = directory if directory.exists() else directory.parent
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return [Error(
+            f"The model store {directory} is not writable: no new model version can be saved.",
+            hint="Point MODEL_STORE_DIR at a directory this user can write, or fix its permissions.",
+            id="axon.E001",
+        )]
+    return []
+
+
+@register()
+def task_timeout_below_retry(app_configs, **kwargs):
+    q = settings.Q_CLUSTER
+    problems = []
+    if q.get("timeout") is None or q.get("retry") is None or q["timeout"] >= q["retry"]:
+        problems.append(Warning(
+            "The task timeout is not below the queue's retry: django-q2 would hand a long training run to a second worker.",
+            hint="Keep Q_CLUSTER['timeout'] below Q_CLUSTER['retry'] (RETRAIN_TIMEOUT_SECONDS sets both).",
+            id="axon.W001",
+        ))
+    if q.get("max_attempts") != 1:
+        problems.append(Warning(
+            "Training tasks may be attempted more than once.",
+            hint="Set Q_CLUSTER['max_attempts'] to 1.",
+            id="axon.W002",
+        ))
+    return problems

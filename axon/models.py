@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class TrainingRun(models.Model):
+    """One press of the panic button (or a scheduled or command retrain), written by the task itself."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        FAILED = "failed"
+        TIMED_OUT = "timed_out", "timed out"
+        REJECTED = "rejected"
+
+    class Trigger(models.TextChoices):
+        DASHBOARD = "dashboard"
+        API = "api"
+        ADMIN = "admin"
+        COMMAND = "command"
+        SCHEDULE = "schedule"
+
+    IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
+
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    # Constant; with the partial unique constraint below it admits one run in flight.
+    slot = models.CharField(max_length=16, default="retrain", editable=False)
+    stage = models.CharField(max_length=64, blank=True)
+    progress = models.PositiveSmallIntegerField(default=0)
+    trigger = models.CharField(max_length=16, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    triggered_by_name = models.CharField(max_length=255, blank=True)
+    reason = models.TextField(blank=True)
+    exclude = models.JSONField(default=list, blank=True)
+    approve = models.BooleanField(default=True, help_text="Whether the run approves what was flagged (a person's press) or not (schedule).")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    message = models.TextField(blank=True)
+    log = models.TextField(blank=True)
+    task_id = models.CharField(max_length=64, blank=True)
+    model_version = models.ForeignKey("ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["slot"], condition=Q(status__in=["queued", "running"]), name="one_training_run_in_flight"
+            ),
+        ]
+        permissions = [("trigger_retrain", "Can trigger a model retrain (panic button)")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.status})"
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at and self.finished_at:
+            return (self.finished_at - self.started_at).total_seconds()
+        return None
+
+
+class ModelVersion(models.Model):
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        RETIRED = "retired"
+        HELD = "held", "held by the promotion gate"
+
+    version = models.PositiveIntegerField(unique=True)
+    status = models.CharField(max_length=16, choices=Status.choices)
+    is_active = models.BooleanField(default=False)
+    trained_at = models.DateTimeField()
+    window_start = models.DateTimeField()
+    window_end = models.DateTimeField()
+    data_until = models.DateTimeField(null=True, blank=True, help_text="Newest snapshot time the model learned from.")
+    records = models.PositiveBigIntegerField()
+    processes = models.PositiveIntegerField()
+    hosts = models.PositiveIntegerField()
+    feature_version = models.PositiveIntegerField()
+    feature_names = models.JSONField(default=list)
+    parameters = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict)
+    sklearn_version = models.CharField(max_length=32)
+    artifact_path = models.CharField(max_length=512, help_text="Relative to MODEL_STORE_DIR.")
+    sha256 = models.CharField(max_length=64)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    training_seconds = models.FloatField(default=0)
+    gate_reason = models.TextField(blank=True)
+    run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["is_active"], condition=Q(is_active=True), name="one_active_model_version"),
+        ]
+        permissions = [("activate_modelversion", "Can activate (roll back to) a model version")]
+
+    def __str__(self) -> str:
+        return f"v{self.version}"
+
+
+class Approval(models.Model):
+    """A process a person approved as ordinary with the panic button; every later training honours it."""
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    approved_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    approved_by_name = models.CharField(max_length=255, blank=True)
+    run = models.ForeignKey(TrainingRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="approvals")
+    hostname = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, help_text="Normalized process name.")
+    exe = models.CharField(max_length=2048, blank=True, help_text="Normalized path.")
+    parent = models.CharField(max_length=255, blank=True)
+    observations = models.PositiveIntegerField(default=0)
+    first_seen = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["hostname", "name", "exe", "parent"], name="approval_unique_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.hostname}"

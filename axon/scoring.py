@@ -1,0 +1,138 @@
+"""Scoring at ingestion with the active model, cached per process and hot-swapped.
+
+Every web and worker process keeps the active model in memory and asks the
+database at most every MODEL_REFRESH_SECONDS which version is active, so a new
+version (or a rollback) is in use everywhere within about a second, without a
+restart. A version whose file cannot be loaded is not used: the last good model
+keeps serving, and the reason is kept for the status endpoint.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Observation:
+    host: str
+    os: str
+    name: str
+    exe: str
+    parent: str
+    user: str
+    hour: int
+    cpu: float | None
+    mem_mib: float | None
+
+
+@dataclass
+class Verdicts:
+    model_version: int | None
+    scores: list[float | None] = field(default_factory=list)
+    flagged: list[bool | None] = field(default_factory=list)
+    reasons: list[list[str]] = field(default_factory=list)
+
+
+class ModelCache:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        self.model = None
+        self.version: int | None = None
+        self.sha256: str | None = None
+        self.checked_at = float("-inf")
+        self.error = ""  # why the active version is not the one serving, if it is not
+
+    def get(self):
+        """(version, model) of the model to score with, or (None, None)."""
+        if time.monotonic() - self.checked_at >= settings.MODEL_REFRESH_SECONDS:
+            with self._lock:
+                if time.monotonic() - self.checked_at >= settings.MODEL_REFRESH_SECONDS:
+                    self._refresh()
+        return self.version, self.model
+
+    def _refresh(self) -> None:
+        from axon.models import ModelVersion
+        from axon.store import ArtifactError, artifact_load
+
+        self.checked_at = time.monotonic()
+        row = ModelVersion.objects.filter(is_active=True).values("version", "artifact_path", "sha256").first()
+        if row is None:
+            self.model, self.version, self.sha256 = None, None, None
+            self.error = ""
+            return
+        if row["version"] == self.version and row["sha256"] == self.sha256:
+            return
+        try:
+            model = artifact_load(row["artifact_path"], row["sha256"])
+            check_compatible(model)
+        except (ArtifactError, ValueError) as exc:
+            message = f"Active model v{row['version']} cannot be used: {exc}"
+            if message != self.error:
+                logger.error("%s", message)
+            self.error = message
+            return  # the last good model, if any, keeps serving
+        self.model, self.version, self.sha256, self.error = model, row["version"], row["sha256"], ""
+        logger.info("Scoring with model v%s", self.version)
+
+
+def check_compatible(model) -> None:
+    from axon.features import FEATURE_NAMES, FEATURE_VERSION
+
+    if getattr(model, "feature_version", None) != FEATURE_VERSION or tuple(getattr(model, "feature_names", ())) != tuple(FEATURE_NAMES):
+        raise ValueError(
+            f"it was trained with features v{getattr(model, 'feature_version', '?')} but this code computes "
+            f"v{FEATURE_VERSION}; retrain the model"
+        )
+
+
+model_cache = ModelCache()
+
+
+def to_batch(rows: list[Observation]):
+    from axon.features import ObservationBatch
+
+    return ObservationBatch(
+        host=[r.host for r in rows],
+        os=[r.os for r in rows],
+        name=[r.name for r in rows],
+        exe=[r.exe for r in rows],
+        parent=[r.parent for r in rows],
+        user=[r.user for r in rows],
+        hour=np.fromiter((r.hour for r in rows), dtype=np.int64, count=len(rows)),
+        cpu=np.fromiter((np.nan if r.cpu is None else r.cpu for r in rows), dtype=np.float64, count=len(rows)),
+        mem=np.fromiter((np.nan if r.mem_mib is None else r.mem_mib for r in rows), dtype=np.float64, count=len(rows)),
+    )
+
+
+def score_with(model, version: int, rows: list[Observation]) -> Verdicts:
+    result = model.score(to_batch(rows))
+    return Verdicts(
+        model_version=version,
+        scores=[round(float(s), 4) for s in result.scores],
+        flagged=[bool(f) for f in result.flagged],
+        reasons=[list(r) if f else [] for r, f in zip(result.reasons, result.flagged)],
+    )
+
+
+def observations_score(rows: list[Observation]) -> Verdicts:
+    """The active model's verdict on each row; model_version None when no model can score."""
+    version, model = model_cache.get()
+    if model is None or not rows:
+        return Verdicts(model_version=version if model is not None else None)
+    try:
+        return score_with(model, version, rows)
+    except Exception:
+        # Never lose a snapshot over a scoring fault: it is stored unscored and scored later.
+        logger.exception("Scoring with model v%s failed; storing unscored", version)
+        model_cache.error = f"Scoring with model v{version} failed; snapshots are stored unscored until it is fixed."
+        return Verdicts(model_version=None)

@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Set up and run Voltaxe on a fresh machine with only Python 3.11 (standard library only).
+
+    python3.11 bootstrap.py run     # the product on the embedded default, with demo data and a printed login
+    python3.11 bootstrap.py test    # the test suite on SQLite, then on PostgreSQL
+
+Both create ./.venv and install requirements.txt into it first (again only when it changed).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+PY = VENV / "bin" / "python"
+CACHE = ROOT / ".cache"
+DEFAULT_POSTGRES = "postgres://127.0.0.1:5432/postgres"
+
+
+def say(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+def ensure_venv() -> None:
+    if sys.version_info[:2] != (3, 11):
+        say(f"note: Voltaxe is built and tested on Python 3.11; this is {sys.version.split()[0]}")
+    if not PY.exists():
+        say("creating .venv")
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    requirements = (ROOT / "requirements.txt").read_bytes()
+    stamp = VENV / ".requirements.sha256"
+    digest = hashlib.sha256(requirements).hexdigest()
+    if not stamp.exists() or stamp.read_text() != digest:
+        say("installing requirements.txt into .venv")
+        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
+        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements.txt")], check=True)
+        stamp.write_text(digest)
+
+
+def manage(*args: str, env: dict | None = None, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run([str(PY), str(ROOT / "manage.py"), *args], cwd=ROOT, env=env, **kwargs)
+
+
+def run(argv: list[str]) -> int:
+    ensure_venv()
+    CACHE.mkdir(exist_ok=True)
+    env = dict(os.environ)
+    env.setdefault("DEBUG", "1")
+    port = env.get("PORT", "8000")
+    manage("migrate", "--no-input", env=env, check=True, stdout=subprocess.DEVNULL)
+    password_file = CACHE / "admin-password"
+    if not password_file.exists():
+        password_file.write_text(secrets.token_urlsafe(12))
+        password_file.chmod(0o600)
+    password = password_file.read_text().strip()
+    manage("ensure_admin", "--username", "admin", "--email", "admin@voltaxe.local", "--password", password, env=env, check=True)
+    manage("demo_data", "--if-empty", env=env, check=True)
+    children = [
+        subprocess.Popen([str(PY), "manage.py", "qcluster"], cwd=ROOT, env=env),
+        subprocess.Popen([str(PY), "manage.py", "collect", "--every", "60"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL),
+    ]
+    print(
+        f"\n  Voltaxe is starting on http://127.0.0.1:{port}/\n"
+        f"  Log in as:  admin / {password}   (security admin)\n"
+        f"  Stop with Ctrl-C.\n",
+        flush=True,
+    )
+    server = subprocess.Popen([str(PY), "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"], cwd=ROOT, env=env)
+    try:
+        return server.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in [server, *children]:
+            if child.poll() is None:
+                child.send_signal(signal.SIGINT)
+        deadline = time.time() + 15
+        for child in [server, *children]:
+            try:
+                child.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def ensure_chromium() -> None:
+    """The browser tests drive Debian's Chromium; install it where we can."""
+    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        say("installing chromium (apt-get) for the browser tests")
+        subprocess.run(["apt-get", "update", "-qq"], check=False)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    if not Path("/usr/bin/chromium").exists():
+        say("chromium is not installed: the browser tests will be skipped (apt-get install chromium)")
+
+
+def postgres_reachable(url: str) -> bool:
+    code = f"import psycopg2; psycopg2.connect({url!r}, connect_timeout=3).close()"
+    return subprocess.run([str(PY), "-c", code], capture_output=True).returncode == 0
+
+
+def test(argv: list[str]) -> int:
+    ensure_venv()
+    ensure_chromium()
+    CACHE.mkdir(exist_ok=True)
+    base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}
+    pytest = [str(PY), "-m", "pytest", *argv]
+    say("tests on SQLite (the embedded default)")
+    sqlite_rc = subprocess.run(pytest, cwd=ROOT, env=base).returncode
+    url = os.environ.get("TEST_DATABASE_URL", DEFAULT_POSTGRES)
+    if not postgres_reachable(url):
+        say(f"PostgreSQL at {url} does not answer: the PostgreSQL run is skipped (set TEST_DATABASE_URL)")
+        pg_rc = 1 if os.environ.get("CI") else 0
+    else:
+        say(f"tests on PostgreSQL ({url})")
+        pg_rc = subprocess.run(pytest, cwd=ROOT, env={**base, "DATABASE_URL": url}).returncode
+    say(f"SQLite: {'passed' if sqlite_rc == 0 else 'FAILED'}; PostgreSQL: {'passed' if pg_rc == 0 else 'FAILED'}")
+    return 0 if sqlite_rc == 0 and pg_rc == 0 else 1
+
+
+def main() -> int:
+    commands = {"run": run, "test": test}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        print(__doc__)
+        return 2
+    return commands[sys.argv[1]](sys.argv[2:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

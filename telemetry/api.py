@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from django.conf import settings
+from rest_framework import status
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from telemetry.models import ProcessRecord
+from telemetry.services import anomalies_list, snapshot_ingest, snapshot_ingest_batch, telemetry_summary
+from telemetry.validation import PayloadError
+from voltaxe.api import AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent
+
+
+def bad_request(detail: str, errors: dict | None = None) -> Response:
+    return Response({"detail": detail, "errors": errors or {}}, status=status.HTTP_400_BAD_REQUEST)
+
+
+class SnapshotIngestView(APIView):
+    """POST one snapshot (rich or legacy body); also answers the legacy agent path."""
+
+    authentication_classes = [AgentKeyAuthentication]
+    permission_classes = [IsAgent]
+
+    def post(self, request):
+        try:
+            result = snapshot_ingest(payload=request.data, agent=request.auth)
+        except PayloadError as exc:
+            return bad_request(exc.detail, exc.errors)
+        return Response(result.body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
+
+
+class SnapshotBatchIngestView(APIView):
+    authentication_classes = [AgentKeyAuthentication]
+    permission_classes = [IsAgent]
+
+    def post(self, request):
+        payloads = request.data
+        if not isinstance(payloads, list):
+            return bad_request("Send a JSON array of snapshots to the batch endpoint.", {"non_field_errors": ["expected a list"]})
+        if not payloads:
+            return bad_request("The batch is empty; send at least one snapshot.", {"non_field_errors": ["empty list"]})
+        if len(payloads) > settings.MAX_BATCH_SNAPSHOTS:
+            return bad_request(
+                f"A batch holds at most {settings.MAX_BATCH_SNAPSHOTS} snapshots; this one has {len(payloads)}. Split it.",
+                {"non_field_errors": ["too many snapshots"]},
+            )
+        return Response({"results": snapshot_ingest_batch(payloads=payloads, agent=request.auth)}, status=status.HTTP_201_CREATED)
+
+
+class SummaryView(APIView):
+    permission_classes = [CanViewTelemetry]
+
+    def get(self, request):
+        return Response(telemetry_summary())
+
+
+def parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace(" ", "+"))
+    except ValueError:
+        raise BadRequest("since must be an ISO 8601 time such as 2026-11-26T09:00:00Z.", {"since": ["not a time"]})
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def parse_int(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = lo - 1
+    if not lo <= number <= hi:
+        raise BadRequest(f"{name} must be a whole number from {lo} to {hi}.", {name: ["out of range"]})
+    return number
+
+
+def anomaly_json(r: ProcessRecord) -> dict:
+    return {
+        "id": r.pk, "hostname": r.endpoint.hostname, "timestamp": r.observed_at, "name": r.name, "exe": r.exe,
+        "pid": r.pid, "parent": r.parent_name, "username": r.username,
+        "score": r.score, "reasons": r.reasons, "model_version": r.model_version, "status": r.status,
+    }
+
+
+class AnomalyListView(APIView):
+    permission_classes = [CanViewTelemetry]
+
+    def get(self, request):
+        q = request.query_params
+        limit = parse_int(q.get("limit"), "limit", 50, 1, 500)
+        offset = parse_int(q.get("offset"), "offset", 0, 0, 10**9)
+        status_filter = q.get("status", "")
+        if status_filter and status_filter not in ProcessRecord.Status.values:
+            raise BadRequest("status must be one of open, approved, cleared.", {"status": ["unknown"]})
+        rows, more = anomalies_list(
+            since=parse_since(q.get("since")), hostname=q.get("hostname", ""), status=status_filter, limit=limit, offset=offset
+        )
+        next_url = None
+        if more:
+            params = request.query_params.copy()
+            params["offset"] = str(offset + limit)
+            params["limit"] = str(limit)
+            next_url = request.build_absolute_uri(request.path) + "?" + params.urlencode()
+        return Response({"results": [anomaly_json(r) for r in rows], "next": next_url})

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+from rest_framework_api_key.models import AbstractAPIKey
+
+
+class AgentKey(AbstractAPIKey):
+    """An agent's credential: only a hash is stored; revoked keys stop working at once."""
+
+    class Meta(AbstractAPIKey.Meta):
+        verbose_name = "agent key"
+        verbose_name_plural = "agent keys"
+
+
+class Endpoint(models.Model):
+    hostname = models.CharField(max_length=255, unique=True)
+    os = models.CharField(max_length=32, blank=True)
+    first_seen = models.DateTimeField()
+    last_seen = models.DateTimeField(db_index=True)
+    last_agent = models.ForeignKey(AgentKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+
+    class Meta:
+        ordering = ["hostname"]
+
+    def __str__(self) -> str:
+        return self.hostname
+
+
+class Snapshot(models.Model):
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="snapshots")
+    timestamp = models.DateTimeField(help_text="When the agent took the snapshot.")
+    received_at = models.DateTimeField(auto_now_add=True)
+    process_count = models.PositiveIntegerField()
+    anomaly_count = models.PositiveIntegerField(default=0)
+    model_version = models.PositiveIntegerField(null=True, blank=True, help_text="Empty while unscored.")
+    scored = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-timestamp"]
+        constraints = [
+            models.UniqueConstraint(fields=["endpoint", "timestamp"], name="snapshot_unique_per_endpoint_time"),
+        ]
+        indexes = [
+            models.Index(fields=["timestamp"], name="snapshot_timestamp"),
+            models.Index(fields=["scored"], condition=Q(scored=False), name="snapshot_unscored"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id}@{self.timestamp:%Y-%m-%d %H:%M:%S}"
+
+
+class ProcessRecord(models.Model):
+    """One process in one snapshot, with the model's verdict once scored."""
+
+    class Status(models.TextChoices):
+        NONE = "", "not flagged"
+        OPEN = "open", "open"
+        APPROVED = "approved", "approved as normal"
+        CLEARED = "cleared", "cleared by a newer model"
+
+    snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="processes")
+    # Copied from the snapshot so that window queries and training read one table.
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="+")
+    observed_at = models.DateTimeField()
+    hour = models.PositiveSmallIntegerField(help_text="UTC hour of the snapshot.")
+    index = models.PositiveIntegerField(help_text="Position in the submitted list.")
+    name = models.CharField(max_length=255, help_text="As the agent sent it.")
+    name_norm = models.CharField("normalized name", max_length=255)
+    pid = models.BigIntegerField(null=True, blank=True)
+    ppid = models.BigIntegerField(null=True, blank=True)
+    parent_name = models.CharField(max_length=255, blank=True, help_text="Normalized name of the parent in the same snapshot.")
+    exe = models.CharField(max_length=2048, blank=True)
+    exe_norm = models.CharField(max_length=2048, blank=True)
+    username = models.CharField(max_length=255, blank=True)
+    cmdline = models.TextField(blank=True)
+    cpu_percent = models.FloatField(null=True, blank=True)
+    memory_rss = models.BigIntegerField(null=True, blank=True)
+    score = models.FloatField(null=True, blank=True)
+    flagged = models.BooleanField(null=True, blank=True, help_text="Empty while unscored.")
+    reasons = models.JSONField(default=list, blank=True)
+    model_version = models.PositiveIntegerField(null=True, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default="", blank=True)
+
+    class Meta:
+        ordering = ["snapshot_id", "index"]
+        indexes = [
+            models.Index(fields=["observed_at"], name="process_observed_at"),
+            models.Index(fields=["endpoint", "observed_at"], name="process_endpoint_time"),
+            models.Index(fields=["-observed_at"], condition=Q(flagged=True), name="process_flagged"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} (pid {self.pid})"

@@ -1,0 +1,59 @@
+import pytest
+
+from telemetry.normalize import guess_os, normalize_exe, normalize_name
+
+
+@pytest.mark.parametrize("raw, os_name, expected", [
+    ("kworker/0:1-events", "linux", "kworker"),
+    ("kworker/u8:1-events_unbound", "linux", "kworker"),
+    ("kworker/R-rcu_gp", "linux", "kworker"),
+    ("ksoftirqd/3", "linux", "ksoftirqd"),
+    ("migration/0", "linux", "migration"),
+    ("postgres: checkpointer", "linux", "postgres"),
+    ("postgres: logical replication launcher", "linux", "postgres"),
+    ("sshd: deploy@pts/0", "linux", "sshd"),
+    ("worker-12", "linux", "worker"),
+    ("job_3", "linux", "job"),
+    ("Job-7.EXE", "windows", "job.exe"),
+    ("Obsidian.exe", "windows", "obsidian.exe"),
+    ("Google Chrome Helper (Renderer)", "darwin", "google chrome helper (renderer)"),
+    ("Firefox", "linux", "Firefox"),
+    ("python3", "linux", "python3"),
+    ("x264", "linux", "x264"),
+    ("/usr/bin/bash", "linux", "bash"),
+])
+def test_names_fold_to_one_key_per_program(raw, os_name, expected):
+    assert normalize_name(raw, os_name) == expected
+
+
+def test_different_programs_keep_different_keys():
+    names = ["python3", "python2", "svchost.exe", "scvhost.exe", "kworker", "kthreadd"]
+    assert len({normalize_name(n, "linux") for n in names}) == len(names)
+
+
+@pytest.mark.parametrize("raw, os_name, expected", [
+    ("C:\\ProgramData\\Microsoft\\Windows Defender\\Platform\\4.18.24090.11-0\\MsMpEng.exe", "windows",
+     "c:\\programdata\\microsoft\\windows defender\\platform\\<v>\\msmpeng.exe"),
+    ("C:\\Users\\erin\\AppData\\Local\\Programs\\App\\App.exe", "windows", "c:\\users\\<user>\\appdata\\local\\programs\\app\\app.exe"),
+    ("C:/Users/Bob/AppData/x.exe", "windows", "c:\\users\\<user>\\appdata\\x.exe"),
+    ("C:\\Users\\Public\\Libraries\\svchost.exe", "windows", "c:\\users\\public\\libraries\\svchost.exe"),
+    ("C:\\Windows\\System32\\svchost.exe", "windows", "c:\\windows\\system32\\svchost.exe"),
+    ("/usr/lib/postgresql/16/bin/postgres", "linux", "/usr/lib/postgresql/<v>/bin/postgres"),
+    ("/home/dev/.local/bin/tool", "linux", "/home/<user>/.local/bin/tool"),
+    ("/Users/lee/Applications/X.app/Contents/MacOS/X", "darwin", "/users/<user>/applications/x.app/contents/macos/x"),
+    ("/opt/slack/app-4.33.90/slack", "linux", "/opt/slack/app-<v>/slack"),
+    ("/tmp/.X11-unix/.k/kworker", "linux", "/tmp/.X11-unix/.k/kworker"),
+    ("/usr/bin/x86_64-linux-gnu-gcc-12", "linux", "/usr/bin/x86_64-linux-gnu-gcc-12"),
+    ("", "linux", ""),
+    (None, "linux", ""),
+])
+def test_paths_fold_homes_and_version_folders_only(raw, os_name, expected):
+    assert normalize_exe(raw, os_name) == expected
+
+
+@pytest.mark.parametrize("os_name, names, expected", [
+    ("Windows", [], "windows"), ("win32", [], "windows"), ("macOS", [], "darwin"), ("linux", [], "linux"),
+    (None, ["a.exe", "b"], "windows"), ("", ["bash"], "linux"),
+])
+def test_os_is_read_or_guessed(os_name, names, expected):
+    assert guess_os(os_name, names) == expected

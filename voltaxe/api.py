@@ -1,0 +1,125 @@
+"""What every API view shares: authentication of agents, permissions, error bodies."""
+from __future__ import annotations
+
+import logging
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions, status
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework_api_key.permissions import KeyParser
+
+from telemetry.models import AgentKey
+
+logger = logging.getLogger(__name__)
+
+
+class Agent:
+    """The principal behind an agent key: may ingest telemetry, nothing else."""
+
+    is_authenticated = True
+    is_anonymous = False
+    is_active = True
+    is_staff = False
+    is_superuser = False
+    pk = id = None
+
+    def __init__(self, key: AgentKey):
+        self.key = key
+        self.username = f"agent:{key.name}"
+
+    def __str__(self) -> str:
+        return self.username
+
+    def has_perm(self, perm: str, obj=None) -> bool:
+        return False
+
+
+class AgentKeyAuthentication(BaseAuthentication):
+    """`Authorization: Api-Key <key>`; keys are hashed at rest and can be revoked."""
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        key = KeyParser().get(request)
+        if key is None:
+            return None
+        prefix, _, _ = key.partition(".")
+        agent_key = AgentKey.objects.filter(prefix=prefix).first()
+        if agent_key is None or not agent_key.is_valid(key):
+            raise exceptions.AuthenticationFailed("This agent key is not valid; create one with `manage.py create_agent NAME`.")
+        if agent_key.revoked:
+            raise exceptions.AuthenticationFailed("This agent key has been revoked; ask an administrator for a new one.")
+        if agent_key.has_expired:
+            raise exceptions.AuthenticationFailed("This agent key has expired; ask an administrator for a new one.")
+        return Agent(agent_key), agent_key
+
+    def authenticate_header(self, request) -> str:
+        return self.keyword
+
+
+class IsAgent(BasePermission):
+    message = "Only agents (Authorization: Api-Key <key>) may send telemetry."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, AgentKey)
+
+
+def require_perm(perm: str, message: str) -> type[BasePermission]:
+    """A permission class: an authenticated user holding `perm` (superusers hold all)."""
+
+    class HasPerm(BasePermission):
+        def has_permission(self, request, view) -> bool:
+            user = request.user
+            return bool(user and user.is_authenticated and not isinstance(user, Agent) and user.has_perm(perm))
+
+    HasPerm.message = message
+    HasPerm.__name__ = f"HasPerm_{perm.replace('.', '_')}"
+    return HasPerm
+
+
+CanViewTelemetry = require_perm(
+    "telemetry.view_snapshot", "You need the Analyst or Security Admin role to view telemetry."
+)
+
+
+class BadRequest(exceptions.APIException):
+    """A 400 whose body is the contract's {"detail": sentence, "errors": {field: [messages]}}."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, detail: str, errors: dict | None = None):
+        super().__init__(detail)
+        self.text = detail
+        self.errors = errors or {}
+
+
+def exception_handler(exc, context):
+    """DRF's handler, with the contract's wording and JSON for what Django would answer in HTML."""
+    if isinstance(exc, exceptions.NotAuthenticated):
+        exc = exceptions.NotAuthenticated("Not authenticated")
+    if isinstance(exc, BadRequest):
+        return Response({"detail": exc.text, "errors": exc.errors}, status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, RequestDataTooBig):
+        return Response(
+            {"detail": "The request body is too large. Send fewer processes or snapshots per request."},
+            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        )
+    if isinstance(exc, exceptions.ParseError):
+        return Response(
+            {"detail": f"The body is not valid JSON ({exc.detail}). Send a JSON document with Content-Type: application/json.",
+             "errors": {}},
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    if isinstance(exc, exceptions.UnsupportedMediaType):
+        return Response(
+            {"detail": "Send the body as JSON with Content-Type: application/json.", "errors": {}},
+            status=status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+        )
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, Http404) and response.data.get("detail") == "Not found.":
+        response.data["detail"] = "Not found. Check the id in the address."
+    return response

@@ -1,0 +1,248 @@
+"""Voltaxe settings, read from the environment.
+
+Nothing set: an embedded default (SQLite in WAL mode, the django-q2 ORM broker,
+a local-memory cache, models in ./models_store). DATABASE_URL points at
+PostgreSQL; REDIS_URL at Redis for the cache and the task broker.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env_bool(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
+
+
+def env_int(name: str, default: int, *, minimum: int = 0) -> int:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number, not {value!r}.") from None
+    if number < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}.")
+    return number
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+DEBUG = env_bool("DEBUG", False)
+TESTING = env_bool("VOLTAXE_TESTING", False)
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not (DEBUG or TESTING):
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = "voltaxe-development-only-key-never-use-in-production-0123456789"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver" if (DEBUG or TESTING) else "")
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework_api_key",
+    "django_q",
+    "django_ratelimit",
+    "telemetry.apps.TelemetryConfig",
+    "axon.apps.AxonConfig",
+    "audit.apps.AuditConfig",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "voltaxe.urls"
+WSGI_APPLICATION = "voltaxe.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- database ---------------------------------------------------------------
+SQLITE_PATH = Path(os.environ.get("SQLITE_PATH", BASE_DIR / "db.sqlite3"))
+DATABASE_URL = os.environ.get("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=env_int("DB_CONN_MAX_AGE", 60))}
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": SQLITE_PATH,
+            # Web threads and the worker write at the same time: WAL lets readers
+            # go on, IMMEDIATE takes the write lock up front instead of failing
+            # half-way, and the busy timeout waits for it instead of erroring.
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 20,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- cache and queue ----------------------------------------------------------
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 2, "SOCKET_TIMEOUT": 2},
+        }
+    }
+else:
+    # One process's memory: rate limits then hold per web process only (README).
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "voltaxe"},
+        # django-q2 keeps its cluster heartbeat in a cache; it must be one that
+        # the web process and the worker both see.
+        "qstats": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": os.environ.get("QSTATS_CACHE_DIR", str(BASE_DIR / ".cache" / "qstats")),
+        },
+    }
+
+RETRAIN_TIMEOUT_SECONDS = env_int("RETRAIN_TIMEOUT_SECONDS", 300, minimum=5)
+Q_CLUSTER = {
+    "name": "voltaxe",
+    "workers": env_int("Q_WORKERS", 1, minimum=1),
+    "recycle": 50,
+    # The task must end before the broker hands it out again (retry), and a
+    # training run is never attempted twice.
+    "timeout": RETRAIN_TIMEOUT_SECONDS,
+    "retry": RETRAIN_TIMEOUT_SECONDS + 60,
+    "max_attempts": 1,
+    "ack_failures": True,
+    "save_limit": 500,
+    "catch_up": False,
+    "poll": 0.5,
+    "orm": "default",
+}
+if REDIS_URL:
+    Q_CLUSTER.pop("orm")
+    Q_CLUSTER["django_redis"] = "default"
+else:
+    Q_CLUSTER["cache"] = "qstats"
+
+# --- auth ----------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "live-telemetry"
+LOGOUT_REDIRECT_URL = "login"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "voltaxe.api.exception_handler",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+from datetime import timedelta  # noqa: E402
+
+SIMPLE_JWT = {
+    "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
+    "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
+    "UPDATE_LAST_LOGIN": True,
+}
+
+# --- telemetry -------------------------------------------------------------------
+MAX_PROCESSES_PER_SNAPSHOT = env_int("MAX_PROCESSES_PER_SNAPSHOT", 5000, minimum=1)
+MAX_BATCH_SNAPSHOTS = 100
+MAX_FUTURE_SKEW_SECONDS = env_int("MAX_FUTURE_SKEW_SECONDS", 300)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
+
+# --- axon ------------------------------------------------------------------------
+MODEL_STORE_DIR = Path(os.environ.get("MODEL_STORE_DIR", BASE_DIR / "models_store"))
+TRAINING_WINDOW_DAYS = env_int("TRAINING_WINDOW_DAYS", 30, minimum=1)
+MIN_TRAINING_RECORDS = env_int("MIN_TRAINING_RECORDS", 50, minimum=1)
+MIN_TRAINING_PROCESSES = env_int("MIN_TRAINING_PROCESSES", 10, minimum=1)
+MODEL_REFRESH_SECONDS = float(os.environ.get("MODEL_REFRESH_SECONDS", "1"))
+RESCORE_HOURS = env_int("RESCORE_HOURS", 24)
+RETRAIN_USER_RATE = os.environ.get("RETRAIN_USER_RATE", "1/5m")
+RETRAIN_GLOBAL_RATE = os.environ.get("RETRAIN_GLOBAL_RATE", "10/h")
+TOKEN_RATE = os.environ.get("TOKEN_RATE", "10/m")
+RETRAIN_SCHEDULE_MINUTES = env_int("RETRAIN_SCHEDULE_MINUTES", 24 * 60)
+RETRAIN_REAP_GRACE_SECONDS = env_int("RETRAIN_REAP_GRACE_SECONDS", 60)
+RATELIMIT_USE_CACHE = "default"
+# The embedded default's local-memory cache is per process; the README says so.
+SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
+
+# --- mail, i18n, static -------------------------------------------------------------
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "voltaxe@localhost")
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+
+# --- production hardening -------------------------------------------------------------
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = not DEBUG
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not (DEBUG or TESTING))
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not (DEBUG or TESTING))
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

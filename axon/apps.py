@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AxonConfig(AppConfig):
@@ -7,3 +8,24 @@ class AxonConfig(AppConfig):
 
     def ready(self) -> None:
         from axon import checks  # noqa: F401  (registers the system checks)
+
+        post_migrate.connect(schedules_sync, sender=self)
+
+
+def schedules_sync(**kwargs) -> None:
+    """Keep the django-q2 schedules in step with the settings (RETRAIN_SCHEDULE_MINUTES=0 switches retraining off)."""
+    from django.conf import settings
+    from django_q.models import Schedule
+
+    wanted = {
+        "axon: scheduled retrain": ("axon.tasks.scheduled_retrain_task", settings.RETRAIN_SCHEDULE_MINUTES),
+        "axon: maintenance": ("axon.tasks.maintenance_task", 1),
+        "telemetry: retention": ("telemetry.tasks.retention_task", 60 if settings.RETENTION_DAYS else 0),
+    }
+    for name, (func, minutes) in wanted.items():
+        if minutes:
+            Schedule.objects.update_or_create(
+                name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1}
+            )
+        else:
+            Schedule.objects.filter(name=name).delete()

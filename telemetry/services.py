@@ -246,3 +246,16 @@ def anomalies_list(*, since: datetime | None = None, hostname: str = "", status:
     rows = list(qs.order_by("-observed_at", "-id")[offset:offset + limit + 1])
     return rows[:limit], len(rows) > limit
 
+
+
+def telemetry_prune(*, older_than: datetime, batch: int = 200) -> int:
+    """Delete snapshots (and their processes) older than `older_than`, a batch at a time so no lock is held long."""
+    deleted = 0
+    while True:
+        ids = list(Snapshot.objects.filter(timestamp__lt=older_than).order_by("timestamp").values_list("pk", flat=True)[:batch])
+        if not ids:
+            return deleted
+        with transaction.atomic():
+            ProcessRecord.objects.filter(snapshot_id__in=ids).delete()
+            Snapshot.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)

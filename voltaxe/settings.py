@@ -210,6 +210,8 @@ MIN_TRAINING_RECORDS = env_int("MIN_TRAINING_RECORDS", 50, minimum=1)
 MIN_TRAINING_PROCESSES = env_int("MIN_TRAINING_PROCESSES", 10, minimum=1)
 MODEL_REFRESH_SECONDS = float(os.environ.get("MODEL_REFRESH_SECONDS", "1"))
 RESCORE_HOURS = env_int("RESCORE_HOURS", 24)
+# Telemetry older than this is deleted by a scheduled job (0 keeps everything).
+RETENTION_DAYS = env_int("RETENTION_DAYS", TRAINING_WINDOW_DAYS + 7)
 RETRAIN_USER_RATE = os.environ.get("RETRAIN_USER_RATE", "1/5m")
 RETRAIN_GLOBAL_RATE = os.environ.get("RETRAIN_GLOBAL_RATE", "10/h")
 TOKEN_RATE = os.environ.get("TOKEN_RATE", "10/m")

@@ -1,0 +1,105 @@
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.urls import path
+
+from axon import services
+from axon.models import Approval, ModelVersion, TrainingRun
+from axon.store import ArtifactError
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    change_list_template = "admin/axon/trainingrun/change_list.html"
+    list_display = ["id", "status", "stage", "progress", "trigger", "triggered_by_name", "created_at", "duration", "model_version"]
+    list_filter = ["status", "trigger"]
+    search_fields = ["triggered_by_name", "reason", "message"]
+    readonly_fields = [f.name for f in TrainingRun._meta.fields if f.name != "slot"]
+    actions = ["retrain_model"]
+
+    @admin.display(description="duration")
+    def duration(self, run):
+        return f"{run.duration_seconds:.1f} s" if run.duration_seconds is not None else "-"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Retrain model", permissions=["trigger_retrain"])
+    def retrain_model(self, request, queryset):
+        try:
+            outcome = services.retrain_request(user=request.user, trigger=TrainingRun.Trigger.ADMIN, request=request,
+                                               reason="admin action")
+        except services.RateLimited as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return
+        verb = "Started" if outcome.started else "Joined the run already in progress:"
+        self.message_user(request, f"{verb} training run {outcome.run.pk}.", messages.SUCCESS)
+
+    def has_trigger_retrain_permission(self, request):
+        return request.user.has_perm("axon.trigger_retrain")
+
+    def get_urls(self):
+        # Also a button above the list: a retrain needs no selection, and the first one has no runs to select.
+        urls = [path("retrain/", self.admin_site.admin_view(self.retrain_view), name="axon_trainingrun_retrain")]
+        return urls + super().get_urls()
+
+    def retrain_view(self, request):
+        if request.method != "POST" or not self.has_trigger_retrain_permission(request):
+            raise PermissionDenied
+        self.retrain_model(request, TrainingRun.objects.none())
+        return redirect("admin:axon_trainingrun_changelist")
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["version", "status", "is_active", "trained_at", "records", "processes", "hosts", "flag_rate", "training_seconds", "gate_reason"]
+    list_filter = ["status", "is_active"]
+    readonly_fields = [f.name for f in ModelVersion._meta.fields]
+    actions = ["activate_version"]
+
+    @admin.display(description="recent flag rate")
+    def flag_rate(self, v):
+        rate = v.metrics.get("recent_flag_rate")
+        return f"{rate:.3%}" if rate is not None else "-"
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Activate this version (roll back or forward)", permissions=["activate"])
+    def activate_version(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, "Select exactly one version to activate.", messages.ERROR)
+            return
+        version = queryset.get().version
+        try:
+            services.model_version_activate(version=version, user=request.user, request=request)
+        except (ArtifactError, ValueError) as exc:
+            self.message_user(request, f"v{version} was not activated: {exc}", messages.ERROR)
+            return
+        self.message_user(request, f"Model v{version} is now active.", messages.SUCCESS)
+
+    def has_activate_permission(self, request):
+        return request.user.has_perm("axon.activate_modelversion")
+
+
+@admin.register(Approval)
+class ApprovalAdmin(admin.ModelAdmin):
+    list_display = ["created_at", "approved_by_name", "hostname", "name", "exe", "parent", "observations", "run"]
+    list_filter = ["hostname"]
+    search_fields = ["name", "exe", "hostname", "approved_by_name"]
+    readonly_fields = [f.name for f in Approval._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

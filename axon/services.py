@@ -352,7 +352,7 @@ def window_aggregate(*, since: datetime, until: datetime):
         host_snapshots[hosts[endpoint_id]] = n
         data_until = last if data_until is None or last > data_until else data_until
     host_os = {h: os_ for h, os_ in Endpoint.objects.filter(hostname__in=host_snapshots).values_list("hostname", "os")}
-    window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os)
+    window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - since).days)
     counts = {
         "records": int(table.count.sum()) if len(table) else 0,
         "processes": len(set(table.name)),

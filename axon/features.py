@@ -1,0 +1,410 @@
+"""The feature contract of the anomaly detector: one definition for training and scoring.
+
+Pure numpy and the standard library (no Django). The Django side aggregates the training
+window in the database into a :class:`ComboTable` (one row per distinct
+``(host, name, exe, parent, user, hour)`` with the count and the sums of cpu and memory),
+wraps it in a :class:`WindowData`, and hands observations to score as an
+:class:`ObservationBatch`. Names, paths and parents are already normalized
+(``telemetry.normalize``); users are raw account names and are folded here.
+
+:class:`Baseline` is the window reduced to the aggregates the features are computed
+against; a trained model keeps it and computes the features of a batch with
+:meth:`Baseline.features`. Every feature is a property of the observation *relative to the
+window*, never to the training time, so a model scores a snapshot the same way whenever it
+arrives.
+
+Features (``FEATURE_NAMES``), each in [0, 1] except the two z-scores in [-1, 1]:
+
+``host_rarity``
+    How rarely the name runs on this host: the share ``f`` of the host's snapshots it was
+    observed in (observations / snapshots, capped at 1) on a log scale,
+    ``0.95 * min(1, -log10(f) / 4)``; exactly 1.0 only when ``f == 0``. A host with little
+    history (fewer than ``young_host_snapshots`` snapshots or fewer than 24 distinct hours)
+    borrows the fleet's view: ``f = max(f_host, (1 - w) * f_fleet)`` with ``w`` its
+    maturity in [0, 1] and ``f_fleet`` the mean share over the hosts of the same OS.
+``fleet_rarity``
+    ``1 - k / N``: the name ran on ``k`` of the ``N`` hosts of the same OS (1.0: on none).
+``exe_rarity`` / ``parent_rarity`` / ``user_rarity``
+    How usual this path / parent / user is *for this name*: the larger of its share of the
+    name's observations on this host and its mean share over the hosts of the same OS that
+    run the name, on the same log scale (1.0 exactly when never seen with this name). An
+    empty value (agent did not report it, parent not in the snapshot) is neutral (0.0).
+    Users seen on a single host, or personal in the sense below, are folded into one
+    ``<personal>`` class first.
+``cpu_z`` / ``mem_z``
+    ``(x - mean) / sd`` against this name's norm over the hosts of the same OS, clipped to
+    +-10 and divided by 10. The sd has a floor (``cpu_floor``, ``mem_floor`` and 10 % of the
+    mean) so a flat-lined process does not turn noise into a huge z.
+
+Nothing seen in the window ever reaches 1.0 on a rarity feature, so a never-seen name,
+path, parent or user sits in a corner ordinary data never occupies; the model in
+``axon/training.py`` turns that corner into an explicit novelty term.
+
+Personal accounts: a username is *shared* (``root``, ``SYSTEM``, ``www-data``...) when it is
+seen on at least two hosts and, for most of the names it runs that run on two hosts or
+more, it runs them on every host that runs them. ``alice`` running ``explorer.exe`` on 2 of
+10 Windows hosts is personal; ``SYSTEM`` running ``svchost.exe`` everywhere is shared. A
+username unknown to the window (a new host's user) is personal.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FEATURE_VERSION = 1
+FEATURE_NAMES: tuple[str, ...] = (
+    "host_rarity",
+    "fleet_rarity",
+    "exe_rarity",
+    "parent_rarity",
+    "user_rarity",
+    "cpu_z",
+    "mem_z",
+)
+HOST, FLEET, EXE, PARENT, USER, CPU_Z, MEM_Z = range(len(FEATURE_NAMES))
+CATEGORICAL = (HOST, FLEET, EXE, PARENT, USER)
+
+PERSONAL = "<personal>"
+ALL_OS = "*"  # fleet statistics over every host, for an OS the window has no host of
+
+ApprovalKey = tuple[str, str, str, str]  # (host, name, exe, parent), all normalized
+
+
+def _strings(values: Iterable) -> list[str]:
+    return ["" if v is None else str(v) for v in values]
+
+
+@dataclass
+class ComboTable:
+    """One row per distinct (host, name, exe, parent, user, hour) of the window."""
+
+    host: list[str]
+    name: list[str]
+    exe: list[str]
+    parent: list[str]
+    user: list[str]
+    hour: np.ndarray
+    count: np.ndarray
+    cpu_sum: np.ndarray
+    cpu_sq: np.ndarray
+    mem_sum: np.ndarray
+    mem_sq: np.ndarray
+
+    def __post_init__(self) -> None:
+        for attr in ("host", "name", "exe", "parent", "user"):
+            setattr(self, attr, _strings(getattr(self, attr)))
+        self.hour = np.asarray(self.hour, dtype=np.int64).reshape(-1)
+        self.count = np.asarray(self.count, dtype=np.int64).reshape(-1)
+        for attr in ("cpu_sum", "cpu_sq", "mem_sum", "mem_sq"):
+            setattr(self, attr, np.asarray(getattr(self, attr), dtype=np.float64).reshape(-1))
+        n = len(self.host)
+        lengths = {len(getattr(self, a)) for a in ("name", "exe", "parent", "user", "hour", "count",
+                                                  "cpu_sum", "cpu_sq", "mem_sum", "mem_sq")}
+        if lengths - {n}:
+            raise ValueError(f"ComboTable columns differ in length: {sorted(lengths | {n})}")
+
+    @classmethod
+    def from_rows(cls, rows: Iterable[tuple]) -> "ComboTable":
+        """Rows in field order: host, name, exe, parent, user, hour, count, cpu_sum, cpu_sq, mem_sum, mem_sq."""
+        rows = list(rows)
+        if not rows:
+            return cls([], [], [], [], [], np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0),
+                       np.zeros(0), np.zeros(0))
+        cols = list(zip(*rows))
+        if len(cols) != 11:
+            raise ValueError(f"a combo row has 11 fields, got {len(cols)}")
+        return cls(*cols[:5], *(np.asarray(c, dtype=np.float64) for c in cols[5:]))
+
+    def __len__(self) -> int:
+        return len(self.host)
+
+    @property
+    def records(self) -> int:
+        return int(self.count.sum())
+
+
+@dataclass
+class WindowData:
+    combos: ComboTable
+    host_snapshots: dict[str, int]  # snapshots per host in the window
+    host_os: dict[str, str]  # "windows" | "darwin" | "linux" | other
+    days: int | None = None  # the window's length, for messages only
+
+
+@dataclass
+class ObservationBatch:
+    """Observations to score (e.g. one snapshot), normalized like the window."""
+
+    host: list[str]
+    os: list[str]
+    name: list[str]
+    exe: list[str]
+    parent: list[str]
+    user: list[str]
+    hour: np.ndarray
+    cpu: np.ndarray
+    mem: np.ndarray  # MiB
+
+    def __post_init__(self) -> None:
+        for attr in ("host", "os", "name", "exe", "parent", "user"):
+            setattr(self, attr, _strings(getattr(self, attr)))
+        self.hour = np.asarray(self.hour, dtype=np.int64).reshape(-1)
+        self.cpu = np.nan_to_num(np.asarray(self.cpu, dtype=np.float64).reshape(-1))
+        self.mem = np.nan_to_num(np.asarray(self.mem, dtype=np.float64).reshape(-1))
+        n = len(self.host)
+        if {len(self.os), len(self.name), len(self.exe), len(self.parent), len(self.user),
+                len(self.hour), len(self.cpu), len(self.mem)} - {n}:
+            raise ValueError("ObservationBatch columns differ in length")
+
+    def __len__(self) -> int:
+        return len(self.host)
+
+    def keys(self) -> list[ApprovalKey]:
+        return list(zip(self.host, self.name, self.exe, self.parent))
+
+
+@dataclass
+class FeatureParams:
+    young_host_snapshots: int = 48  # snapshots before a host's own history replaces the fleet's view
+    rarity_decades: float = 4.0  # a share of 10**-4 or less is as rare as seen things get
+    seen_cap: float = 0.95  # the top of the rarity scale for anything seen; 1.0 means never seen
+    z_clip: float = 10.0
+    cpu_floor: float = 0.5  # percentage points
+    mem_floor: float = 1.0  # MiB
+    relative_floor: float = 0.1  # sd floor as a share of the mean
+
+
+@dataclass
+class Features:
+    """The feature matrix of a batch plus the facts the reasons and the novelty term need."""
+
+    X: np.ndarray  # (n, len(FEATURE_NAMES))
+    support: np.ndarray  # observations of the name on the hosts of the same OS
+    host_obs: np.ndarray  # observations of the name on this host
+    host_snapshots: np.ndarray  # snapshots of this host in the window
+    host_maturity: np.ndarray  # w in [0, 1]
+    hosts_with_name: np.ndarray  # k: hosts of the same OS that ran the name
+    os_hosts: np.ndarray  # N: hosts of the same OS in the window
+    os_label: list[str]  # the OS the fleet view was taken over ("*" = whole fleet)
+    cpu_mean: np.ndarray
+    cpu_sd: np.ndarray
+    mem_mean: np.ndarray
+    mem_sd: np.ndarray
+    folded_user: list[str] = field(default_factory=list)
+
+    def novel(self, column: int) -> np.ndarray:
+        """Rows at the novelty end of a rarity feature: never seen in the window."""
+        return self.X[:, column] >= 1.0
+
+
+def _rarity(share: float, decades: float, cap: float) -> float:
+    if share <= 0.0:
+        return 1.0
+    if share >= 1.0:
+        return 0.0
+    return cap * min(1.0, -math.log10(share) / decades)
+
+
+class Baseline:
+    """The training window reduced to what the features are computed against. Picklable."""
+
+    def __init__(self, params: FeatureParams | None = None) -> None:
+        self.params = params or FeatureParams()
+        self.host_snapshots: dict[str, int] = {}
+        self.host_maturity: dict[str, float] = {}
+        self.host_os: dict[str, str] = {}
+        self.os_hosts: dict[str, int] = {}
+        self.shared_users: frozenset[str] = frozenset()
+        self.host_name: dict[tuple[str, str], int] = {}
+        # (os, name) -> (hosts, observations, mean share of snapshots, cpu mean, cpu sd, mem mean, mem sd)
+        self.name_stats: dict[tuple[str, str], tuple[int, int, float, float, float, float, float]] = {}
+        # "exe" | "parent" | "user" -> {(host, name, value): share} and {(os, name, value): mean share}
+        self.host_share: dict[str, dict[tuple[str, str, str], float]] = {}
+        self.fleet_share: dict[str, dict[tuple[str, str, str], float]] = {}
+
+    # -- building ---------------------------------------------------------------------------
+    @classmethod
+    def from_window(cls, window: WindowData, params: FeatureParams | None = None) -> "Baseline":
+        self = cls(params)
+        p = self.params
+        c = window.combos
+        counts = c.count.tolist()
+        hours = c.hour.tolist()
+        cpu_sum, cpu_sq = c.cpu_sum.tolist(), c.cpu_sq.tolist()
+        mem_sum, mem_sq = c.mem_sum.tolist(), c.mem_sq.tolist()
+
+        host_name: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
+        raw: dict[str, dict[tuple[str, str, str], int]] = {k: defaultdict(int) for k in ("exe", "parent", "user")}
+        host_hours: dict[str, set[int]] = defaultdict(set)
+        for i, host in enumerate(c.host):
+            n = counts[i]
+            if n <= 0:
+                continue
+            name = c.name[i]
+            acc = host_name[(host, name)]
+            acc[0] += n
+            acc[1] += cpu_sum[i]
+            acc[2] += cpu_sq[i]
+            acc[3] += mem_sum[i]
+            acc[4] += mem_sq[i]
+            raw["exe"][(host, name, c.exe[i])] += n
+            raw["parent"][(host, name, c.parent[i])] += n
+            raw["user"][(host, name, c.user[i])] += n
+            host_hours[host].add(hours[i])
+
+        hosts = sorted({h for h, _ in host_name} | {h for h, s in window.host_snapshots.items() if s > 0})
+        biggest: dict[str, int] = defaultdict(int)
+        for (h, _), acc in host_name.items():
+            biggest[h] = max(biggest[h], int(acc[0]))
+        for h in hosts:
+            snaps = int(window.host_snapshots.get(h, 0)) or biggest[h] or 1
+            self.host_snapshots[h] = snaps
+            self.host_os[h] = window.host_os.get(h, "") or ""
+            self.host_maturity[h] = min(1.0, snaps / max(1, p.young_host_snapshots), len(host_hours[h]) / 24.0)
+        for h in hosts:
+            self.os_hosts[self.host_os[h]] = self.os_hosts.get(self.host_os[h], 0) + 1
+        self.os_hosts[ALL_OS] = len(hosts)
+
+        self.shared_users = self._shared_users(raw["user"])
+        folded: dict[tuple[str, str, str], int] = defaultdict(int)
+        for (h, n, u), cnt in raw["user"].items():
+            folded[(h, n, self.fold_user(u))] += cnt
+        raw["user"] = folded
+
+        self.host_name = {k: int(v[0]) for k, v in host_name.items()}
+        # Fleet view per OS (and over the whole fleet): every host that runs a name counts once.
+        stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0])
+        for (h, n), acc in host_name.items():
+            freq = min(1.0, acc[0] / self.host_snapshots[h])
+            for o in {self.host_os[h], ALL_OS}:
+                s = stats[(o, n)]
+                s[0] += 1
+                s[1] += acc[0]
+                s[2] += freq
+                s[3] += acc[1]
+                s[4] += acc[2]
+                s[5] += acc[3]
+                s[6] += acc[4]
+        for (o, n), s in stats.items():
+            obs = s[1]
+            cpu_mean = s[3] / obs
+            mem_mean = s[5] / obs
+            cpu_sd = math.sqrt(max(0.0, s[4] / obs - cpu_mean ** 2))
+            mem_sd = math.sqrt(max(0.0, s[6] / obs - mem_mean ** 2))
+            self.name_stats[(o, n)] = (int(s[0]), int(obs), s[2] / self.os_hosts[o],
+                                       cpu_mean, cpu_sd, mem_mean, mem_sd)
+
+        for kind, table in raw.items():
+            host_share: dict[tuple[str, str, str], float] = {}
+            fleet_sum: dict[tuple[str, str, str], float] = defaultdict(float)
+            for (h, n, v), cnt in table.items():
+                if not v:
+                    continue
+                share = cnt / self.host_name[(h, n)]
+                host_share[(h, n, v)] = share
+                for o in {self.host_os[h], ALL_OS}:
+                    fleet_sum[(o, n, v)] += share
+            self.host_share[kind] = host_share
+            self.fleet_share[kind] = {(o, n, v): s / self.name_stats[(o, n)][0] for (o, n, v), s in fleet_sum.items()}
+        return self
+
+    @staticmethod
+    def _shared_users(host_name_user: dict[tuple[str, str, str], int]) -> frozenset[str]:
+        user_hosts: dict[str, set[str]] = defaultdict(set)
+        name_hosts: dict[str, set[str]] = defaultdict(set)
+        user_name_hosts: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for h, n, u in host_name_user:
+            if not u:
+                continue
+            user_hosts[u].add(h)
+            name_hosts[n].add(h)
+            user_name_hosts[(u, n)].add(h)
+        shared = set()
+        for u, hosts in user_hosts.items():
+            if len(hosts) < 2:
+                continue
+            multi = covered = 0
+            for (uu, n), hs in user_name_hosts.items():
+                if uu != u or len(name_hosts[n]) < 2:
+                    continue
+                multi += 1
+                covered += len(hs) == len(name_hosts[n])
+            if multi and covered / multi > 0.5:
+                shared.add(u)
+        return frozenset(shared)
+
+    def fold_user(self, user: str) -> str:
+        if not user or user in self.shared_users:
+            return user
+        return PERSONAL
+
+    # -- features ---------------------------------------------------------------------------
+    def fleet_os(self, os_name: str) -> str:
+        return os_name if self.os_hosts.get(os_name) else ALL_OS
+
+    def features(self, batch: ObservationBatch) -> Features:
+        p = self.params
+        n = len(batch)
+        X = np.zeros((n, len(FEATURE_NAMES)))
+        info = np.zeros((n, 10))  # support, host_obs, snaps, maturity, k, N, cpu m/sd, mem m/sd
+        os_label = [""] * n
+        folded_user = [""] * n
+        cache: dict[tuple, tuple] = {}
+        decades, cap = p.rarity_decades, p.seen_cap
+        host_shares = (self.host_share["exe"], self.host_share["parent"], self.host_share["user"])
+        fleet_shares = (self.fleet_share["exe"], self.fleet_share["parent"], self.fleet_share["user"])
+        for i in range(n):
+            host, name = batch.host[i], batch.name[i]
+            key = (host, batch.os[i], name, batch.exe[i], batch.parent[i], batch.user[i])
+            hit = cache.get(key)
+            if hit is None:
+                o = self.fleet_os(batch.os[i] or self.host_os.get(host, ""))
+                user = self.fold_user(batch.user[i])
+                snaps = self.host_snapshots.get(host, 0)
+                w = self.host_maturity.get(host, 0.0)
+                host_obs = self.host_name.get((host, name), 0)
+                ns = self.name_stats.get((o, name))
+                f_host = min(1.0, host_obs / snaps) if snaps else 0.0
+                f_fleet = ns[2] if ns else 0.0
+                row = [0.0] * 5
+                row[HOST] = _rarity(max(f_host, (1.0 - w) * f_fleet), decades, cap)
+                k = ns[0] if ns else 0
+                big_n = self.os_hosts.get(o, 0)
+                row[FLEET] = 1.0 - k / big_n if big_n else 1.0
+                for j, value in enumerate((batch.exe[i], batch.parent[i], user)):
+                    if not value:
+                        continue  # not reported: neutral
+                    share = max(host_shares[j].get((host, name, value), 0.0),
+                                fleet_shares[j].get((o, name, value), 0.0))
+                    row[EXE + j] = _rarity(share, decades, cap)
+                aux = (ns[1] if ns else 0, host_obs, snaps, w, k, big_n,
+                       *(ns[3:] if ns else (0.0, 0.0, 0.0, 0.0)))
+                hit = cache[key] = (row, aux, o, user)
+            X[i, :5] = hit[0]
+            info[i] = hit[1]
+            os_label[i] = hit[2]
+            folded_user[i] = hit[3]
+
+        known = info[:, 0] > 0
+        cpu_m, cpu_sd, mem_m, mem_sd = info[:, 6], info[:, 7], info[:, 8], info[:, 9]
+        cpu_sd_eff = np.maximum.reduce([cpu_sd, np.full(n, p.cpu_floor), p.relative_floor * np.abs(cpu_m)])
+        mem_sd_eff = np.maximum.reduce([mem_sd, np.full(n, p.mem_floor), p.relative_floor * np.abs(mem_m)])
+        X[:, CPU_Z] = np.where(known, np.clip((batch.cpu - cpu_m) / cpu_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
+        X[:, MEM_Z] = np.where(known, np.clip((batch.mem - mem_m) / mem_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
+        return Features(
+            X=X, support=info[:, 0], host_obs=info[:, 1], host_snapshots=info[:, 2],
+            host_maturity=info[:, 3], hosts_with_name=info[:, 4].astype(np.int64),
+            os_hosts=info[:, 5].astype(np.int64), os_label=os_label,
+            cpu_mean=cpu_m, cpu_sd=cpu_sd_eff, mem_mean=mem_m, mem_sd=mem_sd_eff, folded_user=folded_user,
+        )
+
+
+def approved_mask(batch: ObservationBatch, approved: frozenset[ApprovalKey] | set[ApprovalKey]) -> np.ndarray:
+    """Rows whose (host, name, exe, parent) is exactly an approved key."""
+    if not approved:
+        return np.zeros(len(batch), dtype=bool)
+    return np.fromiter((k in approved for k in batch.keys()), dtype=bool, count=len(batch))

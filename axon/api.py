@@ -56,7 +56,7 @@ def parse_retrain_body(data) -> tuple[str, list[str]]:
     if data in (None, "", {}):
         return "", []
     if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object such as {\"reason\": \"...\", \"exclude\": [\"name\"]}, or empty.",
+        raise BadRequest("The body must be a JSON object such as {\"reason\": \"...\", \"exclude\": [\"name\"]}, or empty. Nothing was started.",
                          {"non_field_errors": ["expected an object"]})
     errors: dict[str, list[str]] = {}
     reason = data.get("reason") or ""

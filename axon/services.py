@@ -107,7 +107,7 @@ def retrain_request(
     except IntegrityError:
         run = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
         if run is None:  # it finished between our insert and this read; press again
-            return retrain_request(user=user, trigger=trigger, reason=reason, exclude=exclude, request=None)
+            return retrain_request(user=user, trigger=trigger, reason=reason, exclude=exclude, request=None, enqueue=enqueue)
         audit_record(action="retrain.joined", actor=user, request=request, resource_type="training_run",
                      resource_id=run.pk, details=details)
         return RetrainOutcome(run=run, started=False)
@@ -209,6 +209,9 @@ class _Rejected(Exception):
 
 
 def _finish(run, status, message, progress, action, outcome, version: ModelVersion | None = None) -> None:
+    if status != Status.SUCCEEDED:
+        # No model learned them: what this run approved goes back to the open flags.
+        approvals_revert(run=run)
     if progress.lines or message:
         progress.lines.append(f"{timezone.now():%H:%M:%S} {message}")
     TrainingRun.objects.filter(pk=run.pk).update(
@@ -411,22 +414,23 @@ def retrain_preview(*, exclude=()) -> dict:
     """What a press would approve now: flagged since the newest data the active model learned from."""
     active = ModelVersion.objects.filter(is_active=True).first()
     excluded = _excluded_names(exclude)
-    groups = (
+    rows = (
         ProcessRecord.objects.filter(_pending_flags(active)).order_by()
-        .values("name_norm", "exe_norm")
+        .values("name_norm", "exe_norm", "endpoint__hostname")
         .annotate(name=Min("name"), exe=Min("exe"), observations=Count("id"), first_seen=Min("observed_at"))
-        .order_by("-observations")
     )
-    items = []
-    for g in groups[:200]:
-        if g["name_norm"].lower() in excluded:
+    grouped: dict[tuple, dict] = {}
+    for row in rows:
+        if row["name_norm"].lower() in excluded:
             continue
-        hostnames = sorted(set(
-            ProcessRecord.objects.filter(_pending_flags(active), name_norm=g["name_norm"], exe_norm=g["exe_norm"])
-            .values_list("endpoint__hostname", flat=True).distinct()
-        ))
-        items.append({"name": g["name"], "exe": g["exe"], "hostnames": hostnames,
-                      "observations": g["observations"], "first_seen": g["first_seen"]})
+        item = grouped.setdefault((row["name_norm"], row["exe_norm"]), {
+            "name": row["name"], "exe": row["exe"], "hostnames": [], "observations": 0, "first_seen": row["first_seen"]})
+        item["hostnames"].append(row["endpoint__hostname"])
+        item["observations"] += row["observations"]
+        item["first_seen"] = min(item["first_seen"], row["first_seen"])
+    items = sorted(grouped.values(), key=lambda i: -i["observations"])[:200]
+    for item in items:
+        item["hostnames"].sort()
     return {"will_learn": items, "active_model": active.version if active else None}
 
 
@@ -454,6 +458,20 @@ def approvals_create(*, run: TrainingRun, active: ModelVersion | None) -> int:
     return created
 
 
+def approvals_revert(*, run: TrainingRun) -> int:
+    """Undo the approvals of a run that did not produce a model."""
+    reverted = 0
+    for approval in Approval.objects.filter(run=run):
+        with transaction.atomic():
+            ProcessRecord.objects.filter(
+                endpoint__hostname=approval.hostname, name_norm=approval.name, exe_norm=approval.exe,
+                parent_name=approval.parent, status=ProcessRecord.Status.APPROVED, flagged=True,
+            ).update(status=ProcessRecord.Status.OPEN)
+            approval.delete()
+        reverted += 1
+    return reverted
+
+
 # --- versions --------------------------------------------------------------------------------
 
 
@@ -476,7 +494,7 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
         audit_record(action="model.activated", actor=user, request=request, resource_type="model_version",
                      resource_id=version, details={"version": version})
     flags_rescore(model=model, version=version)
-    if Snapshot.objects.filter(scored=False).exists():
+    if Snapshot.objects.filter(scored=False, timestamp__gte=timezone.now() - timedelta(hours=settings.RESCORE_HOURS)).exists():
         from django_q.tasks import async_task
 
         transaction.on_commit(lambda: async_task("axon.tasks.maintenance_task", task_name="score-pending"))
@@ -516,7 +534,10 @@ def _recount(snapshot_ids) -> None:
 
 
 def snapshots_score_pending(*, model=None, version: int | None = None, batch: int = 200, limit: int = 20_000) -> int:
-    """Score the snapshots stored while no model could score them, oldest first. Returns how many.
+    """Score the recent snapshots stored while no model could score them, oldest first. Returns how many.
+
+    Recent: within RESCORE_HOURS. Older unscored snapshots are history the
+    model learned from; judging them afresh would only bury the dashboard.
 
     Many snapshots go through the model at once; ordinary rows are marked in one
     UPDATE per batch (their score is not kept), flagged rows one by one.
@@ -525,9 +546,9 @@ def snapshots_score_pending(*, model=None, version: int | None = None, batch: in
         version, model = model_cache.get()
         if model is None:
             return 0
-    done = 0
+    done, recent = 0, timezone.now() - timedelta(hours=settings.RESCORE_HOURS)
     while done < limit:
-        ids = list(Snapshot.objects.filter(scored=False).order_by("timestamp").values_list("pk", flat=True)[:batch])
+        ids = list(Snapshot.objects.filter(scored=False, timestamp__gte=recent).order_by("timestamp").values_list("pk", flat=True)[:batch])
         if not ids:
             break
         records = list(ProcessRecord.objects.filter(snapshot_id__in=ids).select_related("endpoint"))

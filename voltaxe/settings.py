@@ -151,10 +151,10 @@ Q_CLUSTER = {
     "name": "voltaxe",
     "workers": env_int("Q_WORKERS", 1, minimum=1),
     "recycle": 50,
-    # The task must end before the broker hands it out again (retry), and a
-    # training run is never attempted twice.
-    "timeout": RETRAIN_TIMEOUT_SECONDS,
-    "retry": RETRAIN_TIMEOUT_SECONDS + 60,
+    # The run stops itself at RETRAIN_TIMEOUT_SECONDS; the queue kills it a little
+    # later if it cannot, and must never hand it out again (retry above timeout).
+    "timeout": RETRAIN_TIMEOUT_SECONDS + 10,
+    "retry": RETRAIN_TIMEOUT_SECONDS + 70,
     "max_attempts": 1,
     "ack_failures": True,
     "save_limit": 500,

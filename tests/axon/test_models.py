@@ -1,0 +1,115 @@
+"""Model versions: immutable verified files, one active version, rollback, the promotion gate, hot swap."""
+import time
+
+import pytest
+from django.db import IntegrityError, transaction
+
+from audit.models import AuditEvent
+from axon import services
+from axon.models import ModelVersion
+from axon.scoring import model_cache
+from axon.store import ArtifactError, artifact_load, store_dir
+from tests import fleet
+
+
+@pytest.fixture
+def two_versions(db):
+    fleet.history(days=2)
+    assert fleet.train().status == "succeeded"
+    assert fleet.train().status == "succeeded"
+    return ModelVersion.objects.get(version=1), ModelVersion.objects.get(version=2)
+
+
+@pytest.mark.django_db
+def test_each_version_has_its_own_file_and_none_is_overwritten(two_versions):
+    v1, v2 = two_versions
+    assert v1.artifact_path != v2.artifact_path
+    files = sorted(p.name for p in store_dir().iterdir())
+    assert files == sorted([v1.artifact_path, v2.artifact_path])  # no temp files left behind
+
+
+@pytest.mark.django_db
+def test_only_one_version_can_be_active(two_versions):
+    with pytest.raises(IntegrityError), transaction.atomic():
+        ModelVersion.objects.filter(version=1).update(is_active=True)
+
+
+@pytest.mark.django_db
+def test_rollback_through_the_api_is_audited_and_served_within_seconds(two_versions, admin_client, analyst_client, settings):
+    settings.MODEL_REFRESH_SECONDS = 0.2
+    assert model_cache.get()[0] == 2
+    response = admin_client.post("/api/axon/models/1/activate/")
+    assert response.status_code == 200 and response.json()["is_active"] is True
+    assert ModelVersion.objects.get(is_active=True).version == 1
+    time.sleep(0.3)
+    assert model_cache.get()[0] == 1
+    assert AuditEvent.objects.filter(action="model.activated", resource_id="1", outcome="success").exists()
+    listing = analyst_client.get("/api/axon/models/").json()["results"]
+    assert [v["version"] for v in listing] == [2, 1] and listing[1]["is_active"]
+    assert admin_client.post("/api/axon/models/99/activate/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_tampered_artifact_is_refused_and_the_last_good_model_keeps_serving(two_versions, admin_client, settings):
+    v1, v2 = two_versions
+    settings.MODEL_REFRESH_SECONDS = 0
+    assert model_cache.get()[0] == 2
+    path = store_dir() / v1.artifact_path
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(ArtifactError, match="does not match its recorded sha256"):
+        artifact_load(v1.artifact_path, v1.sha256)
+    response = admin_client.post("/api/axon/models/1/activate/")
+    assert response.status_code == 409 and "sha256" in response.json()["detail"]
+    assert ModelVersion.objects.get(is_active=True) == v2
+    assert AuditEvent.objects.filter(action="model.activated", outcome="failure").exists()
+    # Tampering with the serving version's file behind our back: the cache refuses it and keeps v2 in memory.
+    ModelVersion.objects.filter(pk=v2.pk).update(is_active=False)
+    ModelVersion.objects.filter(pk=v1.pk).update(is_active=True)
+    assert model_cache.get()[0] == 2
+    assert "v1 cannot be used" in model_cache.error
+    status = admin_client.get("/api/axon/status/").json()
+    assert status["serving_version"] == 2 and "sha256" in status["model_error"]
+
+
+@pytest.mark.django_db
+def test_a_corrupt_file_with_no_good_model_leaves_snapshots_unscored_and_says_why(two_versions, agent_client, settings):
+    from tests.payloads import rich
+
+    v1, v2 = two_versions
+    (store_dir() / v2.artifact_path).write_bytes(b"not a model")
+    model_cache.reset()
+    response = agent_client.post("/api/telemetry/snapshots/", rich("h9"), format="json")
+    assert response.status_code == 201 and response.json()["model_version"] is None
+    assert "cannot be used" in model_cache.error
+
+
+@pytest.mark.django_db
+def test_gate_holds_a_candidate_that_flags_much_more_and_admin_can_activate_it(two_versions, monkeypatch, admin_client):
+    import axon.training
+
+    real = axon.training.DetectorModel.score
+
+    def noisy(self, batch):
+        result = real(self, batch)
+        result.flagged[:] = True
+        result.reasons = [["forced"] for _ in result.reasons]
+        return result
+
+    monkeypatch.setattr(axon.training.DetectorModel, "score", noisy)
+    # Only the candidate is noisy: give the active model back its own scoring for the comparison.
+    original_load = services.artifact_load
+
+    def load_active(path, sha):
+        model = original_load(path, sha)
+        model.__class__ = type("Quiet", (model.__class__,), {"score": real})
+        return model
+
+    monkeypatch.setattr(services, "artifact_load", load_active)
+    run = fleet.train()
+    assert run.status == "succeeded" and "held back" in run.message
+    v3 = ModelVersion.objects.get(version=3)
+    assert v3.status == "held" and not v3.is_active and "would flag" in v3.gate_reason
+    assert ModelVersion.objects.get(is_active=True).version == 2
+    monkeypatch.undo()
+    assert admin_client.post("/api/axon/models/3/activate/").status_code == 200
+    assert ModelVersion.objects.get(is_active=True).version == 3

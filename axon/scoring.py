@@ -118,8 +118,8 @@ def score_with(model, version: int, rows: list[Observation]) -> Verdicts:
     result = model.score(to_batch(rows))
     return Verdicts(
         model_version=version,
-        scores=[round(float(s), 4) for s in result.scores],
-        flagged=[bool(f) for f in result.flagged],
+        scores=np.round(np.asarray(result.scores, dtype=np.float64), 4).tolist(),
+        flagged=np.asarray(result.flagged, dtype=bool).tolist(),
         reasons=[list(r) if f else [] for r, f in zip(result.reasons, result.flagged)],
     )
 

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Max, Min, Sum
 from django.db.models.functions import Greatest
 from django.utils import timezone
@@ -68,8 +68,14 @@ def _validate(payload) -> SnapshotIn:
     )
 
 
-def _existing(hostname: str, timestamp: datetime) -> Snapshot | None:
-    return Snapshot.objects.filter(endpoint__hostname=hostname, timestamp=timestamp).select_related("endpoint").first()
+def _existing_many(keys: set[tuple[str, datetime]]) -> dict[tuple[str, datetime], Snapshot]:
+    """The stored snapshots among (hostname, timestamp) pairs, in one query."""
+    if not keys:
+        return {}
+    found = Snapshot.objects.filter(
+        endpoint__hostname__in={h for h, _ in keys}, timestamp__in={t for _, t in keys}
+    ).select_related("endpoint")
+    return {(s.endpoint.hostname, s.timestamp): s for s in found if (s.endpoint.hostname, s.timestamp) in keys}
 
 
 def _result_body(snapshot: Snapshot, hostname: str) -> dict:
@@ -87,61 +93,139 @@ def _result_body(snapshot: Snapshot, hostname: str) -> dict:
     }
 
 
-def _store(prep: _Prepared, verdicts: Verdicts, agent: AgentKey | None) -> IngestResult:
+def _endpoints_touch(preps: list[_Prepared], agent: AgentKey | None) -> dict[str, int]:
+    """Create or update each host once; safe against another request creating the same host at the same time."""
+    newest: dict[str, _Prepared] = {}
+    for prep in preps:
+        current = newest.get(prep.snapshot.hostname)
+        if current is None or prep.snapshot.timestamp > current.snapshot.timestamp:
+            newest[prep.snapshot.hostname] = prep
+    ids = dict(Endpoint.objects.filter(hostname__in=newest).values_list("hostname", "pk"))
+    for hostname, prep in newest.items():
+        if hostname not in ids:
+            try:
+                with transaction.atomic():
+                    ids[hostname] = Endpoint.objects.create(
+                        hostname=hostname, os=prep.os, first_seen=prep.snapshot.timestamp,
+                        last_seen=prep.snapshot.timestamp, last_agent=agent,
+                    ).pk
+                continue
+            except IntegrityError:  # created by a concurrent request
+                ids[hostname] = Endpoint.objects.get(hostname=hostname).pk
+        Endpoint.objects.filter(pk=ids[hostname]).update(
+            last_seen=Greatest(F("last_seen"), prep.snapshot.timestamp), os=prep.os, last_agent=agent
+        )
+    return ids
+
+
+_RECORD_COLUMNS = [f for f in ProcessRecord._meta.concrete_fields if not f.primary_key]
+
+
+def _records_insert(rows: list[dict]) -> None:
+    """Insert process records in pages: the ORM's per-object work is most of ingestion's cost at this volume."""
+    if not rows:
+        return
+    table = connection.ops.quote_name(ProcessRecord._meta.db_table)
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in _RECORD_COLUMNS)
+    attnames = [f.attname for f in _RECORD_COLUMNS]
+    values = [tuple(row[a] for a in attnames) for row in rows]
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            from psycopg2.extras import execute_values
+
+            execute_values(cursor.cursor, f"INSERT INTO {table} ({columns}) VALUES %s", values, page_size=1000)
+        else:
+            placeholders = ", ".join(["%s"] * len(attnames))
+            cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)
+
+
+def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint_id: int) -> list[dict]:
     snap = prep.snapshot
+    ops = connection.ops
+    observed_at = ops.adapt_datetimefield_value(snap.timestamp)
     scored = verdicts.model_version is not None
-    anomalies = [i for i, f in enumerate(verdicts.flagged) if f] if scored else []
-    try:
+    no_reasons = ops.adapt_json_value([], None)
+    rows = []
+    for i, p in enumerate(snap.processes):
+        flagged = verdicts.flagged[i] if scored else None
+        rows.append({
+            "snapshot_id": snapshot_id, "endpoint_id": endpoint_id, "observed_at": observed_at, "hour": snap.timestamp.hour,
+            "index": i, "name": p.name, "name_norm": prep.names[i], "pid": p.pid, "ppid": p.ppid,
+            "parent_name": prep.parents[i], "exe": p.exe, "exe_norm": prep.exes[i], "username": p.username,
+            "cmdline": p.cmdline, "cpu_percent": p.cpu_percent, "memory_rss": p.memory_rss,
+            "score": verdicts.scores[i] if scored else None, "flagged": flagged,
+            "reasons": ops.adapt_json_value(verdicts.reasons[i], None) if flagged else no_reasons,
+            "model_version": verdicts.model_version, "status": ProcessRecord.Status.OPEN if flagged else "",
+        })
+    return rows
+
+
+def _slice(verdicts: Verdicts, start: int, n: int) -> Verdicts:
+    if verdicts.model_version is None:
+        return Verdicts(model_version=None)
+    return Verdicts(
+        model_version=verdicts.model_version, scores=verdicts.scores[start:start + n],
+        flagged=verdicts.flagged[start:start + n], reasons=verdicts.reasons[start:start + n],
+    )
+
+
+def _ingest(payloads: list, agent: AgentKey | None) -> list[IngestResult | PayloadError]:
+    """Validate, score and store snapshots; each stands or falls alone, all are written in one transaction.
+
+    The same (hostname, timestamp) again, in this batch, in an earlier one, or
+    from a concurrent request, answers with the stored snapshot.
+    """
+    results: list[IngestResult | PayloadError | None] = [None] * len(payloads)
+    valid: list[tuple[int, SnapshotIn]] = []
+    for i, payload in enumerate(payloads):
+        try:
+            valid.append((i, _validate(payload)))
+        except PayloadError as exc:
+            results[i] = exc
+    existing = _existing_many({(s.hostname, s.timestamp) for _, s in valid})
+    fresh: dict[tuple[str, datetime], tuple[int, _Prepared]] = {}
+    repeats: list[tuple[int, tuple[str, datetime]]] = []
+    for i, snap in valid:
+        key = (snap.hostname, snap.timestamp)
+        if key in existing or key in fresh:
+            repeats.append((i, key))
+        else:
+            fresh[key] = (i, _prepare(snap))
+    preps = [prep for _, prep in fresh.values()]
+    verdicts = observations_score([o for prep in preps for o in prep.observations])
+    stored: dict[tuple[str, datetime], int] = {}
+    if preps:
         with transaction.atomic():
-            updated = Endpoint.objects.filter(hostname=snap.hostname).update(
-                last_seen=Greatest(F("last_seen"), snap.timestamp), os=prep.os, last_agent=agent
-            )
-            if updated:
-                endpoint = Endpoint.objects.only("pk").get(hostname=snap.hostname)
-            else:
-                endpoint = Endpoint.objects.create(
-                    hostname=snap.hostname, os=prep.os, first_seen=snap.timestamp, last_seen=snap.timestamp,
-                    last_agent=agent,
-                )
-            snapshot = Snapshot.objects.create(
-                endpoint=endpoint, timestamp=snap.timestamp, process_count=len(snap.processes),
-                anomaly_count=len(anomalies), model_version=verdicts.model_version, scored=scored,
-            )
-            ProcessRecord.objects.bulk_create(
-                [
-                    ProcessRecord(
-                        snapshot=snapshot, endpoint=endpoint, observed_at=snap.timestamp, hour=snap.timestamp.hour,
-                        index=i, name=p.name, name_norm=prep.names[i], pid=p.pid, ppid=p.ppid,
-                        parent_name=prep.parents[i], exe=p.exe, exe_norm=prep.exes[i], username=p.username,
-                        cmdline=p.cmdline, cpu_percent=p.cpu_percent, memory_rss=p.memory_rss,
-                        score=verdicts.scores[i] if scored else None,
-                        flagged=verdicts.flagged[i] if scored else None,
-                        reasons=verdicts.reasons[i] if scored else [],
-                        model_version=verdicts.model_version,
-                        status=ProcessRecord.Status.OPEN if scored and verdicts.flagged[i] else "",
-                    )
-                    for i, p in enumerate(snap.processes)
-                ],
-                batch_size=500,
-            )
-    except IntegrityError:
-        # The same snapshot arrived twice at once: the other request stored it.
-        existing = _existing(snap.hostname, snap.timestamp)
-        if existing is None:
-            raise
-        return IngestResult(_result_body(existing, snap.hostname), created=False)
-    body = {
-        "snapshot_id": snapshot.pk,
-        "hostname": snap.hostname,
-        "processes": len(snap.processes),
-        "model_version": verdicts.model_version,
-        "anomalies": [
-            {"index": i, "name": snap.processes[i].name, "pid": snap.processes[i].pid,
-             "score": verdicts.scores[i], "reasons": verdicts.reasons[i]}
-            for i in anomalies
-        ],
-    }
-    return IngestResult(body, created=True)
+            endpoint_ids = _endpoints_touch(preps, agent)
+            rows, offset = [], 0
+            for key, (i, prep) in fresh.items():
+                part = _slice(verdicts, offset, len(prep.observations))
+                offset += len(prep.observations)
+                anomalies = [j for j, f in enumerate(part.flagged) if f]
+                try:
+                    with transaction.atomic():
+                        snapshot = Snapshot.objects.create(
+                            endpoint_id=endpoint_ids[key[0]], timestamp=key[1], process_count=len(prep.observations),
+                            anomaly_count=len(anomalies), model_version=part.model_version,
+                            scored=part.model_version is not None,
+                        )
+                except IntegrityError:  # a concurrent request stored it first
+                    repeats.append((i, key))
+                    continue
+                stored[key] = snapshot.pk
+                rows += _record_rows(prep, part, snapshot.pk, endpoint_ids[key[0]])
+                results[i] = IngestResult({
+                    "snapshot_id": snapshot.pk, "hostname": key[0], "processes": len(prep.observations),
+                    "model_version": part.model_version,
+                    "anomalies": [{"index": j, "name": prep.snapshot.processes[j].name, "pid": prep.snapshot.processes[j].pid,
+                                   "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
+                }, created=True)
+            _records_insert(rows)
+    if repeats:
+        existing.update(_existing_many({key for _, key in repeats if key not in existing}))
+        for i, key in repeats:
+            results[i] = IngestResult(_result_body(existing[key], key[0]), created=False)
+    return results
 
 
 def snapshot_ingest(*, payload, agent: AgentKey | None = None) -> IngestResult:
@@ -149,46 +233,18 @@ def snapshot_ingest(*, payload, agent: AgentKey | None = None) -> IngestResult:
 
     Raises PayloadError (nothing stored) for bad input.
     """
-    snap = _validate(payload)
-    existing = _existing(snap.hostname, snap.timestamp)
-    if existing is not None:
-        return IngestResult(_result_body(existing, snap.hostname), created=False)
-    prep = _prepare(snap)
-    return _store(prep, observations_score(prep.observations), agent)
+    (result,) = _ingest([payload], agent)
+    if isinstance(result, PayloadError):
+        raise result
+    return result
 
 
 def snapshot_ingest_batch(*, payloads: list, agent: AgentKey | None = None) -> list[dict]:
-    """Each snapshot stands or falls alone; they are scored in one call to the model."""
-    results: list[dict | None] = [None] * len(payloads)
-    prepared: list[tuple[int, _Prepared]] = []
-    for i, payload in enumerate(payloads):
-        try:
-            snap = _validate(payload)
-        except PayloadError as exc:
-            results[i] = {"error": {"detail": exc.detail, "errors": exc.errors}}
-            continue
-        existing = _existing(snap.hostname, snap.timestamp)
-        if existing is not None:
-            results[i] = _result_body(existing, snap.hostname)
-        else:
-            prepared.append((i, _prepare(snap)))
-    all_rows = [o for _, prep in prepared for o in prep.observations]
-    verdicts = observations_score(all_rows)
-    offset = 0
-    for i, prep in prepared:
-        n = len(prep.observations)
-        if verdicts.model_version is None:
-            part = Verdicts(model_version=None)
-        else:
-            part = Verdicts(
-                model_version=verdicts.model_version,
-                scores=verdicts.scores[offset:offset + n],
-                flagged=verdicts.flagged[offset:offset + n],
-                reasons=verdicts.reasons[offset:offset + n],
-            )
-        offset += n
-        results[i] = _store(prep, part, agent).body
-    return results
+    """Each snapshot stands or falls alone; they are scored in one call to the model and written in one transaction."""
+    return [
+        {"error": {"detail": r.detail, "errors": r.errors}} if isinstance(r, PayloadError) else r.body
+        for r in _ingest(payloads, agent)
+    ]
 
 
 # --- reads --------------------------------------------------------------------------

@@ -9,4 +9,7 @@ urlpatterns = [
     path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("live-telemetry/", views.live_telemetry, name="live-telemetry"),
+    path("live-telemetry/data/", views.live_data, name="live-data"),
+    path("live-telemetry/retrain/", views.live_retrain, name="live-retrain"),
+    path("live-telemetry/models/<int:version>/activate/", views.live_activate, name="live-activate"),
 ]

@@ -27,10 +27,24 @@ def _isolated(settings, tmp_path):
     model_cache.reset()
 
 
+def _role(name: str) -> Group:
+    """The role the data migration creates; tests that flush the database (transaction=True) lose it, so make it again."""
+    import importlib
+
+    from django.contrib.auth.models import Permission
+
+    roles = importlib.import_module("axon.migrations.0002_roles")
+    group, created = Group.objects.get_or_create(name=name)
+    if created:
+        for app_label, codename in {"Analyst": roles.ANALYST, "Security Admin": roles.SECURITY_ADMIN}[name]:
+            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
 def _user(username: str, group: str | None, **extra) -> User:
     user = User.objects.create_user(username=username, password="correct-horse-battery", **extra)
     if group:
-        user.groups.add(Group.objects.get(name=group))
+        user.groups.add(_role(group))
     return user
 
 

@@ -1,20 +1,31 @@
 """System checks for settings that would make training fail or run twice."""
 from __future__ import annotations
 
-import os
+import tempfile
 from pathlib import Path
 
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
 
+def store_writable(directory: Path) -> str:
+    """'' when a file can be created in `directory`, else why not (os.access lies to root)."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".check-"):
+            pass
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
+
+
 @register()
 def model_store_writable(app_configs, **kwargs):
     directory = Path(settings.MODEL_STORE_DIR)
-    probe = directory if directory.exists() else directory.parent
-    if not os.access(probe, os.W_OK | os.X_OK):
+    problem = store_writable(directory)
+    if problem:
         return [Error(
-            f"The model store {directory} is not writable: no new model version can be saved.",
+            f"The model store {directory} is not writable ({problem}): no new model version can be saved.",
             hint="Point MODEL_STORE_DIR at a directory this user can write, or fix its permissions.",
             id="axon.E001",
         )]

@@ -122,7 +122,17 @@ def _enqueue(run: TrainingRun) -> None:
     from django_q.tasks import async_task
 
     def send() -> None:
-        task_id = async_task("axon.tasks.retrain_task", run.pk, task_name=f"retrain-run-{run.pk}")
+        try:
+            task_id = async_task("axon.tasks.retrain_task", run.pk, task_name=f"retrain-run-{run.pk}")
+        except Exception as exc:  # the broker is down: say so now instead of leaving a run nobody will pick up
+            logger.exception("Could not queue run %s", run.pk)
+            message = f"The run could not be queued ({exc.__class__.__name__}: {exc}). The previous model keeps serving."
+            if TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
+                status=Status.FAILED, finished_at=timezone.now(), message=message, stage="failed"
+            ):
+                audit_record(action="retrain.failed", actor=run.triggered_by, resource_type="training_run",
+                             resource_id=run.pk, outcome=AuditEvent.Outcome.FAILURE, details={"message": message})
+            return
         TrainingRun.objects.filter(pk=run.pk).update(task_id=str(task_id or ""))
 
     transaction.on_commit(send)

@@ -97,8 +97,26 @@ class BadRequest(exceptions.APIException):
         self.errors = errors or {}
 
 
+def service_unavailable(exc) -> Response | None:
+    """A database or cache outage is the client's cue to retry, not a crash: 503 with Retry-After."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, (OperationalError, InterfaceError)):
+        what = "The database is unavailable"
+    elif type(exc).__module__.startswith(("redis", "django_redis")) or "ConnectionInterrupted" in type(exc).__name__:
+        what = "The cache (Redis) is unavailable"
+    else:
+        return None
+    logger.error("%s: %s", what, exc)
+    return Response({"detail": f"{what}; nothing was stored. Retry in a few seconds."},
+                    status=status.HTTP_503_SERVICE_UNAVAILABLE, headers={"Retry-After": "5"})
+
+
 def exception_handler(exc, context):
     """DRF's handler, with the contract's wording and JSON for what Django would answer in HTML."""
+    unavailable = service_unavailable(exc)
+    if unavailable is not None:
+        return unavailable
     if isinstance(exc, exceptions.NotAuthenticated):
         exc = exceptions.NotAuthenticated("Not authenticated")
     if isinstance(exc, BadRequest):

@@ -22,10 +22,17 @@ def schedules_sync(**kwargs) -> None:
         "axon: maintenance": ("axon.tasks.maintenance_task", 1),
         "telemetry: retention": ("telemetry.tasks.retention_task", 60 if settings.RETENTION_DAYS else 0),
     }
+    from datetime import timedelta
+
+    from django.utils import timezone
+
     for name, (func, minutes) in wanted.items():
         if minutes:
+            # First run one interval from now: a fresh install has just trained its first model.
             Schedule.objects.update_or_create(
-                name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1}
+                name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
+                create_defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1,
+                                 "next_run": timezone.now() + timedelta(minutes=minutes)},
             )
         else:
             Schedule.objects.filter(name=name).delete()

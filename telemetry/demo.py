@@ -70,11 +70,16 @@ NEW_APP = ("laptop-ana", ("Figma.exe", "C:\\Users\\ana\\AppData\\Local\\Figma\\F
 INTRUDER = ("api-01", ("kdevtmpfsi", "/tmp/kdevtmpfsi", "www-data", "nginx", 1, 1.0))
 
 
-def demo_payloads(*, start: datetime, end: datetime, novelties: bool, seed: int = 7):
-    """Hourly snapshots of every host from start to end; with novelties, the new app and the intruder run too."""
+def demo_payloads(*, start: datetime, end: datetime, novelties: bool, seed: int = 7, local: dict | None = None):
+    """Hourly snapshots of every host from start to end; with novelties, the new app and the intruder run too.
+
+    `local`, a real snapshot of this machine, is repeated hourly as if its collector had been running.
+    """
     rng = random.Random(seed + int(start.timestamp()))
     t = start
     while t < end:
+        if local is not None:
+            yield {**local, "timestamp": (t + timedelta(seconds=59)).isoformat()}
         for i, (hostname, os_name, procs) in enumerate(HOSTS):
             chosen = [p for p in procs if rng.random() < p[5]]
             if novelties:

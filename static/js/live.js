@@ -110,18 +110,21 @@
   function renderChart() {
     const data = state.activity;
     const w = 600, h = 160, pad = 24;
-    const max = Math.max(1, ...data.map((d) => d.snapshots), ...data.map((d) => d.anomalies));
+    // Each series on its own scale: a few hundred anomalies must not flatten the snapshot bars.
+    const maxSnap = Math.max(1, ...data.map((d) => d.snapshots));
+    const maxAnom = Math.max(1, ...data.map((d) => d.anomalies));
     const bw = (w - pad) / data.length;
-    const y = (v) => h - pad - (v / max) * (h - 2 * pad);
+    const y = (v, max) => h - pad - (v / max) * (h - 2 * pad);
     let bars = "";
     data.forEach((d, i) => {
       const x = pad + i * bw;
-      bars += `<rect class="snap" x="${x + 1}" y="${y(d.snapshots)}" width="${bw / 2 - 1}" height="${h - pad - y(d.snapshots)}"><title>${fmtShort(d.hour)}: ${d.snapshots} snapshots</title></rect>`;
-      bars += `<rect class="anom" x="${x + bw / 2}" y="${y(d.anomalies)}" width="${bw / 2 - 1}" height="${h - pad - y(d.anomalies)}"><title>${fmtShort(d.hour)}: ${d.anomalies} anomalies</title></rect>`;
+      const ys = y(d.snapshots, maxSnap), ya = y(d.anomalies, maxAnom);
+      bars += `<rect class="snap" x="${x + 1}" y="${ys}" width="${bw / 2 - 1}" height="${h - pad - ys}"><title>${fmtShort(d.hour)}: ${d.snapshots} snapshots</title></rect>`;
+      bars += `<rect class="anom" x="${x + bw / 2}" y="${ya}" width="${bw / 2 - 1}" height="${h - pad - ya}"><title>${fmtShort(d.hour)}: ${d.anomalies} anomalies</title></rect>`;
       if (i % 6 === 0) bars += `<text x="${x}" y="${h - 6}">${new Date(d.hour).toISOString().slice(11, 16)}</text>`;
     });
     $("#activity-chart").innerHTML =
-      `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none"><text x="0" y="12">${max}</text>` +
+      `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none"><text x="0" y="12">max ${maxSnap} snapshots / ${maxAnom} anomalies per hour</text>` +
       `<line x1="${pad}" y1="${h - pad}" x2="${w}" y2="${h - pad}"/>${bars}</svg>`;
   }
 

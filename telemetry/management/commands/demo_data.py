@@ -3,6 +3,7 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from telemetry.agent import snapshot_collect
 from telemetry.demo import demo_payloads
 from telemetry.models import Snapshot
 from telemetry.services import snapshot_ingest_batch
@@ -26,7 +27,9 @@ class Command(BaseCommand):
 
         now = timezone.now().replace(minute=0, second=0, microsecond=0)
         split = now - timedelta(hours=recent_hours)
-        history = self._ingest(demo_payloads(start=split - timedelta(days=days), end=split, novelties=False))
+        # This machine joins the demo fleet with its real processes, so the first model knows them.
+        local = snapshot_collect()
+        history = self._ingest(demo_payloads(start=split - timedelta(days=days), end=split, novelties=False, local=local))
         if not ModelVersion.objects.filter(is_active=True).exists():
             outcome = services.retrain_request(user=None, trigger=TrainingRun.Trigger.COMMAND, reason="first model on demo data",
                                                    enqueue=False)

@@ -6,7 +6,7 @@ from telemetry import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="live-telemetry", permanent=False)),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views.RateLimitedLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("live-telemetry/", views.live_telemetry, name="live-telemetry"),
     path("live-telemetry/data/", views.live_data, name="live-data"),

@@ -91,3 +91,13 @@ def test_rollback_form_activates_an_older_version(client, admin_user):
     assert "Model v1 is now active." in response.content.decode()
     assert ModelVersion.objects.get(is_active=True).version == 1
     assert AuditEvent.objects.filter(action="model.activated", resource_id="1").exists()
+
+
+@pytest.mark.django_db
+def test_login_form_is_rate_limited_per_address(client, analyst, settings):
+    settings.TOKEN_RATE = "2/m"
+    for _ in range(2):
+        assert client.post("/login/", {"username": "ann", "password": "wrong"}).status_code == 200
+    response = client.post("/login/", {"username": "ann", "password": "correct-horse-battery"})
+    assert response.status_code == 429 and "Too many login attempts" in response.content.decode()
+    assert "_auth_user_id" not in client.session

@@ -13,6 +13,7 @@ from axon import services
 from axon.models import Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
 from telemetry.api import parse_int
+from telemetry.validation import _encodable
 from voltaxe.api import BadRequest, require_perm
 
 CanTrigger = require_perm("axon.trigger_retrain", "Only security admins may retrain the model.")
@@ -62,10 +63,12 @@ def parse_retrain_body(data) -> tuple[str, list[str]]:
     reason = data.get("reason") or ""
     if not isinstance(reason, str):
         errors["reason"] = ["must be a string"]
-    elif len(reason) > MAX_REASON or "\x00" in reason:
+    elif len(reason) > MAX_REASON or "\x00" in reason or not _encodable(reason):
         errors["reason"] = [f"must be at most {MAX_REASON} characters of text"]
     exclude = data.get("exclude") or []
-    if not isinstance(exclude, list) or not all(isinstance(x, str) and 0 < len(x) <= 255 and "\x00" not in x for x in exclude):
+    if not isinstance(exclude, list) or not all(
+        isinstance(x, str) and 0 < len(x) <= 255 and "\x00" not in x and _encodable(x) for x in exclude
+    ):
         errors["exclude"] = ["must be a list of process names (strings of 1 to 255 characters)"]
     elif len(exclude) > MAX_EXCLUDE:
         errors["exclude"] = [f"may list at most {MAX_EXCLUDE} names"]

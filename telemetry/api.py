@@ -4,6 +4,8 @@ from datetime import datetime, timezone
 
 from django.conf import settings
 from rest_framework import status
+from rest_framework.authentication import SessionAuthentication
+from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,7 +22,8 @@ def bad_request(detail: str, errors: dict | None = None) -> Response:
 class SnapshotIngestView(APIView):
     """POST one snapshot (rich or legacy body); also answers the legacy agent path."""
 
-    authentication_classes = [AgentKeyAuthentication]
+    # People authenticate as well, so that a person here is told 403 (not an agent), not 401.
+    authentication_classes = [AgentKeyAuthentication, JWTAuthentication, SessionAuthentication]
     permission_classes = [IsAgent]
 
     def post(self, request):
@@ -32,7 +35,7 @@ class SnapshotIngestView(APIView):
 
 
 class SnapshotBatchIngestView(APIView):
-    authentication_classes = [AgentKeyAuthentication]
+    authentication_classes = SnapshotIngestView.authentication_classes
     permission_classes = [IsAgent]
 
     def post(self, request):

@@ -65,6 +65,9 @@ def _text(value, path: str, errors: dict, *, max_length: int, required: bool = F
     if "\x00" in value:
         errors.setdefault(path, []).append("must not contain NUL bytes")
         return ""
+    if not _encodable(value):
+        errors.setdefault(path, []).append("must be valid Unicode text (it holds an unpaired surrogate escape)")
+        return ""
     if len(value) > max_length:
         errors.setdefault(path, []).append(f"is {len(value)} characters long; at most {max_length} are allowed")
         return ""
@@ -72,6 +75,15 @@ def _text(value, path: str, errors: dict, *, max_length: int, required: bool = F
         errors.setdefault(path, []).append("must not be empty")
         return ""
     return value
+
+
+def _encodable(value: str) -> bool:
+    """JSON can carry lone UTF-16 surrogates (\\ud800) that no database can store."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _integer(value, path: str, errors: dict, *, maximum: int) -> int | None:
@@ -116,13 +128,13 @@ def parse_timestamp(value, path: str, errors: dict, *, now: datetime, max_future
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
+        if parsed.tzinfo is None:
+            # The contract's times are UTC; agents that leave the zone out mean UTC.
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed.astimezone(timezone.utc)
+    except (ValueError, OverflowError):  # year 1 or 9999 shifted out of range by its offset
         errors.setdefault(path, []).append("is not an ISO 8601 time; send e.g. 2026-11-26T09:00:00Z")
         return None
-    if parsed.tzinfo is None:
-        # The contract's times are UTC; agents that leave the zone out mean UTC.
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    parsed = parsed.astimezone(timezone.utc)
     if parsed > now + max_future:
         errors.setdefault(path, []).append(
             f"is in the future ({parsed:%Y-%m-%dT%H:%M:%SZ}, server time {now:%Y-%m-%dT%H:%M:%SZ}); check the agent's clock"
@@ -142,6 +154,8 @@ def validate_snapshot(data, *, now: datetime, max_processes: int, max_future: ti
     hostname = _text(data.get("hostname"), "hostname", errors, max_length=MAX_HOSTNAME, required=True).strip()
     timestamp = parse_timestamp(data.get("timestamp"), "timestamp", errors, now=now, max_future=max_future)
     os_name = _text(data.get("os"), "os", errors, max_length=MAX_OS).strip().lower()
+    if len(os_name) > MAX_OS:  # some letters grow when lower-cased
+        errors.setdefault("os", []).append(f"is longer than {MAX_OS} characters")
     raw = data.get("processes")
     processes: list[ProcessIn] = []
     if raw is None:

@@ -6,59 +6,14 @@ import logging
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
 from rest_framework import exceptions, status
-from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
-from rest_framework_api_key.permissions import KeyParser
 
 from telemetry.models import AgentKey
+from voltaxe.authentication import Agent, AgentKeyAuthentication  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
-
-
-class Agent:
-    """The principal behind an agent key: may ingest telemetry, nothing else."""
-
-    is_authenticated = True
-    is_anonymous = False
-    is_active = True
-    is_staff = False
-    is_superuser = False
-    pk = id = None
-
-    def __init__(self, key: AgentKey):
-        self.key = key
-        self.username = f"agent:{key.name}"
-
-    def __str__(self) -> str:
-        return self.username
-
-    def has_perm(self, perm: str, obj=None) -> bool:
-        return False
-
-
-class AgentKeyAuthentication(BaseAuthentication):
-    """`Authorization: Api-Key <key>`; keys are hashed at rest and can be revoked."""
-
-    keyword = "Api-Key"
-
-    def authenticate(self, request):
-        key = KeyParser().get(request)
-        if key is None:
-            return None
-        prefix, _, _ = key.partition(".")
-        agent_key = AgentKey.objects.filter(prefix=prefix).first()
-        if agent_key is None or not agent_key.is_valid(key):
-            raise exceptions.AuthenticationFailed("This agent key is not valid; create one with `manage.py create_agent NAME`.")
-        if agent_key.revoked:
-            raise exceptions.AuthenticationFailed("This agent key has been revoked; ask an administrator for a new one.")
-        if agent_key.has_expired:
-            raise exceptions.AuthenticationFailed("This agent key has expired; ask an administrator for a new one.")
-        return Agent(agent_key), agent_key
-
-    def authenticate_header(self, request) -> str:
-        return self.keyword
 
 
 class IsAgent(BasePermission):
@@ -126,6 +81,9 @@ def exception_handler(exc, context):
             {"detail": "The request body is too large. Send fewer processes or snapshots per request."},
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+    if isinstance(exc, RecursionError):
+        return Response({"detail": "The JSON is nested too deeply. Send a flat snapshot object or list.", "errors": {}},
+                        status=status.HTTP_400_BAD_REQUEST)
     if isinstance(exc, exceptions.ParseError):
         return Response(
             {"detail": f"The body is not valid JSON ({exc.detail}). Send a JSON document with Content-Type: application/json.",

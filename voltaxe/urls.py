@@ -1,14 +1,13 @@
 from django.contrib import admin
 from django.urls import include, path
-from rest_framework_simplejwt.views import TokenRefreshView
 
 from audit.api import AuditEventListView
 from telemetry.api import AnomalyListView, SnapshotBatchIngestView, SnapshotIngestView, SummaryView
-from voltaxe.views import RateLimitedTokenObtainPairView, healthz
+from voltaxe.views import RateLimitedTokenObtainPairView, TokenRefreshForExistingUserView, healthz
 
 api = [
     path("auth/token/", RateLimitedTokenObtainPairView.as_view(), name="token-obtain"),
-    path("auth/token/refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("auth/token/refresh/", TokenRefreshForExistingUserView.as_view(), name="token-refresh"),
     path("telemetry/snapshots/", SnapshotIngestView.as_view(), name="snapshot-ingest"),
     path("telemetry/snapshots/batch/", SnapshotBatchIngestView.as_view(), name="snapshot-ingest-batch"),
     path("telemetry/summary/", SummaryView.as_view(), name="telemetry-summary"),

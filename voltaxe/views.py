@@ -7,7 +7,8 @@ from django.db import connection
 from django.http import JsonResponse
 from rest_framework import status
 from rest_framework.response import Response
-from rest_framework_simplejwt.views import TokenObtainPairView
+from django.core.exceptions import ObjectDoesNotExist
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from voltaxe.ratelimits import rate_limit_hit
 
@@ -51,3 +52,14 @@ class RateLimitedTokenObtainPairView(TokenObtainPairView):
                 headers={"Retry-After": str(wait)},
             )
         return super().post(request, *args, **kwargs)
+
+
+class TokenRefreshForExistingUserView(TokenRefreshView):
+    """simplejwt looks the user up while refreshing and lets DoesNotExist escape as a 500."""
+
+    def post(self, request, *args, **kwargs):
+        try:
+            return super().post(request, *args, **kwargs)
+        except ObjectDoesNotExist:
+            return Response({"detail": "The user of this token no longer exists. Log in again."},
+                            status=status.HTTP_401_UNAUTHORIZED)

@@ -4,8 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEvent
-from telemetry.api import parse_int, parse_since
-from voltaxe.api import require_perm
+from voltaxe.api import next_page_url, parse_int, parse_since, require_perm
 
 CanReadAudit = require_perm("audit.view_auditevent", "Only security admins may read the audit log.")
 
@@ -34,9 +33,5 @@ class AuditEventListView(APIView):
         if since:
             qs = qs.filter(timestamp__gte=since)
         rows = list(qs[offset:offset + limit + 1])
-        next_url = None
-        if len(rows) > limit:
-            params = q.copy()
-            params["offset"] = str(offset + limit)
-            next_url = request.build_absolute_uri(request.path) + "?" + params.urlencode()
-        return Response({"results": [event_json(e) for e in rows[:limit]], "next": next_url})
+        return Response({"results": [event_json(e) for e in rows[:limit]],
+                         "next": next_page_url(request, offset, limit, len(rows) > limit)})

@@ -6,26 +6,20 @@ from django.urls import path
 from axon import services
 from axon.models import Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
+from voltaxe.admin_base import ReadOnlyAdmin
 
 
 @admin.register(TrainingRun)
-class TrainingRunAdmin(admin.ModelAdmin):
+class TrainingRunAdmin(ReadOnlyAdmin):
     change_list_template = "admin/axon/trainingrun/change_list.html"
     list_display = ["id", "status", "stage", "progress", "trigger", "triggered_by_name", "created_at", "duration", "model_version"]
     list_filter = ["status", "trigger"]
     search_fields = ["triggered_by_name", "reason", "message"]
-    readonly_fields = [f.name for f in TrainingRun._meta.fields if f.name != "slot"]
     actions = ["retrain_model"]
 
     @admin.display(description="duration")
     def duration(self, run):
         return f"{run.duration_seconds:.1f} s" if run.duration_seconds is not None else "-"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Retrain model", permissions=["trigger_retrain"])
     def retrain_model(self, request, queryset):
@@ -54,25 +48,15 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = ["version", "status", "is_active", "trained_at", "records", "processes", "hosts", "flag_rate", "training_seconds", "gate_reason"]
     list_filter = ["status", "is_active"]
-    readonly_fields = [f.name for f in ModelVersion._meta.fields]
     actions = ["activate_version"]
 
     @admin.display(description="recent flag rate")
     def flag_rate(self, v):
         rate = v.metrics.get("recent_flag_rate")
         return f"{rate:.3%}" if rate is not None else "-"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.action(description="Activate this version (roll back or forward)", permissions=["activate"])
     def activate_version(self, request, queryset):
@@ -92,14 +76,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
 
 @admin.register(Approval)
-class ApprovalAdmin(admin.ModelAdmin):
+class ApprovalAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "approved_by_name", "hostname", "name", "exe", "parent", "observations", "run"]
     list_filter = ["hostname"]
     search_fields = ["name", "exe", "hostname", "approved_by_name"]
-    readonly_fields = [f.name for f in Approval._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    # An approval can be withdrawn: the next training no longer honours it.
+    allow_delete = True

@@ -12,9 +12,8 @@ from audit.services import actor_name, audit_record
 from axon import services
 from axon.models import Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
-from telemetry.api import parse_int
 from telemetry.validation import _encodable
-from voltaxe.api import BadRequest, require_perm
+from voltaxe.api import BadRequest, parse_int, require_perm
 
 CanTrigger = require_perm("axon.trigger_retrain", "Only security admins may retrain the model.")
 CanActivate = require_perm("axon.activate_modelversion", "Only security admins may activate a model version.")

@@ -2,16 +2,13 @@ from django.contrib import admin
 from rest_framework_api_key.admin import APIKeyModelAdmin
 
 from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
+from voltaxe.admin_base import ReadOnlyAdmin
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Telemetry is what the agents saw: it is looked at, never edited by hand."""
+class TelemetryAdmin(ReadOnlyAdmin):
+    """Telemetry is what the agents saw: never edited by hand, though junk may be deleted."""
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
+    allow_delete = True
 
 
 @admin.register(AgentKey)
@@ -29,7 +26,7 @@ class EndpointAdmin(admin.ModelAdmin):
 
 
 @admin.register(Snapshot)
-class SnapshotAdmin(ReadOnlyAdmin):
+class SnapshotAdmin(TelemetryAdmin):
     list_display = ["id", "endpoint", "timestamp", "received_at", "process_count", "anomaly_count", "model_version", "scored"]
     list_filter = ["scored", "model_version", "endpoint__os"]
     search_fields = ["endpoint__hostname"]
@@ -39,7 +36,7 @@ class SnapshotAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ProcessRecord)
-class ProcessRecordAdmin(ReadOnlyAdmin):
+class ProcessRecordAdmin(TelemetryAdmin):
     list_display = ["observed_at", "endpoint", "name", "pid", "parent_name", "username", "exe", "score", "flagged", "status", "model_version"]
     list_filter = ["flagged", "status", "model_version"]
     search_fields = ["name", "name_norm", "exe", "endpoint__hostname"]

@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from django.conf import settings
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
@@ -12,7 +10,7 @@ from rest_framework.views import APIView
 from telemetry.models import ProcessRecord
 from telemetry.services import anomalies_list, snapshot_ingest, snapshot_ingest_batch, telemetry_summary
 from telemetry.validation import PayloadError
-from voltaxe.api import AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent
+from voltaxe.api import AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since
 
 
 def bad_request(detail: str, errors: dict | None = None) -> Response:
@@ -59,28 +57,6 @@ class SummaryView(APIView):
         return Response(telemetry_summary())
 
 
-def parse_since(value: str | None) -> datetime | None:
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z").replace(" ", "+"))
-    except ValueError:
-        raise BadRequest("since must be an ISO 8601 time such as 2026-11-26T09:00:00Z.", {"since": ["not a time"]})
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-def parse_int(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
-    if value in (None, ""):
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        number = lo - 1
-    if not lo <= number <= hi:
-        raise BadRequest(f"{name} must be a whole number from {lo} to {hi}.", {name: ["out of range"]})
-    return number
-
-
 def anomaly_json(r: ProcessRecord) -> dict:
     return {
         "id": r.pk, "hostname": r.endpoint.hostname, "timestamp": r.observed_at, "name": r.name, "exe": r.exe,
@@ -102,10 +78,4 @@ class AnomalyListView(APIView):
         rows, more = anomalies_list(
             since=parse_since(q.get("since")), hostname=q.get("hostname", ""), status=status_filter, limit=limit, offset=offset
         )
-        next_url = None
-        if more:
-            params = request.query_params.copy()
-            params["offset"] = str(offset + limit)
-            params["limit"] = str(limit)
-            next_url = request.build_absolute_uri(request.path) + "?" + params.urlencode()
-        return Response({"results": [anomaly_json(r) for r in rows], "next": next_url})
+        return Response({"results": [anomaly_json(r) for r in rows], "next": next_page_url(request, offset, limit, more)})

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timezone
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
@@ -50,6 +51,37 @@ class BadRequest(exceptions.APIException):
         super().__init__(detail)
         self.text = detail
         self.errors = errors or {}
+
+
+def parse_since(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace(" ", "+"))
+    except ValueError:
+        raise BadRequest("since must be an ISO 8601 time such as 2026-11-26T09:00:00Z.", {"since": ["not a time"]})
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
+def parse_int(value: str | None, name: str, default: int, lo: int, hi: int) -> int:
+    if value in (None, ""):
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = lo - 1
+    if not lo <= number <= hi:
+        raise BadRequest(f"{name} must be a whole number from {lo} to {hi}.", {name: ["out of range"]})
+    return number
+
+
+def next_page_url(request, offset: int, limit: int, more: bool) -> str | None:
+    if not more:
+        return None
+    params = request.query_params.copy()
+    params["offset"], params["limit"] = str(offset + limit), str(limit)
+    return request.build_absolute_uri(request.path) + "?" + params.urlencode()
+
 
 
 def service_unavailable(exc) -> Response | None:

@@ -184,6 +184,7 @@
     const form = $("#panic-form");
     const confirm = $("#panic-confirm");
     let opener = null;
+    modal.classList.add("js-managed"); // from here on .open, not :target, says whether it shows
 
     const focusables = () => Array.from(modal.querySelectorAll("a[href]:not([tabindex='-1']), button, input, [tabindex]:not([tabindex='-1'])"))
       .filter((el) => !el.disabled && el.offsetParent !== null);
@@ -226,6 +227,7 @@
 
     $("#panic-button").addEventListener("click", open);
     if (location.hash === "#panic-modal") open(new Event("click"));
+    window.addEventListener("hashchange", () => { if (location.hash === "#panic-modal" && !modal.classList.contains("open")) open(new Event("click")); });
     modal.querySelectorAll("[data-close]").forEach((el) => el.addEventListener("click", (ev) => { ev.preventDefault(); close(); }));
     modal.addEventListener("keydown", (ev) => {
       if (ev.key === "Escape") { ev.preventDefault(); close(); return; }

@@ -13,7 +13,7 @@ class Command(BaseCommand):
     def handle(self, *args, name: str, **options):
         name = name.strip()
         if not name:
-            raise CommandError("Give the agent a name, e.g. `manage.py create_agent ws-06`.")
+            raise CommandError("Give the agent a name, e.g. `manage.py create_agent laptop-12`.")
         agent, key = AgentKey.objects.create_key(name=name[:50])
         audit_record(action="agent.created", resource_type="agent_key", resource_id=agent.prefix,
                      details={"name": agent.name, "via": "command"})

@@ -16,7 +16,7 @@ import sklearn
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, F, FloatField, Max, Min, Q, Sum, Value
+from django.db.models import Count, F, FloatField, Max, Min, OuterRef, Q, Subquery, Sum, Value
 from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
@@ -67,7 +67,13 @@ class RetrainOutcome:
 
 
 def retrain_estimate_seconds() -> int:
-    """How long a run takes, from the last few that finished (20 s before there are any)."""
+    """How long a run takes, from the last few that finished (20 s before there are any); cached briefly."""
+    from django.core.cache import cache
+
+    return cache.get_or_set("axon:retrain-estimate", _estimate, 30)
+
+
+def _estimate() -> int:
     recent = list(
         TrainingRun.objects.filter(status=Status.SUCCEEDED, started_at__isnull=False, finished_at__isnull=False)
         .order_by("-finished_at")[:5].values_list("started_at", "finished_at")
@@ -86,7 +92,6 @@ def retrain_request(
     With a request (API, page, admin), the per-user and global rate limits apply
     and raise RateLimited. A scheduled retrain (no user) approves nothing.
     """
-    runs_reap()
     exclude = sorted({name.strip() for name in exclude if name and name.strip()})
     details = {"trigger": trigger, "reason": reason, "exclude": exclude}
     if request is not None:
@@ -96,6 +101,15 @@ def retrain_request(
                 audit_record(action="retrain.rate_limited", actor=user, request=request, resource_type="training_run",
                              outcome=AuditEvent.Outcome.DENIED, details={**details, "scope": scope, "retry_after": wait})
                 raise RateLimited(wait, scope)
+    # Most presses during a run join it: one read answers them, and only then is it worth
+    # checking whether that run's worker died.
+    in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
+    if in_flight is not None and runs_reap():
+        in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
+    if in_flight is not None:
+        audit_record(action="retrain.joined", actor=user, request=request, resource_type="training_run",
+                     resource_id=in_flight.pk, details=details)
+        return RetrainOutcome(run=in_flight, started=False)
     try:
         with transaction.atomic():
             run = TrainingRun.objects.create(
@@ -512,34 +526,42 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
 
 
 def flags_rescore(*, model, version: int, hours: int | None = None) -> int:
-    """Re-judge the open flags of the last hours with `model`; what it clears leaves the dashboard."""
+    """Re-judge the flags of the last hours with `model`; what it clears leaves the dashboard. Returns how many cleared.
+
+    Only the verdict changes are written, a few set-based UPDATEs whatever the number
+    of flags: rows it still flags keep the score and reasons they were flagged with.
+    """
     since = timezone.now() - timedelta(hours=settings.RESCORE_HOURS if hours is None else hours)
     records = list(
         ProcessRecord.objects.filter(flagged=True, observed_at__gte=since)
         .exclude(status=ProcessRecord.Status.CLEARED).select_related("endpoint")
+        .only("pk", "snapshot_id", "status", "endpoint__hostname", "endpoint__os", "name_norm", "exe_norm",
+              "parent_name", "username", "hour", "cpu_percent", "memory_rss")
     )
     if not records:
         return 0
     verdicts = score_with(model, version, _observations(records))
-    touched = set()
-    for record, score, flagged, reasons in zip(records, verdicts.scores, verdicts.flagged, verdicts.reasons):
-        record.score, record.model_version = score, version
-        if flagged:
-            record.reasons = reasons
-        else:
-            record.flagged = False
-            if record.status == ProcessRecord.Status.OPEN:
-                record.status = ProcessRecord.Status.CLEARED
-        touched.add(record.snapshot_id)
-    ProcessRecord.objects.bulk_update(records, ["score", "flagged", "reasons", "model_version", "status"], batch_size=1000)
-    _recount(touched)
-    return len(records)
+    cleared = [r for r, flagged in zip(records, verdicts.flagged) if not flagged]
+    with transaction.atomic():
+        for chunk in _chunks([r.pk for r in cleared if r.status == ProcessRecord.Status.OPEN]):
+            ProcessRecord.objects.filter(pk__in=chunk).update(flagged=False, status=ProcessRecord.Status.CLEARED, model_version=version)
+        for chunk in _chunks([r.pk for r in cleared if r.status != ProcessRecord.Status.OPEN]):
+            ProcessRecord.objects.filter(pk__in=chunk).update(flagged=False, model_version=version)
+        _recount({r.snapshot_id for r in cleared})
+    return len(cleared)
+
+
+def _chunks(items: list, size: int = 5000):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _recount(snapshot_ids) -> None:
-    for snapshot_id in snapshot_ids:
-        Snapshot.objects.filter(pk=snapshot_id).update(
-            anomaly_count=ProcessRecord.objects.filter(snapshot_id=snapshot_id, flagged=True).count()
+    """Recount the anomalies of these snapshots, one UPDATE per chunk."""
+    flagged = ProcessRecord.objects.filter(snapshot_id=OuterRef("pk"), flagged=True).order_by().values("snapshot_id")
+    for chunk in _chunks(sorted(snapshot_ids)):
+        Snapshot.objects.filter(pk__in=chunk).update(
+            anomaly_count=Coalesce(Subquery(flagged.annotate(n=Count("id")).values("n")), Value(0))
         )
 
 

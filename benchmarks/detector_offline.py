@@ -3,7 +3,7 @@
     python benchmarks/detector_offline.py DIR [--quiet]
 
 DIR holds snapshots.jsonl.gz, labels.jsonl.gz and manifest.json written by
-/work/shared/scenarios/fleetsim.py. No Django, no database: the baseline is aggregated here the
+../shared/scenarios/fleetsim.py. No Django, no database: the baseline is aggregated here the
 way the database does it (GROUP BY host, name, exe, parent, user, hour with count and sums),
 model v1 is trained on it and scores `steady` and `install` snapshot by snapshot; at the panic
 button everything v1 flagged is approved except the names the manifest excludes; v2 is trained

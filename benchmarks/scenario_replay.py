@@ -5,7 +5,7 @@
         [--fresh] [--json PATH] [--check] [--batch 100] [--top 30]
 
 DIR holds snapshots.jsonl.gz, labels.jsonl.gz and manifest.json written by
-/work/shared/scenarios/fleetsim.py (keep its default --end: the scenario must end before now).
+../shared/scenarios/fleetsim.py (keep its default --end: the scenario must end before now).
 
 What happens, in file order:
 1. `baseline` (timestamps before the manifest's steady_start) goes through

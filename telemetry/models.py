@@ -88,6 +88,8 @@ class ProcessRecord(models.Model):
             models.Index(fields=["observed_at"], name="process_observed_at"),
             models.Index(fields=["endpoint", "observed_at"], name="process_endpoint_time"),
             models.Index(fields=["-observed_at"], condition=Q(flagged=True), name="process_flagged"),
+            # The open-anomaly count on every page poll: an index-only count instead of a table scan.
+            models.Index(fields=["observed_at"], condition=Q(flagged=True, status="open"), name="process_open_flag"),
         ]
 
     def __str__(self) -> str:

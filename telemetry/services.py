@@ -280,12 +280,13 @@ def telemetry_summary(*, recent: int = 10) -> dict:
 
 
 def _unique_processes() -> int:
+    """Distinct programs seen in the last 24 hours (a distinct count over all history grows with it)."""
     from django.core.cache import cache
 
-    # A distinct count over every record is the one costly figure; a minute old is fresh enough.
     value = cache.get("telemetry:unique_processes")
     if value is None:
-        value = ProcessRecord.objects.values("name_norm").distinct().count()
+        since = timezone.now() - timedelta(hours=24)
+        value = ProcessRecord.objects.filter(observed_at__gte=since).values("name_norm").distinct().count()
         cache.set("telemetry:unique_processes", value, 60)
     return value
 

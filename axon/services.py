@@ -271,7 +271,7 @@ def _notify(run: TrainingRun) -> None:
 
 
 def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
-    from axon.features import FEATURE_NAMES, FEATURE_VERSION, WindowData
+    from axon.features import FEATURE_NAMES, FEATURE_VERSION
     from axon.training import InsufficientData, TrainParams, train
 
     active = ModelVersion.objects.filter(is_active=True).first()
@@ -646,7 +646,7 @@ def axon_status() -> dict:
 
     active = ModelVersion.objects.filter(is_active=True).first()
     current = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
-    _, serving = model_cache.get()
+    model_cache.get()  # refresh, so serving_version and model_error below are current
     return {
         "active": active,
         "current_run": current,

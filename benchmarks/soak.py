@@ -41,7 +41,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlencode, urlparse
@@ -368,7 +368,7 @@ class RssSampler(threading.Thread):
         try:
             master = psutil.Process(self.web.pid)
             procs.append(("gunicorn-master", master))
-            procs += [(f"gunicorn-worker", p) for p in master.children()]
+            procs += [("gunicorn-worker", p) for p in master.children()]
         except psutil.Error:
             pass
         for i, q in enumerate(self.clusters, 1):

@@ -86,13 +86,10 @@ class ModelCache:
 
 
 def check_compatible(model) -> None:
-    from axon.features import FEATURE_NAMES, FEATURE_VERSION
-
-    if getattr(model, "feature_version", None) != FEATURE_VERSION or tuple(getattr(model, "feature_names", ())) != tuple(FEATURE_NAMES):
-        raise ValueError(
-            f"it was trained with features v{getattr(model, 'feature_version', '?')} but this code computes "
-            f"v{FEATURE_VERSION}; retrain the model"
-        )
+    """The loaded object must be a detector built on this code's feature contract (ValueError otherwise)."""
+    if not callable(getattr(model, "check_compatible", None)):
+        raise ValueError("the file does not hold a Voltaxe detector model")
+    model.check_compatible()
 
 
 model_cache = ModelCache()

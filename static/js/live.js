@@ -229,13 +229,16 @@
     if (location.hash === "#panic-modal") open(new Event("click"));
     window.addEventListener("hashchange", () => { if (location.hash === "#panic-modal" && !modal.classList.contains("open")) open(new Event("click")); });
     modal.querySelectorAll("[data-close]").forEach((el) => el.addEventListener("click", (ev) => { ev.preventDefault(); close(); }));
-    modal.addEventListener("keydown", (ev) => {
+    // On the document, not the modal: a key pressed before focus has moved inside still counts.
+    document.addEventListener("keydown", (ev) => {
+      if (!modal.classList.contains("open")) return;
       if (ev.key === "Escape") { ev.preventDefault(); close(); return; }
       if (ev.key !== "Tab") return;
       const items = focusables();
       if (!items.length) return;
       const first = items[0], last = items[items.length - 1];
-      if (ev.shiftKey && document.activeElement === first) { ev.preventDefault(); last.focus(); }
+      if (!modal.contains(document.activeElement)) { ev.preventDefault(); (ev.shiftKey ? last : first).focus(); }
+      else if (ev.shiftKey && document.activeElement === first) { ev.preventDefault(); last.focus(); }
       else if (!ev.shiftKey && document.activeElement === last) { ev.preventDefault(); first.focus(); }
     });
 

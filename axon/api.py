@@ -12,7 +12,7 @@ from audit.services import actor_name, audit_record
 from axon import services
 from axon.models import Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
-from telemetry.validation import _encodable
+from telemetry.validation import encodable
 from voltaxe.api import BadRequest, parse_int, require_perm
 
 CanTrigger = require_perm("axon.trigger_retrain", "Only security admins may retrain the model.")
@@ -62,11 +62,11 @@ def parse_retrain_body(data) -> tuple[str, list[str]]:
     reason = data.get("reason") or ""
     if not isinstance(reason, str):
         errors["reason"] = ["must be a string"]
-    elif len(reason) > MAX_REASON or "\x00" in reason or not _encodable(reason):
+    elif len(reason) > MAX_REASON or "\x00" in reason or not encodable(reason):
         errors["reason"] = [f"must be at most {MAX_REASON} characters of text"]
     exclude = data.get("exclude") or []
     if not isinstance(exclude, list) or not all(
-        isinstance(x, str) and 0 < len(x) <= 255 and "\x00" not in x and _encodable(x) for x in exclude
+        isinstance(x, str) and 0 < len(x) <= 255 and "\x00" not in x and encodable(x) for x in exclude
     ):
         errors["exclude"] = ["must be a list of process names (strings of 1 to 255 characters)"]
     elif len(exclude) > MAX_EXCLUDE:

@@ -193,7 +193,6 @@ def _ingest(payloads: list, agent: AgentKey | None) -> list[IngestResult | Paylo
             fresh[key] = (i, _prepare(snap))
     preps = [prep for _, prep in fresh.values()]
     verdicts = observations_score([o for prep in preps for o in prep.observations])
-    stored: dict[tuple[str, datetime], int] = {}
     if preps:
         with transaction.atomic():
             endpoint_ids = _endpoints_touch(preps, agent)
@@ -212,7 +211,6 @@ def _ingest(payloads: list, agent: AgentKey | None) -> list[IngestResult | Paylo
                 except IntegrityError:  # a concurrent request stored it first
                     repeats.append((i, key))
                     continue
-                stored[key] = snapshot.pk
                 rows += _record_rows(prep, part, snapshot.pk, endpoint_ids[key[0]])
                 results[i] = IngestResult({
                     "snapshot_id": snapshot.pk, "hostname": key[0], "processes": len(prep.observations),

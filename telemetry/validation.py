@@ -65,7 +65,7 @@ def _text(value, path: str, errors: dict, *, max_length: int, required: bool = F
     if "\x00" in value:
         errors.setdefault(path, []).append("must not contain NUL bytes")
         return ""
-    if not _encodable(value):
+    if not encodable(value):
         errors.setdefault(path, []).append("must be valid Unicode text (it holds an unpaired surrogate escape)")
         return ""
     if len(value) > max_length:
@@ -77,7 +77,7 @@ def _text(value, path: str, errors: dict, *, max_length: int, required: bool = F
     return value
 
 
-def _encodable(value: str) -> bool:
+def encodable(value: str) -> bool:
     """JSON can carry lone UTF-16 surrogates (\\ud800) that no database can store."""
     try:
         value.encode("utf-8")

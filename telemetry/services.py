@@ -1,20 +1,22 @@
 """Telemetry services: ingestion and the reads behind the Live Telemetry page."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
-from django.db.models import F, Max, Min, Sum
-from django.db.models.functions import Greatest
+from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
 from axon.scoring import Observation, Verdicts, observations_score
 from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import guess_os, normalize_exe, normalize_name
 from telemetry.validation import PayloadError, SnapshotIn, validate_snapshot
+
+logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
 
@@ -94,28 +96,34 @@ def _result_body(snapshot: Snapshot, hostname: str) -> dict:
 
 
 def _endpoints_touch(preps: list[_Prepared], agent: AgentKey | None) -> dict[str, int]:
-    """Create or update each host once; safe against another request creating the same host at the same time."""
+    """Create or update each host once, in one statement, in hostname order; returns {hostname: id}.
+
+    Concurrent batches that introduce the same hosts in other orders used to deadlock on the
+    hostname index: every batch now takes its hosts' row locks in the same (sorted) order, before
+    it writes anything else, so a batch waits for another instead of crossing it.
+    """
     newest: dict[str, _Prepared] = {}
     for prep in preps:
         current = newest.get(prep.snapshot.hostname)
         if current is None or prep.snapshot.timestamp > current.snapshot.timestamp:
             newest[prep.snapshot.hostname] = prep
-    ids = dict(Endpoint.objects.filter(hostname__in=newest).values_list("hostname", "pk"))
-    for hostname, prep in newest.items():
-        if hostname not in ids:
-            try:
-                with transaction.atomic():
-                    ids[hostname] = Endpoint.objects.create(
-                        hostname=hostname, os=prep.os, first_seen=prep.snapshot.timestamp,
-                        last_seen=prep.snapshot.timestamp, last_agent=agent,
-                    ).pk
-                continue
-            except IntegrityError:  # created by a concurrent request
-                ids[hostname] = Endpoint.objects.get(hostname=hostname).pk
-        Endpoint.objects.filter(pk=ids[hostname]).update(
-            last_seen=Greatest(F("last_seen"), prep.snapshot.timestamp), os=prep.os, last_agent=agent
+    ops = connection.ops
+    table = ops.quote_name(Endpoint._meta.db_table)
+    greatest = "GREATEST" if connection.vendor == "postgresql" else "MAX"
+    params: list = []
+    for hostname in sorted(newest):
+        prep = newest[hostname]
+        seen = ops.adapt_datetimefield_value(prep.snapshot.timestamp)
+        params += [hostname, prep.os, seen, seen, agent.pk if agent else None]
+    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(newest))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (hostname, os, first_seen, last_seen, last_agent_id) VALUES {values} "
+            f"ON CONFLICT (hostname) DO UPDATE SET last_seen = {greatest}({table}.last_seen, EXCLUDED.last_seen), "
+            f"os = EXCLUDED.os, last_agent_id = EXCLUDED.last_agent_id RETURNING hostname, id",
+            params,
         )
-    return ids
+        return dict(cursor.fetchall())
 
 
 _RECORD_COLUMNS = [f for f in ProcessRecord._meta.concrete_fields if not f.primary_key]
@@ -169,6 +177,62 @@ def _slice(verdicts: Verdicts, start: int, n: int) -> Verdicts:
     )
 
 
+def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: AgentKey | None):
+    """Write the fresh snapshots in one transaction; returns ({position: result}, [(position, key) stored meanwhile])."""
+    stored: dict[int, IngestResult] = {}
+    raced: list[tuple[int, tuple[str, datetime]]] = []
+    endpoint_ids = _endpoints_touch(preps, agent)
+    rows, offset = [], 0
+    for key, (i, prep) in fresh.items():
+        part = _slice(verdicts, offset, len(prep.observations))
+        offset += len(prep.observations)
+        anomalies = [j for j, f in enumerate(part.flagged) if f]
+        try:
+            with transaction.atomic():
+                snapshot = Snapshot.objects.create(
+                    endpoint_id=endpoint_ids[key[0]], timestamp=key[1], process_count=len(prep.observations),
+                    anomaly_count=len(anomalies), model_version=part.model_version,
+                    scored=part.model_version is not None,
+                )
+        except IntegrityError:  # a concurrent request stored it first
+            raced.append((i, key))
+            continue
+        rows += _record_rows(prep, part, snapshot.pk, endpoint_ids[key[0]])
+        stored[i] = IngestResult({
+            "snapshot_id": snapshot.pk, "hostname": key[0], "processes": len(prep.observations),
+            "model_version": part.model_version,
+            "anomalies": [{"index": j, "name": prep.snapshot.processes[j].name, "pid": prep.snapshot.processes[j].pid,
+                           "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
+        }, created=True)
+    _records_insert(rows)
+    return stored, raced
+
+
+def _transient(exc: OperationalError) -> bool:
+    """A deadlock or serialization failure: the database rolled the transaction back, and running it again may succeed."""
+    code = getattr(exc.__cause__, "pgcode", None)
+    return code in ("40P01", "40001") or "database is locked" in str(exc)
+
+
+def _retrying_once(write):
+    """Run `write` in a transaction, and once more if the database chose it as a deadlock victim.
+
+    Only a second failure reaches the client (as a 503 that says to retry). Inside a caller's
+    transaction there is nothing to retry: the caller's transaction is lost as well.
+    """
+    if connection.in_atomic_block:
+        return write()
+    try:
+        with transaction.atomic():
+            return write()
+    except OperationalError as exc:
+        if not _transient(exc):
+            raise
+        logger.warning("Ingestion retried after a transient database error: %s", exc)
+    with transaction.atomic():
+        return write()
+
+
 def _ingest(payloads: list, agent: AgentKey | None) -> list[IngestResult | PayloadError]:
     """Validate, score and store snapshots; each stands or falls alone, all are written in one transaction.
 
@@ -194,31 +258,10 @@ def _ingest(payloads: list, agent: AgentKey | None) -> list[IngestResult | Paylo
     preps = [prep for _, prep in fresh.values()]
     verdicts = observations_score([o for prep in preps for o in prep.observations])
     if preps:
-        with transaction.atomic():
-            endpoint_ids = _endpoints_touch(preps, agent)
-            rows, offset = [], 0
-            for key, (i, prep) in fresh.items():
-                part = _slice(verdicts, offset, len(prep.observations))
-                offset += len(prep.observations)
-                anomalies = [j for j, f in enumerate(part.flagged) if f]
-                try:
-                    with transaction.atomic():
-                        snapshot = Snapshot.objects.create(
-                            endpoint_id=endpoint_ids[key[0]], timestamp=key[1], process_count=len(prep.observations),
-                            anomaly_count=len(anomalies), model_version=part.model_version,
-                            scored=part.model_version is not None,
-                        )
-                except IntegrityError:  # a concurrent request stored it first
-                    repeats.append((i, key))
-                    continue
-                rows += _record_rows(prep, part, snapshot.pk, endpoint_ids[key[0]])
-                results[i] = IngestResult({
-                    "snapshot_id": snapshot.pk, "hostname": key[0], "processes": len(prep.observations),
-                    "model_version": part.model_version,
-                    "anomalies": [{"index": j, "name": prep.snapshot.processes[j].name, "pid": prep.snapshot.processes[j].pid,
-                                   "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
-                }, created=True)
-            _records_insert(rows)
+        stored, raced = _retrying_once(lambda: _store(fresh, preps, verdicts, agent))
+        for i, result in stored.items():
+            results[i] = result
+        repeats += raced
     if repeats:
         existing.update(_existing_many({key for _, key in repeats if key not in existing}))
         for i, key in repeats:

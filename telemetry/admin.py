@@ -1,8 +1,20 @@
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db import transaction
 from rest_framework_api_key.admin import APIKeyModelAdmin
+from rest_framework_api_key.models import APIKey
 
-from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
+from audit.services import audit_record
+from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
+from telemetry.services import agent_host_move
 from voltaxe.admin_base import ReadOnlyAdmin
+
+admin.site.site_header = "Voltaxe administration"
+admin.site.site_title = admin.site.index_title = "Voltaxe"
+admin.site.site_url = "/live-telemetry/"  # "View site" opens the Live Telemetry page
+
+# One place for agent keys: the library's own "API keys" list carries no hosts and would be a second door.
+if admin.site.is_registered(APIKey):
+    admin.site.unregister(APIKey)
 
 
 class TelemetryAdmin(ReadOnlyAdmin):
@@ -11,27 +23,85 @@ class TelemetryAdmin(ReadOnlyAdmin):
     allow_delete = True
 
 
+class AgentHostInline(admin.TabularInline):
+    """Hosts are added here; a host bound to another key is refused (move it from "Host bindings")."""
+
+    model = AgentHost
+    extra = 1
+    readonly_fields = ["bound_at"]
+
+
 @admin.register(AgentKey)
 class AgentKeyAdmin(APIKeyModelAdmin):
-    list_display = [*APIKeyModelAdmin.list_display]
-    search_fields = ["name", "prefix"]
+    list_display = ["prefix", "name", "scope", "host_list", "created", "expiry_date", "_has_expired", "revoked"]
+    list_filter = ["scope", "revoked", "created"]
+    search_fields = ["name", "prefix", "hosts__hostname"]
+    inlines = [AgentHostInline]
+
+    def get_form(self, request, obj=None, **kwargs):
+        form = super().get_form(request, obj, **kwargs)
+        if obj is None:  # a new key names its hosts, or is made a relay deliberately
+            form.base_fields["scope"].initial = AgentKey.Scope.HOSTS
+        return form
+
+    @admin.display(description="hosts")
+    def host_list(self, obj: AgentKey) -> str:
+        if obj.scope == AgentKey.Scope.RELAY:
+            return "any host (relay)"
+        hosts = [h.hostname for h in obj.hosts.all()[:6]]
+        return ", ".join(hosts[:5]) + (" …" if len(hosts) > 5 else "") or "—"
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).prefetch_related("hosts")
+
+    def save_model(self, request, obj, form, change):
+        created = not obj.pk
+        super().save_model(request, obj, form, change)
+        if created:
+            audit_record(action="agent.created", request=request, resource_type="agent_key", resource_id=obj.prefix,
+                         details={"name": obj.name, "scope": obj.scope, "via": "admin"})
+
+
+@admin.register(AgentHost)
+class AgentHostAdmin(admin.ModelAdmin):
+    """Moving a host to another key (a re-imaged machine) is changing its key here; each move is audited."""
+
+    list_display = ["hostname", "key", "key_scope", "bound_at"]
+    list_select_related = ["key"]
+    search_fields = ["hostname", "key__name", "key__prefix"]
+    raw_id_fields = ["key"]
+
+    @admin.display(description="key scope")
+    def key_scope(self, obj: AgentHost) -> str:
+        return obj.key.get_scope_display()
+
+    def get_readonly_fields(self, request, obj=None):
+        return ["hostname", "bound_at"] if obj else ["bound_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change and "key" in form.changed_data:
+            with transaction.atomic():
+                agent_host_move(hostname=obj.hostname, key=obj.key, actor=request.user, request=request, via="admin")
+            messages.info(request, f"{obj.hostname} now reports with key {obj.key.name!r}; the previous key was not revoked.")
+        else:
+            super().save_model(request, obj, form, change)
 
 
 @admin.register(Endpoint)
 class EndpointAdmin(admin.ModelAdmin):
-    list_display = ["hostname", "os", "first_seen", "last_seen", "last_agent"]
-    list_filter = ["os"]
+    list_display = ["hostname", "os", "names_only", "first_seen", "last_seen", "last_agent"]
+    list_filter = ["os", "names_only"]
     search_fields = ["hostname"]
-    readonly_fields = ["first_seen", "last_seen", "last_agent"]
+    readonly_fields = ["first_seen", "last_seen", "last_agent", "names_only"]
 
 
 @admin.register(Snapshot)
 class SnapshotAdmin(TelemetryAdmin):
-    list_display = ["id", "endpoint", "timestamp", "received_at", "process_count", "anomaly_count", "model_version", "scored"]
+    list_display = ["id", "endpoint", "timestamp", "received_at", "process_count", "anomaly_count", "model_version", "scored", "agent"]
     list_filter = ["scored", "model_version", "endpoint__os"]
     search_fields = ["endpoint__hostname"]
     date_hierarchy = "timestamp"
-    list_select_related = ["endpoint"]
+    list_select_related = ["endpoint", "agent"]
     show_full_result_count = False
 
 

@@ -8,9 +8,11 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from telemetry.models import ProcessRecord
-from telemetry.services import anomalies_list, snapshot_ingest, snapshot_ingest_batch, telemetry_summary
+from telemetry.services import (
+    IngestRefused, anomalies_list, host_report, snapshot_ingest, snapshot_ingest_batch, telemetry_summary,
+)
 from telemetry.validation import PayloadError
-from voltaxe.api import AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since
+from voltaxe.api import AgentBasicAuthentication, AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since
 
 
 def bad_request(detail: str, errors: dict | None = None) -> Response:
@@ -21,14 +23,16 @@ class SnapshotIngestView(APIView):
     """POST one snapshot (rich or legacy body); also answers the legacy agent path."""
 
     # People authenticate as well, so that a person here is told 403 (not an agent), not 401.
-    authentication_classes = [AgentKeyAuthentication, JWTAuthentication, SessionAuthentication]
+    authentication_classes = [AgentKeyAuthentication, AgentBasicAuthentication, JWTAuthentication, SessionAuthentication]
     permission_classes = [IsAgent]
 
     def post(self, request):
         try:
-            result = snapshot_ingest(payload=request.data, agent=request.auth)
+            result = snapshot_ingest(payload=request.data, agent=request.auth, request=request)
         except PayloadError as exc:
             return bad_request(exc.detail, exc.errors)
+        except IngestRefused as exc:
+            return Response({"detail": exc.detail}, status=exc.status)
         return Response(result.body, status=status.HTTP_201_CREATED if result.created else status.HTTP_200_OK)
 
 
@@ -47,7 +51,40 @@ class SnapshotBatchIngestView(APIView):
                 f"A batch holds at most {settings.MAX_BATCH_SNAPSHOTS} snapshots; this one has {len(payloads)}. Split it.",
                 {"non_field_errors": ["too many snapshots"]},
             )
-        return Response({"results": snapshot_ingest_batch(payloads=payloads, agent=request.auth)}, status=status.HTTP_201_CREATED)
+        results = snapshot_ingest_batch(payloads=payloads, agent=request.auth, request=request)
+        return Response({"results": results}, status=status.HTTP_201_CREATED)
+
+
+class AgentSideView(APIView):
+    """The Voltaxe Sentinel's other paths: authenticated like ingestion, answered in JSON, cheap (no writes)."""
+
+    authentication_classes = SnapshotIngestView.authentication_classes
+    permission_classes = [IsAgent]
+
+
+class CommandPollView(AgentSideView):
+    def get(self, request):
+        return Response([])  # this server sends agents no commands
+
+
+class HostReportView(AgentSideView):
+    def post(self, request):
+        try:
+            return Response(host_report(payload=request.data, agent=request.auth, request=request))
+        except PayloadError as exc:
+            return bad_request(exc.detail, exc.errors)
+        except IngestRefused as exc:
+            return Response({"detail": exc.detail}, status=exc.status)
+
+
+class NotCollectedView(AgentSideView):
+    """Network snapshots and the agent's own event reports: answered, never stored."""
+
+    what = ""
+
+    def post(self, request):
+        return Response({"detail": f"{self.what} is not collected by this server; nothing was stored."},
+                        status=status.HTTP_404_NOT_FOUND)
 
 
 class SummaryView(APIView):

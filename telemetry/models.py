@@ -6,11 +6,48 @@ from rest_framework_api_key.models import AbstractAPIKey
 
 
 class AgentKey(AbstractAPIKey):
-    """An agent's credential: only a hash is stored; revoked keys stop working at once."""
+    """An agent's credential: only a hash is stored; revoked keys stop working at once.
+
+    A key reports for the hosts bound to it (AgentHost); a host belongs to one key at a time, so
+    no other key can write snapshots for it (or block its next ones with forged timestamps).
+    """
+
+    class Scope(models.TextChoices):
+        HOSTS = "hosts", "its hosts only"
+        ENROLL = "enroll", "its hosts, and new hosts it reports first"
+        RELAY = "relay", "any host (relay)"
+
+    # ENROLL is the default for keys made in code without hosts, so that a key keeps working for
+    # the hosts it first reports for and never for a host another key owns. `create_agent` and the
+    # admin always say which hosts (HOSTS) or that the key is a relay.
+    scope = models.CharField(
+        max_length=8, choices=Scope.choices, default=Scope.ENROLL,
+        help_text="Which hosts the key may report for. A relay may report for any host.",
+    )
 
     class Meta(AbstractAPIKey.Meta):
         verbose_name = "agent key"
         verbose_name_plural = "agent keys"
+
+    @property
+    def principal(self) -> str:
+        """How the key appears in the audit log: relays are named as such."""
+        return f"{'relay' if self.scope == self.Scope.RELAY else 'agent'}:{self.name}"
+
+
+class AgentHost(models.Model):
+    """A host bound to the one agent key that may report for it."""
+
+    hostname = models.CharField(max_length=255, unique=True)
+    key = models.ForeignKey(AgentKey, on_delete=models.CASCADE, related_name="hosts")
+    bound_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["hostname"]
+        verbose_name = "host binding"
+
+    def __str__(self) -> str:
+        return self.hostname
 
 
 class Endpoint(models.Model):
@@ -19,6 +56,8 @@ class Endpoint(models.Model):
     first_seen = models.DateTimeField()
     last_seen = models.DateTimeField(db_index=True)
     last_agent = models.ForeignKey(AgentKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # The newest snapshot listed process names only (a Voltaxe Sentinel): judged by name rarity alone.
+    names_only = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["hostname"]
@@ -35,6 +74,9 @@ class Snapshot(models.Model):
     anomaly_count = models.PositiveIntegerField(default=0)
     model_version = models.PositiveIntegerField(null=True, blank=True, help_text="Empty while unscored.")
     scored = models.BooleanField(default=False)
+    # Who delivered it and what it said: a repeat is recognised only from the same key with the same content.
+    agent = models.ForeignKey(AgentKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    digest = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the validated content; empty before it was kept.")
 
     class Meta:
         ordering = ["-timestamp"]

@@ -1,6 +1,8 @@
 """Telemetry services: ingestion and the reads behind the Live Telemetry page."""
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,9 +14,11 @@ from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
 from axon.scoring import Observation, Verdicts, observations_score
-from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
+from audit.models import AuditEvent
+from audit.services import audit_record
+from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import guess_os, normalize_exe, normalize_name
-from telemetry.validation import PayloadError, SnapshotIn, validate_snapshot
+from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
 logger = logging.getLogger(__name__)
 
@@ -31,18 +35,40 @@ class IngestResult:
     created: bool
 
 
+class IngestRefused(Exception):
+    """A valid snapshot that may not be stored: 403 (not this key's host) or 409 (that slot is taken)."""
+
+    def __init__(self, status: int, detail: str):
+        super().__init__(detail)
+        self.status, self.detail = status, detail
+
+
 @dataclass
 class _Prepared:
     snapshot: SnapshotIn
     os: str
+    names_only: bool
+    digest: str
     names: list[str]
     exes: list[str]
     parents: list[str]
     observations: list[Observation]
 
 
-def _prepare(snap: SnapshotIn) -> _Prepared:
-    os_name = guess_os(snap.os, [p.name for p in snap.processes])
+def _names_only(snap: SnapshotIn) -> bool:
+    return all(p.pid is None and p.ppid is None and not p.exe and not p.username for p in snap.processes)
+
+
+def _digest(snap: SnapshotIn) -> str:
+    """What the snapshot says, independent of key order, spacing and time zone notation."""
+    content = [snap.hostname, snap.timestamp.isoformat(), snap.os,
+               [[p.name, p.pid, p.ppid, p.exe, p.username, p.cmdline, p.cpu_percent, p.memory_rss] for p in snap.processes]]
+    return hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
+
+
+def _prepare(snap: SnapshotIn, known_os: str = "") -> _Prepared:
+    # A snapshot without an OS (the legacy body) keeps the host's known OS rather than a guess from names.
+    os_name = guess_os(snap.os or known_os, [p.name for p in snap.processes])
     names = [_name_key(p.name, os_name) for p in snap.processes]
     exes = [_exe_key(p.exe, os_name) for p in snap.processes]
     by_pid: dict[int, str] = {}
@@ -58,7 +84,7 @@ def _prepare(snap: SnapshotIn) -> _Prepared:
         )
         for p, name, exe, parent in zip(snap.processes, names, exes, parents)
     ]
-    return _Prepared(snap, os_name, names, exes, parents, observations)
+    return _Prepared(snap, os_name, _names_only(snap), _digest(snap), names, exes, parents, observations)
 
 
 def _validate(payload) -> SnapshotIn:
@@ -114,13 +140,14 @@ def _endpoints_touch(preps: list[_Prepared], agent: AgentKey | None) -> dict[str
     for hostname in sorted(newest):
         prep = newest[hostname]
         seen = ops.adapt_datetimefield_value(prep.snapshot.timestamp)
-        params += [hostname, prep.os, seen, seen, agent.pk if agent else None]
-    values = ", ".join(["(%s, %s, %s, %s, %s)"] * len(newest))
+        params += [hostname, prep.os, seen, seen, agent.pk if agent else None, prep.names_only]
+    values = ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(newest))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (hostname, os, first_seen, last_seen, last_agent_id) VALUES {values} "
+            f"INSERT INTO {table} (hostname, os, first_seen, last_seen, last_agent_id, names_only) VALUES {values} "
             f"ON CONFLICT (hostname) DO UPDATE SET last_seen = {greatest}({table}.last_seen, EXCLUDED.last_seen), "
-            f"os = EXCLUDED.os, last_agent_id = EXCLUDED.last_agent_id RETURNING hostname, id",
+            f"os = EXCLUDED.os, last_agent_id = EXCLUDED.last_agent_id, names_only = EXCLUDED.names_only "
+            f"RETURNING hostname, id",
             params,
         )
         return dict(cursor.fetchall())
@@ -192,7 +219,7 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
                 snapshot = Snapshot.objects.create(
                     endpoint_id=endpoint_ids[key[0]], timestamp=key[1], process_count=len(prep.observations),
                     anomaly_count=len(anomalies), model_version=part.model_version,
-                    scored=part.model_version is not None,
+                    scored=part.model_version is not None, agent=agent, digest=prep.digest,
                 )
         except IntegrityError:  # a concurrent request stored it first
             raced.append((i, key))
@@ -233,59 +260,230 @@ def _retrying_once(write):
         return write()
 
 
-def _ingest(payloads: list, agent: AgentKey | None) -> list[IngestResult | PayloadError]:
+def agent_hosts_allowed(*, agent: AgentKey | None, hostnames: set[str]) -> set[str]:
+    """The hostnames among `hostnames` that this key may report for.
+
+    A relay (and the server itself, agent None) may report for any host. An enrolling key is bound
+    to each host nobody owns yet as it first reports for it; a concurrent claim by another key wins
+    or loses on the hostname's unique constraint.
+    """
+    if agent is None or agent.scope == AgentKey.Scope.RELAY or not hostnames:
+        return set(hostnames)
+    owners = dict(AgentHost.objects.filter(hostname__in=hostnames).values_list("hostname", "key_id"))
+    free = sorted(h for h in hostnames if h not in owners)
+    if free and agent.scope == AgentKey.Scope.ENROLL:
+        AgentHost.objects.bulk_create([AgentHost(hostname=h, key=agent) for h in free], ignore_conflicts=True)
+        owners.update(AgentHost.objects.filter(hostname__in=free).values_list("hostname", "key_id"))
+    return {h for h in hostnames if owners.get(h) == agent.pk}
+
+
+def _refusal(agent: AgentKey, hostname: str, request) -> IngestRefused:
+    from voltaxe.authentication import Agent
+
+    audit_record(
+        action="ingest.refused", actor=Agent(agent), request=request, resource_type="host", resource_id=hostname[:64],
+        outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+        details={"hostname": hostname, "key": agent.prefix, "scope": agent.scope, "reason": "host bound to another key"},
+    )
+    return IngestRefused(403, f"This agent key may not report for host {hostname}.")
+
+
+def _conflict(agent: AgentKey | None, stored: Snapshot, key: tuple[str, datetime], request) -> IngestRefused:
+    other_key = stored.agent_id != (agent.pk if agent else None)
+    if agent is not None:
+        from voltaxe.authentication import Agent
+
+        audit_record(
+            action="ingest.conflict", actor=Agent(agent), request=request, resource_type="snapshot", resource_id=stored.pk,
+            outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+            details={"hostname": key[0], "timestamp": key[1].isoformat(), "key": agent.prefix,
+                     "reason": "another key" if other_key else "other content"},
+        )
+    why = "from another agent key" if other_key else "with other content"
+    return IngestRefused(
+        409, f"A snapshot of {key[0]} at {key[1]:%Y-%m-%dT%H:%M:%SZ} is already stored {why}; it is never overwritten. "
+             "Send a new snapshot with its own timestamp."
+    )
+
+
+def _ingest(payloads: list, agent: AgentKey | None, request=None) -> list[IngestResult | PayloadError | IngestRefused]:
     """Validate, score and store snapshots; each stands or falls alone, all are written in one transaction.
 
-    The same (hostname, timestamp) again, in this batch, in an earlier one, or
-    from a concurrent request, answers with the stored snapshot.
+    The same (hostname, timestamp) again, in this batch, in an earlier one, or from a concurrent
+    request, answers with the stored snapshot if it came from the same key with the same content,
+    and is refused (409) otherwise: what is stored is never overwritten.
     """
-    results: list[IngestResult | PayloadError | None] = [None] * len(payloads)
+    results: list[IngestResult | PayloadError | IngestRefused | None] = [None] * len(payloads)
     valid: list[tuple[int, SnapshotIn]] = []
     for i, payload in enumerate(payloads):
         try:
             valid.append((i, _validate(payload)))
         except PayloadError as exc:
             results[i] = exc
+    hostnames = {s.hostname for _, s in valid}
+    allowed = agent_hosts_allowed(agent=agent, hostnames=hostnames)
+    if allowed != hostnames:
+        refusals = {h: _refusal(agent, h, request) for h in sorted(hostnames - allowed)}
+        for i, snap in valid:
+            results[i] = refusals.get(snap.hostname)
+        valid = [(i, snap) for i, snap in valid if snap.hostname in allowed]
     existing = _existing_many({(s.hostname, s.timestamp) for _, s in valid})
+    unnamed = {s.hostname for _, s in valid if not s.os}
+    known_os = dict(Endpoint.objects.filter(hostname__in=unnamed).values_list("hostname", "os")) if unnamed else {}
     fresh: dict[tuple[str, datetime], tuple[int, _Prepared]] = {}
-    repeats: list[tuple[int, tuple[str, datetime]]] = []
+    repeats: list[tuple[int, tuple[str, datetime], str]] = []
     for i, snap in valid:
         key = (snap.hostname, snap.timestamp)
         if key in existing or key in fresh:
-            repeats.append((i, key))
+            repeats.append((i, key, _digest(snap)))
         else:
-            fresh[key] = (i, _prepare(snap))
+            fresh[key] = (i, _prepare(snap, known_os.get(snap.hostname, "")))
     preps = [prep for _, prep in fresh.values()]
     verdicts = observations_score([o for prep in preps for o in prep.observations])
     if preps:
         stored, raced = _retrying_once(lambda: _store(fresh, preps, verdicts, agent))
         for i, result in stored.items():
             results[i] = result
-        repeats += raced
+        repeats += [(i, key, fresh[key][1].digest) for i, key in raced]
     if repeats:
-        existing.update(_existing_many({key for _, key in repeats if key not in existing}))
-        for i, key in repeats:
-            results[i] = IngestResult(_result_body(existing[key], key[0]), created=False)
+        existing.update(_existing_many({key for _, key, _ in repeats if key not in existing}))
+        for i, key, digest in repeats:
+            stored_snapshot = existing[key]
+            same = stored_snapshot.agent_id == (agent.pk if agent else None) and stored_snapshot.digest == digest
+            results[i] = (IngestResult(_result_body(stored_snapshot, key[0]), created=False) if same
+                          else _conflict(agent, stored_snapshot, key, request))
     return results
 
 
-def snapshot_ingest(*, payload, agent: AgentKey | None = None) -> IngestResult:
-    """Validate, score and store one snapshot; the same (hostname, timestamp) again returns the stored result.
+def snapshot_ingest(*, payload, agent: AgentKey | None = None, request=None) -> IngestResult:
+    """Validate, score and store one snapshot; the same snapshot again returns the stored result.
 
-    Raises PayloadError (nothing stored) for bad input.
+    Raises PayloadError (400) for bad input and IngestRefused (403, 409); then nothing is stored.
     """
-    (result,) = _ingest([payload], agent)
-    if isinstance(result, PayloadError):
+    (result,) = _ingest([payload], agent, request)
+    if isinstance(result, (PayloadError, IngestRefused)):
         raise result
     return result
 
 
-def snapshot_ingest_batch(*, payloads: list, agent: AgentKey | None = None) -> list[dict]:
-    """Each snapshot stands or falls alone; they are scored in one call to the model and written in one transaction."""
-    return [
-        {"error": {"detail": r.detail, "errors": r.errors}} if isinstance(r, PayloadError) else r.body
-        for r in _ingest(payloads, agent)
-    ]
+def _item_error(r: PayloadError | IngestRefused) -> dict:
+    if isinstance(r, PayloadError):
+        return {"error": {"status": 400, "detail": r.detail, "errors": r.errors}}
+    return {"error": {"status": r.status, "detail": r.detail, "errors": {}}}
+
+
+def snapshot_ingest_batch(*, payloads: list, agent: AgentKey | None = None, request=None) -> list[dict]:
+    """Each snapshot stands or falls alone; they are scored in one call to the model and written in one transaction.
+
+    A rejected item is {"error": {"status", "detail", "errors"}}, where status is what the
+    single-snapshot endpoint would have answered for it (400, 403 or 409).
+    """
+    return [r.body if isinstance(r, IngestResult) else _item_error(r) for r in _ingest(payloads, agent, request)]
+
+
+class HostTaken(ValueError):
+    """Hosts already bound to other keys; moving them is a deliberate, audited step."""
+
+    def __init__(self, taken: dict[str, AgentKey]):
+        self.taken = taken
+        listed = ", ".join(f"{h} (key {k.name!r}, prefix {k.prefix})" for h, k in sorted(taken.items()))
+        super().__init__(f"Already bound to another agent key: {listed}. A host reports with one key at a time; "
+                         "move it deliberately (create_agent --move, or change the host binding in the admin).")
+
+
+def agent_key_create(*, name: str, hosts: list[str] | tuple = (), any_host: bool = False, move: bool = False,
+                     actor=None, request=None, via: str) -> tuple[AgentKey, str]:
+    """A new agent key bound to `hosts` (or a relay for any host); returns (key, the secret shown once).
+
+    A host bound to another key is refused (HostTaken) unless `move`: then it is rebound to the new
+    key, each move audited; the old key is not revoked (it keeps its other hosts).
+    """
+    name = name.strip()[:50]
+    hosts = sorted({h.strip() for h in hosts if h.strip()})
+    if not name:
+        raise ValueError("Give the agent a name, e.g. `manage.py create_agent laptop-12`.")
+    if any_host and hosts:
+        raise ValueError("A relay key (--any-host) reports for any host; give it no --host.")
+    if not any_host and not hosts:
+        hosts = [name]
+    with transaction.atomic():
+        taken = {b.hostname: b.key for b in AgentHost.objects.select_related("key").select_for_update().filter(hostname__in=hosts)}
+        if taken and not move:
+            raise HostTaken(taken)
+        agent, secret = AgentKey.objects.create_key(
+            name=name, scope=AgentKey.Scope.RELAY if any_host else AgentKey.Scope.HOSTS
+        )
+        for hostname in hosts:
+            if hostname in taken:
+                agent_host_move(hostname=hostname, key=agent, actor=actor, request=request, via=via)
+            else:
+                AgentHost.objects.create(hostname=hostname, key=agent)
+        audit_record(action="agent.created", actor=actor, request=request, resource_type="agent_key", resource_id=agent.prefix,
+                     details={"name": agent.name, "scope": agent.scope, "hosts": hosts, "via": via})
+    return agent, secret
+
+
+def agent_host_move(*, hostname: str, key: AgentKey, actor=None, request=None, via: str) -> AgentHost:
+    """Bind `hostname` to `key` (a re-imaged machine with a new key), audited; the previous key is not revoked."""
+    with transaction.atomic():
+        binding = AgentHost.objects.select_for_update().filter(hostname=hostname).select_related("key").first()
+        previous = binding.key if binding else None
+        if binding is None:
+            binding = AgentHost.objects.create(hostname=hostname, key=key)
+        elif previous.pk != key.pk:
+            binding.key = key
+            binding.save(update_fields=["key"])
+        audit_record(action="agent.host_moved", actor=actor, request=request, resource_type="host", resource_id=hostname[:64],
+                     details={"hostname": hostname, "to_key": key.prefix, "to_name": key.name,
+                              "from_key": previous.prefix if previous else None,
+                              "from_name": previous.name if previous else None, "via": via,
+                              "note": "the previous key was not revoked"})
+    return binding
+
+
+def _reported_os(data: dict) -> str:
+    """The OS named in a host report: top level or in a nested host/system object, a string or {"name": ...}."""
+    places = [data] + [data[k] for k in ("host_info", "host", "system", "os_info") if isinstance(data.get(k), dict)]
+    for place in places:
+        for field_name in ("os", "platform", "os_name"):
+            value = place.get(field_name)
+            if isinstance(value, dict):
+                value = value.get("name") or value.get("platform")
+            if isinstance(value, str) and value.strip():
+                return value
+    return ""
+
+
+def host_report(*, payload, agent: AgentKey | None, request=None) -> dict:
+    """A host report (the Sentinel's /ingest/snapshot): only the host's OS is used, so a macOS host is not guessed Linux.
+
+    Its process list (pid and name, no time) is not stored: process snapshots carry that.
+    Raises PayloadError (400) or IngestRefused (403); nothing is stored then.
+    """
+    if not isinstance(payload, dict):
+        raise PayloadError({"non_field_errors": ["a host report must be a JSON object"]})
+    errors: dict[str, list[str]] = {}
+    raw_host = payload.get("hostname")
+    if raw_host is None:
+        nested = payload.get("host_info") if isinstance(payload.get("host_info"), dict) else {}
+        raw_host = nested.get("hostname")
+    hostname = text_field(raw_host, "hostname", errors, max_length=255, required=True).strip()
+    os_raw = text_field(_reported_os(payload), "os", errors, max_length=64)
+    if errors:
+        raise PayloadError(errors)
+    if hostname not in agent_hosts_allowed(agent=agent, hostnames={hostname}):
+        raise _refusal(agent, hostname, request)
+    if not os_raw:
+        return {"hostname": hostname, "os": None, "used": [], "detail": "No OS named in this report; nothing was used."}
+    os_name = guess_os(os_raw)[:32]
+    now = timezone.now()
+    Endpoint.objects.bulk_create(
+        [Endpoint(hostname=hostname, os=os_name, first_seen=now, last_seen=now, last_agent=agent, names_only=True)],
+        ignore_conflicts=True,
+    )
+    Endpoint.objects.filter(hostname=hostname).exclude(os=os_name).update(os=os_name)
+    return {"hostname": hostname, "os": os_name, "used": ["os"],
+            "detail": "The host's OS was recorded; processes are taken from process snapshots only."}
 
 
 # --- reads --------------------------------------------------------------------------
@@ -313,9 +511,14 @@ def telemetry_summary(*, recent: int = 10) -> dict:
         "collection_rate_per_hour": last_hour,
         "recent_snapshots": [
             {"id": s.pk, "hostname": s.endpoint.hostname, "timestamp": s.timestamp, "process_count": s.process_count,
-             "anomaly_count": s.anomaly_count, "scored": s.scored, "model_version": s.model_version}
+             "anomaly_count": s.anomaly_count, "scored": s.scored, "model_version": s.model_version,
+             "names_only": s.endpoint.names_only}
             for s in recent_rows
         ],
+        # Hosts whose agent sends process names only (a Voltaxe Sentinel): judged by name rarity alone.
+        "names_only_hosts": list(
+            Endpoint.objects.filter(names_only=True).order_by("hostname").values_list("hostname", flat=True)[:200]
+        ),
         "open_anomalies": ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN).count(),
     }
 

@@ -77,6 +77,10 @@ def _text(value, path: str, errors: dict, *, max_length: int, required: bool = F
     return value
 
 
+# The same checks for other agent bodies (the Sentinel's host report).
+text_field = _text
+
+
 def encodable(value: str) -> bool:
     """JSON can carry lone UTF-16 surrogates (\\ud800) that no database can store."""
     try:
@@ -158,7 +162,11 @@ def validate_snapshot(data, *, now: datetime, max_processes: int, max_future: ti
         errors.setdefault("os", []).append(f"is longer than {MAX_OS} characters")
     raw = data.get("processes")
     processes: list[ProcessIn] = []
-    if raw is None:
+    if raw is None and "processes" in data:
+        # What a Voltaxe Sentinel sends when it could not list processes: say so, instead of "required".
+        errors["processes"] = ["is null: the agent could not list its processes, so there is nothing to store; "
+                               "send a list of process names or objects"]
+    elif raw is None:
         errors["processes"] = ["this field is required"]
     elif not isinstance(raw, list):
         errors["processes"] = [f"must be a list of processes, not {_type_name(raw)}"]

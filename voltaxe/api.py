@@ -12,13 +12,13 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from telemetry.models import AgentKey
-from voltaxe.authentication import Agent, AgentKeyAuthentication  # noqa: F401  (re-exported)
+from voltaxe.authentication import Agent, AgentBasicAuthentication, AgentKeyAuthentication  # noqa: F401  (re-exported)
 
 logger = logging.getLogger(__name__)
 
 
 class IsAgent(BasePermission):
-    message = "Only agents (Authorization: Api-Key <key>) may send telemetry."
+    message = "Only agents (Authorization: Api-Key <key>, or HTTP Basic with the key as the password) may send telemetry."
 
     def has_permission(self, request, view) -> bool:
         return isinstance(request.auth, AgentKey)

@@ -2,8 +2,10 @@
 
 The table below is the specification: one row per route, one column per principal.
   200/201  allowed                      401  not authenticated (API)
+  404      an agent path whose data this server does not collect (JSON, nothing stored)
   403      authenticated, not allowed   LOGIN  302 to /login/ (page routes, no session)
   PAGE     302 back to /live-telemetry/ (the page's form posts, accepted)
+  ITEM_403 201 for the batch, its item refused: {"error": {"status": 403, ...}} (each item stands alone)
 
 Refused POSTs must store nothing: no Snapshot, no ProcessRecord, no TrainingRun, no change of the
 active model. Each cell is its own test, so the per-test cache clearing in tests/conftest.py keeps
@@ -11,53 +13,68 @@ rate limits from leaking between cells.
 """
 from __future__ import annotations
 
+import base64
+
 import pytest
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
 from axon.models import ModelVersion, TrainingRun
-from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
+from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from tests import fleet
 from tests.conftest import _user
 from tests.payloads import legacy, rich
 
 LOGIN = "302 /login/"
+ITEM_403 = "201 item-403"  # the batch is answered, its one item refused with status 403
 PAGE = "302 /live-telemetry/"
 
 PRINCIPALS = (
-    "anonymous", "analyst_jwt", "admin_jwt", "analyst_session", "admin_session", "agent", "revoked_agent", "no_role",
+    "anonymous", "analyst_jwt", "admin_jwt", "analyst_session", "admin_session", "agent", "basic_agent", "relay_agent",
+    "foreign_agent", "revoked_agent", "no_role",
 )
+# Agent keys: "agent" is bound to matrix-host (the host every ingest cell reports for) and sends
+# `Authorization: Api-Key`; "basic_agent" is bound to it too and sends the key as an HTTP Basic
+# password, as a Voltaxe Sentinel does; "relay_agent" may report for any host; "foreign_agent" is a
+# valid key bound to another host; "revoked_agent" was bound to matrix-host and revoked.
 
 # Why a valid agent key gets 403 (not 401) outside ingestion, and a logged-in user 403 on ingestion:
 # API.md — "Unauthenticated → 401 ... Authenticated but not allowed → 403"; both are authenticated principals.
 # Page routes are session-only: a bearer token or an agent key is no browser session → redirect to log in.
 #
-# route id             method  path                                         anon   an_jwt ad_jwt an_ses ad_ses agent  revoked no_role
+# route id             method  path                                          anon    an_jwt  ad_jwt  an_ses  ad_ses  agent   basic   relay   foreign revoked no_role
 ROUTES = {
-    "snapshot":        ("POST", "/api/telemetry/snapshots/",                (401,   403,   403,   403,   403,   201,   401,   403)),
-    "snapshot_batch":  ("POST", "/api/telemetry/snapshots/batch/",          (401,   403,   403,   403,   403,   201,   401,   403)),
-    "legacy_ingest":   ("POST", "/ingest/process-snapshot",                 (401,   403,   403,   403,   403,   201,   401,   403)),
-    "summary":         ("GET",  "/api/telemetry/summary/",                  (401,   200,   200,   200,   200,   403,   401,   403)),
-    "anomalies":       ("GET",  "/api/telemetry/anomalies/",                (401,   200,   200,   200,   200,   403,   401,   403)),
-    "retrain":         ("POST", "/api/axon/retrain",                        (401,   403,   200,   403,   200,   403,   401,   403)),
-    "retrain_slash":   ("POST", "/api/axon/retrain/",                       (401,   403,   200,   403,   200,   403,   401,   403)),
-    "retrain_preview": ("GET",  "/api/axon/retrain/preview/",               (401,   403,   200,   403,   200,   403,   401,   403)),
-    "runs":            ("GET",  "/api/axon/runs/",                          (401,   200,   200,   200,   200,   403,   401,   403)),
-    "run_detail":      ("GET",  "/api/axon/runs/{run}/",                    (401,   200,   200,   200,   200,   403,   401,   403)),
-    "axon_status":     ("GET",  "/api/axon/status/",                        (401,   200,   200,   200,   200,   403,   401,   403)),
-    "models":          ("GET",  "/api/axon/models/",                        (401,   200,   200,   200,   200,   403,   401,   403)),
-    "model_activate":  ("POST", "/api/axon/models/{version}/activate/",     (401,   403,   200,   403,   200,   403,   401,   403)),
-    "approvals":       ("GET",  "/api/axon/approvals/",                     (401,   200,   200,   200,   200,   403,   401,   403)),
-    "audit_events":    ("GET",  "/api/audit/events/",                       (401,   403,   200,   403,   200,   403,   401,   403)),
-    "page":            ("GET",  "/live-telemetry/",                         (LOGIN, LOGIN, LOGIN, 200,   200,   LOGIN, LOGIN,  403)),
-    "page_data":       ("GET",  "/live-telemetry/data/",                    (LOGIN, LOGIN, LOGIN, 200,   200,   LOGIN, LOGIN,  403)),
-    "page_retrain":    ("POST", "/live-telemetry/retrain/",                 (LOGIN, LOGIN, LOGIN, 403,   PAGE,  LOGIN, LOGIN,  403)),
-    "page_activate":   ("POST", "/live-telemetry/models/{version}/activate/", (LOGIN, LOGIN, LOGIN, 403, PAGE,  LOGIN, LOGIN,  403)),
-    "healthz":         ("GET",  "/healthz",                                 (200,   200,   200,   200,   200,   200,   200,   200)),
+    "snapshot":        ("POST", "/api/telemetry/snapshots/",                   (401,    403,    403,    403,    403,    201,    201,    201,    403,    401,    403)),
+    "snapshot_batch":  ("POST", "/api/telemetry/snapshots/batch/",             (401,    403,    403,    403,    403,    201,    201,    201,    ITEM_403, 401,    403)),
+    "legacy_ingest":   ("POST", "/ingest/process-snapshot",                    (401,    403,    403,    403,    403,    201,    201,    201,    403,    401,    403)),
+    "summary":         ("GET",  "/api/telemetry/summary/",                     (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "anomalies":       ("GET",  "/api/telemetry/anomalies/",                   (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "retrain":         ("POST", "/api/axon/retrain",                           (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "retrain_slash":   ("POST", "/api/axon/retrain/",                          (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "retrain_preview": ("GET",  "/api/axon/retrain/preview/",                  (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "runs":            ("GET",  "/api/axon/runs/",                             (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "run_detail":      ("GET",  "/api/axon/runs/{run}/",                       (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "axon_status":     ("GET",  "/api/axon/status/",                           (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "models":          ("GET",  "/api/axon/models/",                           (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "model_activate":  ("POST", "/api/axon/models/{version}/activate/",        (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "approvals":       ("GET",  "/api/axon/approvals/",                        (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "audit_events":    ("GET",  "/api/audit/events/",                          (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "page":            ("GET",  "/live-telemetry/",                            (LOGIN,  LOGIN,  LOGIN,  200,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "page_data":       ("GET",  "/live-telemetry/data/",                       (LOGIN,  LOGIN,  LOGIN,  200,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "page_retrain":    ("POST", "/live-telemetry/retrain/",                    (LOGIN,  LOGIN,  LOGIN,  403,    PAGE,   LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "page_activate":   ("POST", "/live-telemetry/models/{version}/activate/",  (LOGIN,  LOGIN,  LOGIN,  403,    PAGE,   LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "sentinel_poll":   ("GET",  "/command/poll",                               (401,    403,    403,    403,    403,    200,    200,    200,    200,    401,    403)),
+    "sentinel_host":   ("POST", "/ingest/snapshot",                            (401,    403,    403,    403,    403,    200,    200,    200,    403,    401,    403)),
+    "sentinel_net":    ("POST", "/ingest/network-snapshot",                    (401,    403,    403,    403,    403,    404,    404,    404,    404,    401,    403)),
+    "sentinel_susp":   ("POST", "/ingest/suspicious_event",                    (401,    403,    403,    403,    403,    404,    404,    404,    404,    401,    403)),
+    "sentinel_rootkit": ("POST", "/ingest/rootkit_event",                      (401,    403,    403,    403,    403,    404,    404,    404,    404,    401,    403)),
+    "sentinel_vuln":   ("POST", "/ingest/vulnerability_event",                 (401,    403,    403,    403,    403,    404,    404,    404,    404,    401,    403)),
+    "healthz":         ("GET",  "/healthz",                                    (200,    200,    200,    200,    200,    200,    200,    200,    200,    200,    200)),
 }
 
 INGEST = {"snapshot", "snapshot_batch", "legacy_ingest"}
+HOST_REPORT = {"sentinel_host"}
 STARTS_RUN = {"retrain", "retrain_slash", "page_retrain"}
 ACTIVATES = {"model_activate", "page_activate"}
 
@@ -74,11 +91,15 @@ def _client(principal: str) -> APIClient:
     client.raise_request_exception = False  # a 500 is an answer to assert on, not an exception in the test
     if principal == "anonymous":
         return client
-    if principal in ("agent", "revoked_agent"):
-        _, key = AgentKey.objects.create_key(name=principal)
-        if principal == "revoked_agent":
-            AgentKey.objects.filter(name=principal).update(revoked=True)
-        client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    if principal.endswith("agent"):
+        scope = AgentKey.Scope.RELAY if principal == "relay_agent" else AgentKey.Scope.HOSTS
+        agent, key = AgentKey.objects.create_key(name=principal, scope=scope, revoked=principal == "revoked_agent")
+        if scope == AgentKey.Scope.HOSTS:
+            AgentHost.objects.create(hostname="other-host" if principal == "foreign_agent" else "matrix-host", key=agent)
+        if principal == "basic_agent":
+            client.credentials(HTTP_AUTHORIZATION="Basic " + base64.b64encode(f"agent:{key}".encode()).decode())
+        else:
+            client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
         return client
     role, _, how = principal.partition("_")
     user: User = {
@@ -121,6 +142,11 @@ def _send(client: APIClient, route: str, method: str, path: str):
         return client.post(path, [rich("matrix-host")], format="json")
     if route == "legacy_ingest":
         return client.post(path, legacy("matrix-host"), format="json")
+    if route == "sentinel_host":
+        return client.post(path, {"hostname": "matrix-host", "os": "darwin", "processes": [{"pid": 1, "name": "launchd"}]},
+                           format="json")
+    if route.startswith("sentinel_"):
+        return client.post(path, {"hostname": "matrix-host", "events": [{"kind": "made up by the agent"}]}, format="json")
     if route in ("retrain", "retrain_slash"):
         return client.post(path, {"reason": "authorization matrix"}, format="json")
     if route.startswith("page_"):
@@ -139,13 +165,19 @@ def test_authorization_matrix(route, principal, want):
 
     response = _send(client, route, method, path)
 
+    if want == ITEM_403:
+        assert response.status_code == 201, (response.status_code, response.content[:300])
+        (item,) = response.json()["results"]
+        assert item["error"]["status"] == 403 and item["error"]["detail"] == "This agent key may not report for host matrix-host."
+        assert _state() == before
+        return
     if isinstance(want, str):  # a redirect
         code, location = want.split()
         assert response.status_code == int(code), (response.status_code, response.content[:300])
         assert response["Location"].split("?")[0] == location, response["Location"]
     else:
         assert response.status_code == want, (response.status_code, response.content[:300])
-    is_api = path.startswith("/api/") or path == "/ingest/process-snapshot"
+    is_api = path.startswith(("/api/", "/ingest/", "/command/"))
     if is_api and want == 401:
         if principal == "anonymous":
             assert response.json() == {"detail": "Not authenticated"}
@@ -153,6 +185,10 @@ def test_authorization_matrix(route, principal, want):
             assert isinstance(response.json()["detail"], str) and response.json()["detail"]
     if is_api and want == 403:
         assert isinstance(response.json()["detail"], str) and response.json()["detail"]
+        if principal == "foreign_agent" and (route in INGEST or route in HOST_REPORT):
+            assert response.json()["detail"] == "This agent key may not report for host matrix-host."
+    if want == 404:
+        assert "is not collected by this server" in response.json()["detail"]
 
     after = _state()
     accepted = want in (200, 201, PAGE)
@@ -165,6 +201,9 @@ def test_authorization_matrix(route, principal, want):
         expected_processes = 3
         assert after["records"] == before["records"] + expected_processes
         assert after["runs"] == before["runs"] and after["active"] == before["active"]
+    elif route in HOST_REPORT:  # the host's OS is recorded, no snapshot
+        assert Endpoint.objects.get(hostname="matrix-host").os == "darwin"
+        assert after["snapshots"] == before["snapshots"] and after["records"] == before["records"]
     elif route in STARTS_RUN:
         assert after["runs"] == before["runs"] + 1
         assert TrainingRun.objects.latest("id").status == "queued"

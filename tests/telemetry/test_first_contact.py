@@ -28,7 +28,7 @@ def _snapshot(hostname: str, minutes_ago: int) -> dict:
 
 def _relay_key() -> str:
     # One key for the whole fleet, as a relay forwards it.
-    return AgentKey.objects.create_key(name="first-contact-relay")[1]
+    return AgentKey.objects.create_key(name="first-contact-relay", scope=AgentKey.Scope.RELAY)[1]
 
 
 def _post_all(server: Gunicorn, key: str, batches_per_client: list[list[list[dict]]]) -> list[tuple[int, dict]]:

@@ -1,21 +1,27 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from audit.services import audit_record
-from telemetry.models import AgentKey
+from telemetry.services import HostTaken, agent_key_create
 
 
 class Command(BaseCommand):
-    help = "Create an agent key and print it once (only its hash is stored)."
+    help = "Create an agent key bound to its hosts and print it once (only its hash is stored)."
 
     def add_arguments(self, parser):
-        parser.add_argument("name", help="What the key is for, e.g. the host or fleet name.")
+        parser.add_argument("name", help="What the key is for; also its host when no --host is given.")
+        parser.add_argument("--host", action="append", default=[], metavar="HOSTNAME",
+                            help="A host this key reports for (repeatable). Default: the host called NAME.")
+        parser.add_argument("--any-host", action="store_true",
+                            help="A relay key that may report for any host (a collector forwarding a fleet).")
+        parser.add_argument("--move", action="store_true",
+                            help="Take hosts bound to another key (a re-imaged machine); each move is audited and "
+                                 "the other key is not revoked.")
 
-    def handle(self, *args, name: str, **options):
-        name = name.strip()
-        if not name:
-            raise CommandError("Give the agent a name, e.g. `manage.py create_agent laptop-12`.")
-        agent, key = AgentKey.objects.create_key(name=name[:50])
-        audit_record(action="agent.created", resource_type="agent_key", resource_id=agent.prefix,
-                     details={"name": agent.name, "via": "command"})
-        self.stderr.write(f"Agent key for {agent.name!r} (prefix {agent.prefix}). It is shown only this once:")
+    def handle(self, *args, name: str, host: list[str], any_host: bool, move: bool, **options):
+        try:
+            agent, key = agent_key_create(name=name, hosts=host, any_host=any_host, move=move, via="command")
+        except (HostTaken, ValueError) as exc:
+            raise CommandError(str(exc))
+        hosts = ", ".join(agent.hosts.values_list("hostname", flat=True)) if not any_host else "any host (relay)"
+        self.stderr.write(f"Agent key for {agent.name!r} (prefix {agent.prefix}), reports for: {hosts}. "
+                          "It is shown only this once:")
         self.stdout.write(key)

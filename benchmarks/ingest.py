@@ -12,7 +12,7 @@ What it does, in order (every step bounded in count and time; the server is alwa
    empties the telemetry and model tables (Django's flush SQL for those tables only) so that runs
    are repeatable. It refuses to empty a PostgreSQL database whose name lacks "bench" unless
    --force is given;
-2. creates an agent key with `manage.py create_agent` (subprocess);
+2. creates an agent key bound to the fleet's hosts with `manage.py create_agent` (subprocess);
 3. with --with-model: ingests --history-batches of generated history through the batch endpoint,
    then `manage.py retrain --sync --wait` so that an active model scores what follows;
 4. starts `gunicorn voltaxe.wsgi -w N --threads T` on a free 127.0.0.1 port (SECRET_KEY set,
@@ -300,7 +300,7 @@ from django.core.management.color import no_style
 from django.db import connection, transaction
 from django.apps import apps
 models = [apps.get_model(label) for label in (
-    'telemetry.ProcessRecord', 'telemetry.Snapshot', 'telemetry.Endpoint', 'telemetry.AgentKey',
+    'telemetry.ProcessRecord', 'telemetry.Snapshot', 'telemetry.Endpoint', 'telemetry.AgentHost', 'telemetry.AgentKey',
     'axon.Approval', 'axon.ModelVersion', 'axon.TrainingRun')]
 try:
     models += [apps.get_model('django_q', n) for n in ('OrmQ', 'Task', 'Schedule')]
@@ -630,7 +630,9 @@ def main(argv=None) -> int:
         manage(args, env, "migrate", "--no-input", timeout=600, capture=True)
         out = manage(args, env, "shell", "-c", FLUSH_CODE, timeout=1800, capture=True)
         say(out.stdout.strip())
-        key = manage(args, env, "create_agent", "bench-agent", timeout=120, capture=True).stdout.strip().splitlines()[-1]
+        # One key bound to every host of the fleet, so that the host-ownership check is part of what is measured.
+        hosts = [arg for hostname, _, _ in fleet.hosts for arg in ("--host", hostname)]
+        key = manage(args, env, "create_agent", "bench-agent", *hosts, timeout=120, capture=True).stdout.strip().splitlines()[-1]
 
         if not args.no_prime:
             # One snapshot per host, sequentially, before any concurrent traffic: two requests creating the same

@@ -224,7 +224,8 @@ def users_create(python: str, env: dict, users: list[dict]) -> None:
 
 
 def agent_key(python: str, env: dict, name: str) -> str:
-    out = ingest.manage(SimpleNamespace(python=python), env, "create_agent", name, timeout=120, capture=True)
+    # A relay: the soak's simulated fleet reports through one key.
+    out = ingest.manage(SimpleNamespace(python=python), env, "create_agent", name, "--any-host", timeout=120, capture=True)
     return out.stdout.strip().splitlines()[-1]
 
 

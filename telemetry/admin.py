@@ -1,5 +1,4 @@
 from django.contrib import admin, messages
-from django.db import transaction
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
 
@@ -79,12 +78,11 @@ class AgentHostAdmin(admin.ModelAdmin):
         return ["hostname", "bound_at"] if obj else ["bound_at"]
 
     def save_model(self, request, obj, form, change):
-        if change and "key" in form.changed_data:
-            with transaction.atomic():
-                agent_host_move(hostname=obj.hostname, key=obj.key, actor=request.user, request=request, via="admin")
-            messages.info(request, f"{obj.hostname} now reports with key {obj.key.name!r}; the previous key was not revoked.")
-        else:
-            super().save_model(request, obj, form, change)
+        if not change or "key" in form.changed_data:
+            binding = agent_host_move(hostname=obj.hostname, key=obj.key, actor=request.user, request=request, via="admin")
+            obj.pk, obj.bound_at = binding.pk, binding.bound_at
+            if change:
+                messages.info(request, f"{obj.hostname} now reports with key {obj.key.name!r}; the previous key was not revoked.")
 
 
 @admin.register(Endpoint)

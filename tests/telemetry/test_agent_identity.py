@@ -182,3 +182,47 @@ def test_a_host_report_sets_the_os_that_later_legacy_snapshots_keep(agent_client
     assert host.os == "darwin" and host.names_only
     bad = agent_client.post("/ingest/snapshot", {"os": "linux"}, format="json")
     assert bad.status_code == 400 and "hostname" in bad.json()["detail"]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_upgrade_binds_existing_keys_to_the_hosts_they_last_reported_for():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    # Before the upgrade: two keys, each the last to report for its host, no host bound to any key.
+    fleet_key, fleet_secret = AgentKey.objects.create_key(name="pre-upgrade")
+    other_key, other_secret = AgentKey.objects.create_key(name="pre-upgrade-other")
+    now = timezone.now()
+    Endpoint.objects.create(hostname="old-host", first_seen=now, last_seen=now, last_agent=fleet_key)
+    Endpoint.objects.create(hostname="other-host", first_seen=now, last_seen=now, last_agent=other_key)
+    executor = MigrationExecutor(connection)
+    executor.migrate([("telemetry", "0004_agent_identity")])
+    executor = MigrationExecutor(connection)
+    executor.migrate(executor.loader.graph.leaf_nodes())
+
+    assert dict(AgentHost.objects.values_list("hostname", "key__name")) == {"old-host": "pre-upgrade", "other-host": "pre-upgrade-other"}
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {fleet_secret}")
+    at = now - timedelta(minutes=1)
+    assert client.post(URL, _snapshot("old-host", at), format="json").status_code == 201
+    assert client.post(URL, _snapshot("not-seen-yet", at), format="json").status_code == 201  # the fleet keeps growing
+    assert client.post(URL, _snapshot("other-host", at), format="json").status_code == 403
+
+
+@pytest.mark.django_db
+def test_moving_a_host_in_the_admin_is_audited_and_revokes_nothing(client):
+    root = User.objects.create_superuser("root", "root@voltaxe.test", "pw")
+    client.force_login(root)
+    _agent("old-image", "kiosk-9", "kiosk-10")
+    _agent("new-image")
+    new = AgentKey.objects.get(name="new-image")
+    binding = AgentHost.objects.get(hostname="kiosk-9")
+    answer = client.post(f"/admin/telemetry/agenthost/{binding.pk}/change/", {"key": new.pk})
+    assert answer.status_code == 302, answer.content[:500]
+    assert AgentHost.objects.get(hostname="kiosk-9").key == new
+    assert not AgentKey.objects.get(name="old-image").revoked
+    assert AgentHost.objects.get(hostname="kiosk-10").key.name == "old-image"
+    event = AuditEvent.objects.get(action="agent.host_moved")
+    assert event.actor == root and event.details["from_name"] == "old-image" and event.details["via"] == "admin"
+    added = client.post("/admin/telemetry/agenthost/add/", {"hostname": "kiosk-11", "key": new.pk})
+    assert added.status_code == 302 and AgentHost.objects.get(hostname="kiosk-11").key == new

@@ -12,7 +12,10 @@ from telemetry.services import (
     IngestRefused, anomalies_list, host_report, snapshot_ingest, snapshot_ingest_batch, telemetry_summary,
 )
 from telemetry.validation import PayloadError
-from voltaxe.api import AgentBasicAuthentication, AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since
+from voltaxe.api import (
+    AgentBasicAuthentication, AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int,
+    parse_since,
+)
 
 
 def bad_request(detail: str, errors: dict | None = None) -> Response:

@@ -6,14 +6,9 @@ import logging
 from django.db import transaction
 
 from audit.models import AuditEvent
+from voltaxe.clientip import client_ip  # one resolution of the client's address, behind trusted proxies
 
 logger = logging.getLogger(__name__)
-
-
-def client_ip(request) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def actor_name(user) -> str:

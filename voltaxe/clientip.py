@@ -45,10 +45,9 @@ def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
 def resolve_client_ip(meta: dict) -> str | None:
     trusted = _trusted(tuple(settings.TRUSTED_PROXIES))
     peer = _address(meta.get("REMOTE_ADDR") or "")
-    if peer is None:
-        return None
-    if not trusted or not any(peer in net for net in trusted):
-        return str(peer)
+    # No peer address is a Unix socket: only a local process (the proxy) can have connected.
+    if not trusted or (peer is not None and not any(peer in net for net in trusted)):
+        return str(peer) if peer else None
     client = peer
     for hop in reversed([hop for hop in meta.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]):
         address = _address(hop)
@@ -58,7 +57,7 @@ def resolve_client_ip(meta: dict) -> str | None:
         client = address
         if not any(address in net for net in trusted):
             break
-    return str(client)
+    return str(client) if client else None
 
 
 def client_ip(request) -> str | None:
@@ -72,7 +71,8 @@ def client_ip(request) -> str | None:
 
 def rate_limit_ip(request) -> str:
     """django-ratelimit's "ip" key (RATELIMIT_IP_META_KEY): the same address the audit log records."""
-    return client_ip(request) or "unknown"
+    # Without any address (a Unix socket and no trusted proxy) all such requests share one budget.
+    return client_ip(request) or "0.0.0.0"
 
 
 class ClientIPMiddleware:

@@ -59,7 +59,9 @@ def wants_json(request) -> bool:
 def _error(status_code: int, detail: str, page):
     def handler(request, exception=None):
         if wants_json(request):
-            return JsonResponse({"detail": detail}, status=status_code)
+            # A refusal's own sentence is meant for the user; other exceptions' texts are not.
+            said = str(exception or "") if status_code == 403 else ""
+            return JsonResponse({"detail": said or detail}, status=status_code)
         return page(request) if status_code == 500 else page(request, exception)
 
     return handler

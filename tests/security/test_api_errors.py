@@ -83,6 +83,23 @@ def test_an_agent_on_an_unknown_path_gets_json(agent_client, debug_off):
 
 
 @pytest.mark.django_db
+def test_a_refused_page_answers_a_script_in_json_and_a_browser_in_html(client, nobody, debug_off):
+    client.force_login(nobody)
+    response = client.get("/live-telemetry/", HTTP_ACCEPT="application/json")
+    assert response.status_code == 403
+    assert response.json() == {"detail": "You need the Analyst or Security Admin role to view telemetry."}
+    response = client.get("/live-telemetry/", HTTP_ACCEPT="text/html,*/*")
+    assert response.status_code == 403 and response["Content-Type"].startswith("text/html")
+
+
+@pytest.mark.django_db
+def test_a_request_for_an_unknown_host_is_a_json_400_under_api(admin_user, debug_off):
+    response = bearer(admin_user).get("/api/telemetry/summary/", HTTP_HOST="attacker.example")
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("The request is malformed")
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("method", ["put", "delete", "patch"])
 def test_a_wrong_method_is_a_json_405(admin_user, debug_off, method):
     response = getattr(bearer(admin_user), method)("/api/telemetry/summary/")

@@ -98,6 +98,16 @@ def test_ipv6_clients_and_proxies(settings, admin_user):
     assert audited_address(admin_user, remote="fd00::1", forwarded="2001:db8::7") == "2001:db8::7"
 
 
+@pytest.mark.django_db
+def test_a_proxy_on_a_unix_socket(settings, admin_user, analyst):
+    """gunicorn on a Unix socket has no peer address: with trusted proxies set, X-Forwarded-For names the client."""
+    settings.TRUSTED_PROXIES = ["127.0.0.1"]
+    assert audited_address(admin_user, remote="", forwarded="198.51.100.8") == "198.51.100.8"
+    settings.TRUSTED_PROXIES = []
+    # Without, there is no address to record, and log-ins still answer (one shared budget).
+    assert token("ann", PASSWORD, remote="").status_code == 200
+
+
 def test_a_bad_trusted_proxy_setting_stops_the_start(subprocess_env):
     def check(value: str):
         return subprocess.run([sys.executable, str(REPO / "manage.py"), "check"], cwd=REPO,

@@ -146,7 +146,8 @@ class TokenObtainView(TokenObtainPairView):
 
 class TokenRefreshLimitedView(TokenRefreshView):
     def post(self, request, *args, **kwargs):
-        return address_limited(request) or super().post(request, *args, **kwargs)
+        limited = address_limited(request)
+        return limited if limited is not None else super().post(request, *args, **kwargs)
 
 
 class LogoutView(TokenViewBase):
@@ -154,7 +155,7 @@ class LogoutView(TokenViewBase):
 
     def post(self, request):
         limited = address_limited(request)
-        if limited:
+        if limited is not None:
             return limited
         raw = request.data.get("refresh") if isinstance(request.data, dict) else None
         if not isinstance(raw, str) or not raw:

@@ -14,7 +14,7 @@ from telemetry.services import (
 from telemetry.validation import PayloadError
 from voltaxe.api import (
     AgentBasicAuthentication, AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int,
-    parse_since,
+    parse_since, query_text,
 )
 
 
@@ -116,6 +116,6 @@ class AnomalyListView(APIView):
         if status_filter and status_filter not in ProcessRecord.Status.values:
             raise BadRequest("status must be one of open, approved, cleared.", {"status": ["unknown"]})
         rows, more = anomalies_list(
-            since=parse_since(q.get("since")), hostname=q.get("hostname", ""), status=status_filter, limit=limit, offset=offset
+            since=parse_since(q.get("since")), hostname=query_text(q, "hostname"), status=status_filter, limit=limit, offset=offset
         )
         return Response({"results": [anomaly_json(r) for r in rows], "next": next_page_url(request, offset, limit, more)})

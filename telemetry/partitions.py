@@ -113,6 +113,9 @@ def partition_existing_table(schema_editor, *, now: datetime, retention_days: in
     run = schema_editor.execute
     old = f"{TABLE}_unpartitioned"
     with schema_editor.connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_partitioned_table WHERE partrelid = %s::regclass", [TABLE])
+        if cursor.fetchone() is not None:  # migrated back and forth: reversing kept the partitions
+            return
         cursor.execute(f"SELECT min(observed_at), max(observed_at), coalesce(max(id), 0) FROM {TABLE}")
         oldest, newest, max_id = cursor.fetchone()
     run(f"ALTER TABLE {TABLE} RENAME TO {old}")

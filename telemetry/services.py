@@ -568,6 +568,7 @@ def telemetry_prune(*, older_than: datetime, batch: int = 200) -> int:
         if not ids:
             return deleted
         with transaction.atomic():
-            ProcessRecord.objects.filter(snapshot_id__in=ids).delete()
+            # Bounded by time too, so PostgreSQL looks only in the partitions old enough to hold them.
+            ProcessRecord.objects.filter(snapshot_id__in=ids, observed_at__lt=older_than).delete()
             Snapshot.objects.filter(pk__in=ids).delete()
         deleted += len(ids)

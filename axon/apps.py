@@ -20,7 +20,8 @@ def schedules_sync(**kwargs) -> None:
     wanted = {
         "axon: scheduled retrain": ("axon.tasks.scheduled_retrain_task", settings.RETRAIN_SCHEDULE_MINUTES),
         "axon: maintenance": ("axon.tasks.maintenance_task", 1),
-        "telemetry: retention": ("telemetry.tasks.retention_task", 60 if settings.RETENTION_DAYS else 0),
+        # Hourly even with retention off: on PostgreSQL it also creates the coming days' partitions.
+        "telemetry: retention": ("telemetry.tasks.retention_task", 60),
     }
     from datetime import timedelta
 

@@ -550,13 +550,25 @@ def anomalies_list(*, since: datetime | None = None, hostname: str = "", status:
 
 
 def telemetry_prune(*, older_than: datetime, batch: int = 200) -> int:
-    """Delete snapshots (and their processes) older than `older_than`, a batch at a time so no lock is held long."""
+    """Delete telemetry older than `older_than`; returns how many snapshots went.
+
+    On PostgreSQL whole daily partitions of process records are dropped first; what
+    is left (the day the cut falls in, the default partition, the snapshots) goes a
+    batch at a time, so no lock is held long.
+    """
+    from telemetry.partitions import partitioned, partitions_drop_before
+
+    if partitioned():
+        dropped = partitions_drop_before(older_than)
+        if dropped:
+            logger.info("Dropped the process records of %s", ", ".join(f"{d:%Y-%m-%d}" for d in dropped))
     deleted = 0
     while True:
         ids = list(Snapshot.objects.filter(timestamp__lt=older_than).order_by("timestamp").values_list("pk", flat=True)[:batch])
         if not ids:
             return deleted
         with transaction.atomic():
-            ProcessRecord.objects.filter(snapshot_id__in=ids).delete()
+            # Bounded by time too, so PostgreSQL looks only in the partitions old enough to hold them.
+            ProcessRecord.objects.filter(snapshot_id__in=ids, observed_at__lt=older_than).delete()
             Snapshot.objects.filter(pk__in=ids).delete()
         deleted += len(ids)

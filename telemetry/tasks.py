@@ -3,10 +3,13 @@ from datetime import timedelta
 from django.conf import settings
 from django.utils import timezone
 
+from telemetry.partitions import partitions_ahead
 from telemetry.services import telemetry_prune
 
 
 def retention_task() -> str:
+    """Hourly: the next days' partitions (PostgreSQL), then telemetry past RETENTION_DAYS."""
+    partitions_ahead(timezone.now())
     if not settings.RETENTION_DAYS:
         return "retention is off"
     removed = telemetry_prune(older_than=timezone.now() - timedelta(days=settings.RETENTION_DAYS))

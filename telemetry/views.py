@@ -102,21 +102,41 @@ def live_data(request):
 @login_required
 @require_POST
 def live_retrain(request):
-    """The confirmation modal's form, for browsers without JavaScript (the script posts to the API instead)."""
-    if not request.user.has_perm("axon.trigger_retrain"):
-        raise PermissionDenied("Only security admins may retrain the model.")
-    offered = request.POST.getlist("offered")
-    learn = set(request.POST.getlist("learn"))
-    exclude = [name for name in offered if name not in learn]
-    reason = request.POST.get("reason", "").strip()[:1000]
+    """The confirmation modal's form, for browsers without JavaScript (the script posts to the API instead).
+
+    It sends the preview keys that were ticked, so it approves exactly those; the service
+    checks the permission and the body and audits the outcome, as for every other door.
+    """
+    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
+    body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve")}
     try:
-        outcome = axon_services.retrain_request(user=request.user, trigger=TrainingRun.Trigger.DASHBOARD,
-                                                reason=reason, exclude=exclude, request=request)
+        outcome = axon_services.retrain_request(actor=actor, body=body)
+    except axon_services.Denied as exc:
+        raise PermissionDenied(str(exc))
+    except axon_services.InvalidInput as exc:
+        messages.error(request, exc.detail)
     except axon_services.RateLimited as exc:
         messages.error(request, str(exc))
     else:
         body = retrain_response(outcome, request.user)
         (messages.success if outcome.started else messages.info)(request, body["message"])
+    return redirect("live-telemetry")
+
+
+@login_required
+@require_POST
+def live_triage(request):
+    """Triage from the anomalies table without JavaScript: the ticked keys get one status."""
+    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
+    body = {"keys": request.POST.getlist("key"), "status": request.POST.get("status", ""), "note": request.POST.get("note", "")}
+    try:
+        updated = axon_services.alerts_triage(actor=actor, body=body)
+    except axon_services.Denied as exc:
+        raise PermissionDenied(str(exc))
+    except axon_services.InvalidInput as exc:
+        messages.error(request, exc.detail)
+    else:
+        messages.success(request, f"{len(updated)} alert(s) marked {body['status']}.")
     return redirect("live-telemetry")
 
 

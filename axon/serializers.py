@@ -22,12 +22,17 @@ class Text(serializers.CharField):
 
 
 class RetrainBody(serializers.Serializer):
-    reason = Text(required=False, allow_blank=True, max_length=MAX_REASON, default="")
-    exclude = serializers.ListField(child=Text(min_length=1, max_length=255), required=False, default=list,
-                                    max_length=MAX_EXCLUDE)
+    reason = Text(required=False, allow_blank=True, allow_null=True, max_length=MAX_REASON, default="")
+    exclude = serializers.ListField(child=Text(min_length=1, max_length=255), required=False, allow_null=True,
+                                    default=list, max_length=MAX_EXCLUDE)
     # Absent or null: the preview's default items. A list, even empty: exactly these preview keys.
     approve = serializers.ListField(child=Text(min_length=1, max_length=64), required=False, allow_null=True,
                                     default=None, max_length=MAX_KEYS)
+
+
+    def validate(self, attrs):
+        # null is as good as absent
+        return {**attrs, "reason": attrs.get("reason") or "", "exclude": attrs.get("exclude") or []}
 
 
 class TriageBody(serializers.Serializer):

@@ -37,7 +37,7 @@
     return el;
   }
   // Messages the server rendered (after a form post without JavaScript) go away too.
-  document.querySelectorAll("#banners .banner-success, #banners .banner-info").forEach((el) => setTimeout(() => el.remove(), BANNER_MS));
+  document.querySelectorAll("#banners .banner-success, #banners .banner-info:not([data-joined])").forEach((el) => setTimeout(() => el.remove(), BANNER_MS));
 
   // --- rendering --------------------------------------------------------------------------
   function render() {
@@ -95,10 +95,12 @@
       `<tr><td>${esc(s.hostname)}</td><td>${fmtTime(s.timestamp)}</td><td class="num">${s.process_count}</td>` +
       `<td class="num${s.anomaly_count ? " bad" : ""}">${s.scored ? s.anomaly_count : "unscored"}</td></tr>`);
     // The server renders these tables (the same templates as the first load); keep what the person selected.
-    const selected = new Set(Array.from(document.querySelectorAll("#alerts-body input[name=key]:checked")).map((b) => b.value));
-    $("#alerts-body").innerHTML = state.fragments.alerts;
-    document.querySelectorAll("#alerts-body input[name=key]").forEach((b) => { b.checked = selected.has(b.value); });
-    $("#runs-body").innerHTML = state.fragments.runs;
+    if (state.fragments) { // absent on the first load: the page already holds them
+      const selected = new Set(Array.from(document.querySelectorAll("#alerts-body input[name=key]:checked")).map((b) => b.value));
+      $("#alerts-body").innerHTML = state.fragments.alerts;
+      document.querySelectorAll("#alerts-body input[name=key]").forEach((b) => { b.checked = selected.has(b.value); });
+      $("#runs-body").innerHTML = state.fragments.runs;
+    }
     const token = csrf();
     rows("#versions-body", state.versions, "No model trained yet.", 6, (v) =>
       `<tr><td>v${v.version}</td><td>${fmtShort(v.trained_at)}</td><td class="num">${v.records}</td><td class="num">${v.hosts}</td>` +
@@ -192,7 +194,9 @@
     function open(ev) {
       ev.preventDefault();
       if (state.axon.current_run) {
-        banner("info", `A retrain is already in progress (run ${state.axon.current_run.id}, ${state.axon.current_run.progress}%).`, true)
+        // Stays while that run goes on; removed when it ends (renderModel).
+        document.querySelectorAll("#banners [data-joined]").forEach((el) => el.remove());
+        banner("info", `A retrain is already in progress (run ${state.axon.current_run.id}, ${state.axon.current_run.progress}%).`, false)
           .dataset.joined = "1";
         return;
       }
@@ -296,7 +300,7 @@
       if (result.response.ok && result.data.status === "training_started") {
         banner("success", "Retraining initiated. " + result.data.message, true);
       } else if (result.response.ok) {
-        banner("info", result.data.message, true).dataset.joined = "1";
+        banner("info", result.data.message, false).dataset.joined = "1";
       } else {
         banner("error", result.data.detail || `The server answered ${result.response.status}.`, false);
       }

@@ -4,12 +4,12 @@ from django.db import migrations
 ANALYST = [
     ("telemetry", "view_endpoint"), ("telemetry", "view_snapshot"), ("telemetry", "view_processrecord"),
     ("axon", "view_trainingrun"), ("axon", "view_modelversion"), ("axon", "view_approval"),
-    ("axon", "triage_alert"),  # from 0004
+    ("axon", "triage_alert"),  # from 0005
 ]
 SECURITY_ADMIN = ANALYST + [
     ("axon", "trigger_retrain"), ("axon", "activate_modelversion"), ("audit", "view_auditevent"),
     ("telemetry", "view_agentkey"), ("telemetry", "add_agentkey"), ("telemetry", "change_agentkey"),
-    ("axon", "delete_approval"),  # revoke an approval; from 0004
+    ("axon", "delete_approval"),  # revoke an approval; from 0005
 ]
 
 

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('axon', '0002_roles'),
+        ('axon', '0003_model_artifact'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -118,6 +118,7 @@ def test_unticking_everything_shown_approves_nothing_not_even_what_was_flagged_a
     assert event.details["approved"] == [] and len(event.details["unticked"]) == total + 1  # + the latecomer
 
 
+@pytest.mark.clock
 def test_ticking_the_one_offs_approves_exactly_them_never_the_miner_nor_the_late_flag(miner_and_one_offs, admin_client):
     _, items = full_preview(admin_client)
     ticked = [i["key"] for i in items if i["name"] != "xmrig"]
@@ -162,6 +163,7 @@ def demo_flagged(db):
     fleet.recent(split)
 
 
+@pytest.mark.clock
 def test_the_demo_intruder_is_high_risk_unticked_and_a_default_press_leaves_it_flagged(demo_flagged, admin_client):
     items = admin_client.get(PREVIEW).json()["will_learn"]
     by_name = {i["name"]: i for i in items}

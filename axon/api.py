@@ -147,7 +147,6 @@ class RunListView(APIView):
     permission_classes = [CanViewAxon]
 
     def get(self, request):
-        services.runs_reap()
         limit = parse_int(request.query_params.get("limit"), "limit", 20, 1, 200)
         runs = TrainingRun.objects.select_related("model_version")[:limit]
         return Response({"results": [run_json(r) for r in runs]})
@@ -157,7 +156,6 @@ class RunDetailView(APIView):
     permission_classes = [CanViewAxon]
 
     def get(self, request, pk: int):
-        services.runs_reap()
         return Response(run_json(get_object_or_404(TrainingRun.objects.select_related("model_version"), pk=pk), log=True))
 
 

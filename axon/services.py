@@ -906,7 +906,8 @@ def runs_reap(*, now: datetime | None = None) -> int:
 
 
 def axon_status() -> dict:
-    runs_reap()
+    """What the page and the status API show. A read: runs whose worker died are ended by the
+    maintenance task (every minute) and by the next press, never by a GET."""
     from voltaxe.views import worker_alive
 
     active = ModelVersion.objects.filter(is_active=True).first()

@@ -174,3 +174,15 @@ def test_a_security_admin_lists_and_revokes_an_approval_effective_from_the_next_
     assert event.details["name"] == "figma.exe" and event.details["reopened"] > 0
     assert AuditEvent.objects.filter(action="approval.revoked", outcome="denied").count() == 1
     assert admin_client.post("/api/axon/approvals/99999/revoke/").status_code == 404
+
+
+def test_reading_the_status_and_the_runs_never_writes(settings, analyst_client):
+    """Issue 10: GET never writes (the page's poll used to reap runs and send e-mail)."""
+    settings.RETRAIN_TIMEOUT_SECONDS, settings.RETRAIN_REAP_GRACE_SECONDS = 60, 10
+    stale = TrainingRun.objects.create(trigger="api", status="running", started_at=timezone.now() - timedelta(seconds=300),
+                                       heartbeat_at=timezone.now() - timedelta(seconds=200))
+    for url in ("/api/axon/status/", "/api/axon/runs/", f"/api/axon/runs/{stale.pk}/"):
+        assert analyst_client.get(url).status_code == 200
+    stale.refresh_from_db()
+    assert stale.status == "running" and not AuditEvent.objects.exists()
+    assert services.runs_reap() == 1  # the maintenance task's job

@@ -11,7 +11,7 @@ import math
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import SimpleNamespace
 from datetime import datetime, timedelta
 
@@ -553,11 +553,11 @@ class Candidate:
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     max_score: float | None = None
-    reasons: list = None
+    reasons: list = field(default_factory=list)
     cpu_sum: float = 0.0
     cpu_n: int = 0
     risk: str = "low"
-    risk_reasons: list = None
+    risk_reasons: list = field(default_factory=list)
     status: str = Alert.Status.OPEN
     note: str = ""
     updated_by: str = ""
@@ -728,7 +728,8 @@ def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
         raise InvalidInput(f"{first_error(serializer.errors)} Nothing was changed.", serializer.errors)
     data = serializer.validated_data
     keys = set(data["keys"])
-    found = {c.key: c for c in flagged_candidates(ProcessRecord.objects.filter(flagged=True)) if c.key in keys}
+    open_flags = ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN)
+    found = {c.key: c for c in flagged_candidates(open_flags) if c.key in keys}
     if missing := sorted(keys - set(found) - set(Alert.objects.filter(key__in=keys).values_list("key", flat=True))):
         raise InvalidInput(f"keys: {len(missing)} key(s) match no alert, for example {missing[0]}. Nothing was changed.",
                            {"keys": [f"unknown: {k}" for k in missing[:20]]})
@@ -743,7 +744,7 @@ def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
             Alert.objects.update_or_create(key=key, defaults=defaults)
     actor.audit("alert.triaged", resource_type="alert", resource_id=",".join(sorted(keys))[:64],
                 details={"keys": sorted(keys), "status": data["status"], "note": data["note"]})
-    updated = {c.key: c for c in flagged_candidates(ProcessRecord.objects.filter(flagged=True)) if c.key in keys}
+    updated = {c.key: c for c in flagged_candidates(open_flags) if c.key in keys}
     return [updated[k] for k in sorted(updated)]
 
 

@@ -10,6 +10,7 @@ from playwright.sync_api import Page, expect
 from axon import services
 from axon.models import Alert, TrainingRun
 from tests import fleet
+from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_live_page import RED, dialog, learn_checkbox, open_modal, panic_button, retrain_now
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -35,6 +36,8 @@ def test_a_high_risk_item_is_unticked_and_ticking_it_needs_a_second_yes_that_nam
     expect(ask).to_contain_text("kdevtmpfsi is high risk: runs from a temporary or world-writable folder (/tmp/kdevtmpfsi)")
     expect(ask).to_contain_text("started by nginx, a web server")
     expect(intruder).not_to_be_checked()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "modal-high-risk-confirmation.png"))
     ask.get_by_role("button", name="No, keep it flagged").click()
     expect(ask).to_be_hidden()
     expect(intruder).not_to_be_checked()

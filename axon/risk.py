@@ -95,9 +95,9 @@ def assess(candidate: Candidate, fleet: Fleet = Fleet()) -> tuple[str, list[str]
         kind = "a web server" if parent in _WEB_SERVERS else "an office program" if parent in _OFFICE else "a script host"
         reasons.append(f"started by {candidate.parent}, {kind}, which should not start programs")
 
-    if user in _SERVICE_ACCOUNTS or user.endswith("$"):
-        if name in _INTERACTIVE or name.removesuffix(".exe") in _INTERACTIVE:
-            reasons.append(f"the service account {candidate.user} runs an interactive shell or tool ({candidate.name})")
+    service_account = user in _SERVICE_ACCOUNTS or user.endswith("$")
+    if service_account and (name in _INTERACTIVE or name.removesuffix(".exe") in _INTERACTIVE):
+        reasons.append(f"the service account {candidate.user} runs an interactive shell or tool ({candidate.name})")
 
     resource = [r for r in candidate.reasons if r.startswith(("CPU ", "memory ")) and " vs usual " in r]
     if resource:

@@ -12,8 +12,8 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import sklearn
@@ -99,7 +99,7 @@ class Actor:
     trusted: bool = False
 
     @classmethod
-    def from_request(cls, request, door: str) -> "Actor":
+    def from_request(cls, request, door: str) -> Actor:
         return cls(user=request.user, door=door, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", ""))
 
     @property

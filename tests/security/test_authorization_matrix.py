@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
-
-from django.utils import timezone
 
 from axon.models import Alert, Approval, ModelVersion, TrainingRun
 from axon.services import approval_key

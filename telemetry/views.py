@@ -18,8 +18,8 @@ from django.views.decorators.http import require_POST
 from rest_framework.utils.encoders import JSONEncoder
 
 from axon import services as axon_services
-from axon.api import candidate_json, retrain_response, run_json, status_json, version_json
-from axon.models import ModelVersion, TrainingRun
+from axon.api import approval_json, candidate_json, retrain_response, run_json, status_json, version_json
+from axon.models import Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
 from telemetry.api import anomaly_json
 from telemetry.models import Snapshot
@@ -75,22 +75,26 @@ def live_state(user) -> dict:
     alerts, _ = axon_services.alerts_list(limit=50)
     runs = [run_json(r) for r in TrainingRun.objects.select_related("model_version")[:10]]
     alerts_json = [candidate_json(a) for a in alerts]
+    approvals = [approval_json(a) for a in Approval.objects.all()[:50]] if user.has_perm("axon.delete_approval") else []
     return {
         "summary": telemetry_summary(),
         "axon": status_json(),
         "anomalies": [anomaly_json(r) for r in rows],
         "alerts": alerts_json,
+        "approvals": approvals,
         "runs": runs,
         "versions": [version_json(v) for v in ModelVersion.objects.all()[:10]],
         "activity": activity_24h(),
         "can_retrain": user.has_perm("axon.trigger_retrain"),
         "can_activate": user.has_perm("axon.activate_modelversion"),
         "can_triage": user.has_perm("axon.triage_alert"),
+        "can_revoke": user.has_perm("axon.delete_approval"),
         "now": timezone.now(),
         # The tables are rendered here only, and the script swaps them in: one renderer.
         "fragments": {
             "alerts": render_to_string("telemetry/_alerts.html", {"alerts": alerts_json}),
             "runs": render_to_string("telemetry/_runs.html", {"runs": runs}),
+            "approvals": render_to_string("telemetry/_approvals.html", {"approvals": approvals}),
         },
     }
 
@@ -180,6 +184,22 @@ def live_triage(request):
         messages.error(request, exc.detail)
     else:
         messages.success(request, f"{len(updated)} alert(s) marked {body['status']}.")
+    return redirect("live-telemetry")
+
+
+@login_required
+@require_POST
+def live_revoke(request, pk: int):
+    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
+    try:
+        approval = axon_services.approval_revoke(actor=actor, approval_id=pk)
+    except axon_services.Denied as exc:
+        raise PermissionDenied(str(exc))
+    except Approval.DoesNotExist:
+        messages.error(request, "That approval no longer exists.")
+    else:
+        messages.success(request, f"Revoked the approval of {approval.name} on {approval.hostname}. "
+                                  "The active model still honours it; the next model version will not.")
     return redirect("live-telemetry")
 
 

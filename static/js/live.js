@@ -100,6 +100,8 @@
       $("#alerts-body").innerHTML = state.fragments.alerts;
       document.querySelectorAll("#alerts-body input[name=key]").forEach((b) => { b.checked = selected.has(b.value); });
       $("#runs-body").innerHTML = state.fragments.runs;
+      const approvals = $("#approvals-body");
+      if (approvals) approvals.innerHTML = state.fragments.approvals;
     }
     const token = csrf();
     rows("#versions-body", state.versions, "No model trained yet.", 6, (v) =>

@@ -61,6 +61,7 @@ ROUTES = {
     "page_retrain":    ("POST", "/live-telemetry/retrain/",                 (LOGIN, LOGIN, LOGIN, 403,   PAGE,  LOGIN, LOGIN,  403)),
     "page_activate":   ("POST", "/live-telemetry/models/{version}/activate/", (LOGIN, LOGIN, LOGIN, 403, PAGE,  LOGIN, LOGIN,  403)),
     "page_triage":     ("POST", "/live-telemetry/triage/",                  (LOGIN, LOGIN, LOGIN, PAGE,  PAGE,  LOGIN, LOGIN,  403)),
+    "page_revoke":     ("POST", "/live-telemetry/approvals/{run}/revoke/",  (LOGIN, LOGIN, LOGIN, 403,   PAGE,  LOGIN, LOGIN,  403)),
     "healthz":         ("GET",  "/healthz",                                 (200,   200,   200,   200,   200,   200,   200,   200)),
 }
 
@@ -68,6 +69,7 @@ INGEST = {"snapshot", "snapshot_batch", "legacy_ingest"}
 STARTS_RUN = {"retrain", "retrain_slash", "page_retrain"}
 ACTIVATES = {"model_activate", "page_activate"}
 TRIAGES = {"alerts_triage", "page_triage"}
+REVOKES = {"approval_revoke", "page_revoke"}
 FLAGGED = ("matrix-host", "dropper", "/tmp/dropper", "bash")  # host, name, exe, parent of one open alert
 
 
@@ -105,7 +107,7 @@ def _client(principal: str) -> APIClient:
 def _world(route: str) -> dict:
     """What the route needs to exist: a finished run to read, a model version that is not active yet."""
     world = {"run": TrainingRun.objects.create(trigger="command", status="succeeded", stage="done").pk, "version": 1}
-    if route == "approval_revoke":  # the route's <int:pk> is filled from world["run"]
+    if route in REVOKES:  # the route's <int:pk> is filled from world["run"]
         Approval.objects.create(pk=world["run"], hostname="matrix-host", name="tool", exe="/opt/tool", parent="bash")
     if route in TRIAGES:
         host, name, exe, parent = FLAGGED
@@ -199,7 +201,7 @@ def test_authorization_matrix(route, principal, want):
     elif route in TRIAGES:
         assert before["triaged"] == [] and after["triaged"] == ["acknowledged"]
         assert after["runs"] == before["runs"] and after["snapshots"] == before["snapshots"]
-    elif route == "approval_revoke":
+    elif route in REVOKES:
         assert after["approvals"] == before["approvals"] - 1 and after["runs"] == before["runs"]
     else:  # pragma: no cover - every POST route is in one of the groups above
         pytest.fail(f"no expectation for accepted POST {route}")

@@ -5,7 +5,7 @@ import pytest
 
 from audit.models import AuditEvent
 from axon import services
-from axon.models import ModelVersion, TrainingRun
+from axon.models import Approval, ModelVersion, TrainingRun
 from tests import fleet
 
 
@@ -151,3 +151,21 @@ def test_login_form_is_rate_limited_per_address(client, analyst, settings):
     response = client.post("/login/", {"username": "ann", "password": "correct-horse-battery"})
     assert response.status_code == 429 and "Too many login attempts" in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_a_security_admin_sees_the_approvals_and_revokes_one_from_the_page(client, admin_user, analyst):
+    split = fleet.history(days=2)
+    fleet.train()
+    fleet.recent(split)
+    fleet.train(user=admin_user, trigger="api")
+    approval = Approval.objects.get()
+    client.force_login(admin_user)
+    html = client.get("/live-telemetry/").content.decode()
+    assert "Revoking one takes effect from the\n    next model version" in html and f"/approvals/{approval.pk}/revoke/" in html
+    response = client.post(f"/live-telemetry/approvals/{approval.pk}/revoke/", follow=True)
+    assert "the next model version will not." in response.content.decode()
+    assert not Approval.objects.exists()
+    assert AuditEvent.objects.get(action="approval.revoked").details["name"] == "figma.exe"
+    client.force_login(analyst)
+    assert 'id="approvals-title"' not in client.get("/live-telemetry/").content.decode()

@@ -21,7 +21,6 @@ CanViewAxon = require_perm("axon.view_trainingrun", "You need the Analyst or Sec
 CanViewApprovals = require_perm("axon.view_approval", "You need the Analyst or Security Admin role to view approvals.")
 
 
-
 def run_json(run: TrainingRun | None, *, log: bool = False) -> dict | None:
     if run is None:
         return None

@@ -186,3 +186,13 @@ def test_reading_the_status_and_the_runs_never_writes(settings, analyst_client):
     stale.refresh_from_db()
     assert stale.status == "running" and not AuditEvent.objects.exists()
     assert services.runs_reap() == 1  # the maintenance task's job
+
+
+def test_a_misspelt_limit_is_a_system_check_error_not_a_500_at_the_first_press(settings):
+    from django.core.checks import run_checks
+
+    settings.RETRAIN_USER_RATE = "1 per 5 minutes"
+    errors = [e for e in run_checks() if e.id == "axon.E002"]
+    assert len(errors) == 1 and "RETRAIN_USER_RATE" in errors[0].msg
+    settings.RETRAIN_USER_RATE = "1/5m"
+    assert not [e for e in run_checks() if e.id == "axon.E002"]

@@ -163,6 +163,8 @@ def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = Tr
             actor.audit("retrain.rate_limited", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED,
                         aggregate=True, details={**details, "scope": scope, "retry_after": wait})
             raise RateLimited(wait, scope)
+    # Read before anything is written: if the cache is down, the press fails whole (503), starting nothing.
+    retrain_estimate_seconds()
     in_flight = _in_flight_after_reaping()
     if in_flight is not None:
         actor.audit("retrain.joined", resource_type="training_run", resource_id=in_flight.pk, details=details)
@@ -210,18 +212,20 @@ def parse_rate(rate: str) -> tuple[int, timedelta]:
 
 
 def _rate_limit_wait(user) -> tuple[int, str] | None:
-    """A sliding window over the runs people started: (seconds to wait, scope) when over a limit.
+    """Sliding windows over what was recorded: (seconds to wait, scope) when over a limit.
 
-    Counted from the recorded runs, so the limit means "N in any period", not "N per clock
-    window", and a refused press (denied, invalid, limited) uses nothing up.
+    Per user, the presses that went through (started a run or joined one, from the audit
+    log); for the team, the runs people started. So a limit means "N in any period", not
+    "N per clock window", and a refused press (denied, invalid, limited) uses nothing up.
     """
     now = timezone.now()
-    by_people = TrainingRun.objects.filter(trigger__in=PERSON_DOORS)
-    for scope, rate, runs in (("user", settings.RETRAIN_USER_RATE, by_people.filter(triggered_by=user)),
-                              ("global", settings.RETRAIN_GLOBAL_RATE, by_people)):
+    presses = AuditEvent.objects.filter(actor=user, action__in=("retrain.started", "retrain.joined"))
+    runs = TrainingRun.objects.filter(trigger__in=PERSON_DOORS)
+    for scope, rate, times in (("user", settings.RETRAIN_USER_RATE, presses.values_list("timestamp", flat=True)),
+                               ("global", settings.RETRAIN_GLOBAL_RATE, runs.values_list("created_at", flat=True))):
         limit, period = parse_rate(rate)
-        recent = list(runs.filter(created_at__gt=now - period).order_by("-created_at")
-                      .values_list("created_at", flat=True)[:limit])
+        field_name = "timestamp" if scope == "user" else "created_at"
+        recent = list(times.filter(**{f"{field_name}__gt": now - period}).order_by(f"-{field_name}")[:limit])
         if len(recent) >= limit:
             # The window frees up when the oldest of the last `limit` runs leaves it.
             return max(1, math.ceil((recent[-1] + period - now).total_seconds())), scope

@@ -203,6 +203,7 @@
         return;
       }
       opener = document.activeElement;
+      hideRiskConfirm();
       modal.classList.add("open");
       document.body.classList.add("modal-open");
       loadPreview();
@@ -218,15 +219,30 @@
     }
 
     async function loadPreview() {
+      const list = $("#learn-list");
+      delete list.dataset.loaded;
       try {
-        const list = $("#learn-list");
         // The same template as the page's first load renders the list: one renderer.
         const response = await fetch(list.dataset.url, { credentials: "same-origin" });
         if (!response.ok) return; // the server-rendered list stays
-        list.innerHTML = await response.text();
-        hideRiskConfirm();
+        const html = await response.text();
+        // What the person already changed while the list was loading stays as they left it.
+        const touched = new Map(Array.from(list.querySelectorAll("input[name=approve][data-touched]"))
+          .map((b) => [b.value, { checked: b.checked, confirmed: b.dataset.confirmed }]));
+        const pendingKey = pending ? pending.value : null;
+        list.innerHTML = html;
+        list.querySelectorAll("input[name=approve]").forEach((b) => {
+          const was = touched.get(b.value);
+          if (!was) return;
+          b.checked = was.checked;
+          b.dataset.touched = "1";
+          if (was.confirmed) b.dataset.confirmed = was.confirmed;
+        });
+        pending = pendingKey && Array.from(list.querySelectorAll("input[name=approve]")).find((b) => b.value === pendingKey);
+        if (!pending) hideRiskConfirm();
         updateLabel();
       } catch (e) { /* keep what the server rendered */ }
+      list.dataset.loaded = "1";
     }
 
     // What the button will do, counted in programs (a program may run on several hosts or under several parents).
@@ -242,6 +258,7 @@
     form.addEventListener("change", (ev) => {
       const box = ev.target;
       if (box.name !== "approve") return;
+      box.dataset.touched = "1";
       if (box.checked && box.dataset.risk === "high" && box.dataset.confirmed !== "1") {
         box.checked = false;
         pending = box;

@@ -51,6 +51,7 @@ def banner(page: Page, role: str, text: str):
 def open_modal(page: Page, *, novelties: bool = True):
     panic_button(page).click()
     expect(dialog(page)).to_be_visible()
+    expect(dialog(page).locator("#learn-list[data-loaded]")).to_be_attached()  # the fresh list is in
     if novelties:  # the preview fills the list; both novelties are offered, the intruder (high risk) unticked
         expect(learn_checkbox(page, "Figma.exe")).to_be_checked()
         expect(learn_checkbox(page, "kdevtmpfsi")).not_to_be_checked()

@@ -121,3 +121,26 @@ def test_the_already_in_progress_notice_goes_when_the_run_ends(fleet_flagged, ad
     TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", stage="done", progress=100, message="Model v9 is active.")
     expect(notice).to_be_hidden(timeout=10_000)
     expect(panic_button(page)).to_have_text(re.compile("Retrain Model"))
+
+
+def test_what_a_person_changes_while_the_list_reloads_stays_as_they_left_it(fleet_flagged, admin_user, login):
+    page = login("sam")
+    held = []
+    page.route("**/live-telemetry/preview/", lambda route: held.append(route))
+    panic_button(page).click()
+    expect(dialog(page)).to_be_visible()
+    learn_checkbox(page, "Figma.exe").uncheck()  # the list the page was loaded with
+    learn_checkbox(page, "kdevtmpfsi").click()
+    ask = dialog(page).get_by_role("alertdialog")
+    expect(ask).to_be_visible()
+    deadline = 50
+    while not held and deadline:
+        page.wait_for_timeout(100)
+        deadline -= 1
+    held[0].continue_()
+    expect(dialog(page).locator("#learn-list[data-loaded]")).to_be_attached()
+    expect(learn_checkbox(page, "Figma.exe")).not_to_be_checked()
+    expect(ask).to_be_visible()  # still asking, about the reloaded box
+    ask.get_by_role("button", name="Yes, learn it as normal").click()
+    expect(learn_checkbox(page, "kdevtmpfsi")).to_be_checked()
+    expect(retrain_now(page)).to_have_text("Retrain and learn 1 program")

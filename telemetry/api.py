@@ -10,7 +10,7 @@ from rest_framework.views import APIView
 from telemetry.models import ProcessRecord
 from telemetry.services import anomalies_list, snapshot_ingest, snapshot_ingest_batch, telemetry_summary
 from telemetry.validation import PayloadError
-from voltaxe.api import AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since
+from voltaxe.api import AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since, query_text
 
 
 def bad_request(detail: str, errors: dict | None = None) -> Response:
@@ -76,6 +76,6 @@ class AnomalyListView(APIView):
         if status_filter and status_filter not in ProcessRecord.Status.values:
             raise BadRequest("status must be one of open, approved, cleared.", {"status": ["unknown"]})
         rows, more = anomalies_list(
-            since=parse_since(q.get("since")), hostname=q.get("hostname", ""), status=status_filter, limit=limit, offset=offset
+            since=parse_since(q.get("since")), hostname=query_text(q, "hostname"), status=status_filter, limit=limit, offset=offset
         )
         return Response({"results": [anomaly_json(r) for r in rows], "next": next_page_url(request, offset, limit, more)})

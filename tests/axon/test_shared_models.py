@@ -50,8 +50,9 @@ def test_a_model_trained_on_one_host_is_served_by_every_host(subprocess_env, tmp
     keys = {h: AgentKey.objects.create_key(name=h)[1] for h in ("host-a", "host-b")}
     env = {**subprocess_env, "REDIS_URL": REDIS_URL, "MODEL_REFRESH_SECONDS": "0.5"}
     folders = {name: tmp_path / name for name in ("app-a", "app-b", "worker")}
-    app_a = Gunicorn({**env, "MODEL_STORE_DIR": str(folders["app-a"])}, workers=2)
-    app_b = Gunicorn({**env, "MODEL_STORE_DIR": str(folders["app-b"])}, workers=2)
+    # One worker each, so that every answer below comes from the process whose cache is checked.
+    app_a = Gunicorn({**env, "MODEL_STORE_DIR": str(folders["app-a"])}, workers=1)
+    app_b = Gunicorn({**env, "MODEL_STORE_DIR": str(folders["app-b"])}, workers=1)
     # The worker shares the web hosts' secret key: django-q2 signs the tasks it queues with it.
     worker = subprocess.Popen([sys.executable, str(REPO / "manage.py"), "qcluster"], cwd=REPO,
                               env={**env, "MODEL_STORE_DIR": str(folders["worker"]), "SECRET_KEY": app_a.env["SECRET_KEY"]},

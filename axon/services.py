@@ -108,7 +108,8 @@ class Actor:
 
     def audit(self, action: str, **kwargs) -> None:
         # audit_record reads the address and user agent off a request; hand it just those.
-        shim = SimpleNamespace(user=self.user, META={"REMOTE_ADDR": self.ip, "HTTP_USER_AGENT": self.user_agent})
+        shim = SimpleNamespace(user=self.user, client_ip=self.ip,  # already resolved behind any trusted proxy
+                               META={"REMOTE_ADDR": self.ip, "HTTP_USER_AGENT": self.user_agent})
         audit_record(action=action, actor=self.user, request=shim if self.ip or self.user_agent else None, **kwargs)
 
 

@@ -1,10 +1,11 @@
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
+from django.template.response import TemplateResponse
 from django.urls import path
 
 from axon import services
-from axon.models import Approval, ModelVersion, TrainingRun
+from axon.models import Alert, Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
 from voltaxe.admin_base import ReadOnlyAdmin
 
@@ -21,16 +22,10 @@ class TrainingRunAdmin(ReadOnlyAdmin):
     def duration(self, run):
         return f"{run.duration_seconds:.1f} s" if run.duration_seconds is not None else "-"
 
-    @admin.action(description="Retrain model", permissions=["trigger_retrain"])
+    @admin.action(description="Retrain model (review what it will learn)", permissions=["trigger_retrain"])
     def retrain_model(self, request, queryset):
-        try:
-            outcome = services.retrain_request(user=request.user, trigger=TrainingRun.Trigger.ADMIN, request=request,
-                                               reason="admin action")
-        except services.RateLimited as exc:
-            self.message_user(request, str(exc), messages.ERROR)
-            return
-        verb = "Started" if outcome.started else "Joined the run already in progress:"
-        self.message_user(request, f"{verb} training run {outcome.run.pk}.", messages.SUCCESS)
+        # A press approves what the person ticked: the review page shows the candidates with their keys.
+        return redirect("admin:axon_trainingrun_retrain")
 
     def has_trigger_retrain_permission(self, request):
         return request.user.has_perm("axon.trigger_retrain")
@@ -41,10 +36,28 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         return urls + super().get_urls()
 
     def retrain_view(self, request):
-        if request.method != "POST" or not self.has_trigger_retrain_permission(request):
+        """GET: the review (candidates, risk, default ticks). POST: the press, through the same service as every door."""
+        if request.method == "POST":
+            actor = services.Actor.from_request(request, TrainingRun.Trigger.ADMIN)
+            body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve")}
+            try:
+                outcome = services.retrain_request(actor=actor, body=body)
+            except services.Denied:
+                raise PermissionDenied
+            except (services.InvalidInput, services.RateLimited) as exc:
+                self.message_user(request, getattr(exc, "detail", None) or str(exc), messages.ERROR)
+                return redirect("admin:axon_trainingrun_retrain")
+            verb = "Started" if outcome.started else "Joined the run already in progress:"
+            self.message_user(request, f"{verb} training run {outcome.run.pk}; it approves "
+                                       f"{len(outcome.run.approved) if outcome.started else 0} item(s).", messages.SUCCESS)
+            return redirect("admin:axon_trainingrun_changelist")
+        if not self.has_trigger_retrain_permission(request):
             raise PermissionDenied
-        self.retrain_model(request, TrainingRun.objects.none())
-        return redirect("admin:axon_trainingrun_changelist")
+        preview = services.retrain_preview()
+        return TemplateResponse(request, "admin/axon/trainingrun/retrain.html", {
+            **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Retrain the model",
+            "preview": preview,
+        })
 
 
 @admin.register(ModelVersion)
@@ -80,5 +93,22 @@ class ApprovalAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "approved_by_name", "hostname", "name", "exe", "parent", "observations", "run"]
     list_filter = ["hostname"]
     search_fields = ["name", "exe", "hostname", "approved_by_name"]
-    # An approval can be withdrawn: the next training no longer honours it.
-    allow_delete = True
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke (effective from the next model version)", permissions=["revoke"])
+    def revoke(self, request, queryset):
+        actor = services.Actor.from_request(request, TrainingRun.Trigger.ADMIN)
+        for approval in queryset:
+            services.approval_revoke(actor=actor, approval_id=approval.pk)
+        self.message_user(request, f"Revoked {len(queryset)} approval(s); the next model version will not honour them.",
+                          messages.SUCCESS)
+
+    def has_revoke_permission(self, request):
+        return request.user.has_perm("axon.delete_approval")
+
+
+@admin.register(Alert)
+class AlertAdmin(ReadOnlyAdmin):
+    list_display = ["updated_at", "status", "hostname", "name", "exe", "parent", "updated_by_name", "note"]
+    list_filter = ["status"]
+    search_fields = ["name", "exe", "hostname", "note"]

@@ -4,24 +4,21 @@ from django.shortcuts import get_object_or_404
 from django.utils import timezone
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record
 from axon import services
-from axon.models import Approval, ModelVersion, TrainingRun
+from axon.models import Alert, Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
-from telemetry.validation import encodable
-from voltaxe.api import BadRequest, parse_int, require_perm
+from voltaxe.api import BadRequest, next_page_url, parse_int, require_perm
 
 CanTrigger = require_perm("axon.trigger_retrain", "Only security admins may retrain the model.")
 CanActivate = require_perm("axon.activate_modelversion", "Only security admins may activate a model version.")
 CanViewAxon = require_perm("axon.view_trainingrun", "You need the Analyst or Security Admin role to view training runs.")
 CanViewApprovals = require_perm("axon.view_approval", "You need the Analyst or Security Admin role to view approvals.")
-
-MAX_REASON = 1000
-MAX_EXCLUDE = 200
 
 
 def run_json(run: TrainingRun | None, *, log: bool = False) -> dict | None:
@@ -31,7 +28,7 @@ def run_json(run: TrainingRun | None, *, log: bool = False) -> dict | None:
         "id": run.pk, "status": run.status, "stage": run.stage, "progress": run.progress, "trigger": run.trigger,
         "triggered_by": run.triggered_by_name, "reason": run.reason, "exclude": run.exclude,
         "created_at": run.created_at, "started_at": run.started_at, "finished_at": run.finished_at,
-        "duration_seconds": run.duration_seconds, "message": run.message,
+        "duration_seconds": run.duration_seconds, "message": run.message, "approved": run.approved,
         "model_version": run.model_version.version if run.model_version_id else None,
     }
     if log:
@@ -49,32 +46,6 @@ def version_json(v: ModelVersion) -> dict:
         "sha256": v.sha256, "size_bytes": v.size_bytes, "training_seconds": v.training_seconds,
         "gate_reason": v.gate_reason, "run_id": v.run_id,
     }
-
-
-def parse_retrain_body(data) -> tuple[str, list[str]]:
-    """The optional {"reason", "exclude"} body, checked field by field."""
-    if data in (None, "", {}):
-        return "", []
-    if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object such as {\"reason\": \"...\", \"exclude\": [\"name\"]}, or empty. Nothing was started.",
-                         {"non_field_errors": ["expected an object"]})
-    errors: dict[str, list[str]] = {}
-    reason = data.get("reason") or ""
-    if not isinstance(reason, str):
-        errors["reason"] = ["must be a string"]
-    elif len(reason) > MAX_REASON or "\x00" in reason or not encodable(reason):
-        errors["reason"] = [f"must be at most {MAX_REASON} characters of text"]
-    exclude = data.get("exclude") or []
-    if not isinstance(exclude, list) or not all(
-        isinstance(x, str) and 0 < len(x) <= 255 and "\x00" not in x and encodable(x) for x in exclude
-    ):
-        errors["exclude"] = ["must be a list of process names (strings of 1 to 255 characters)"]
-    elif len(exclude) > MAX_EXCLUDE:
-        errors["exclude"] = [f"may list at most {MAX_EXCLUDE} names"]
-    if errors:
-        field, messages = next(iter(errors.items()))
-        raise BadRequest(f"{field} {messages[0]}. Nothing was started.", errors)
-    return reason.strip(), exclude
 
 
 def retrain_response(outcome: services.RetrainOutcome, user) -> dict:
@@ -102,26 +73,41 @@ def rate_limited_response(exc: services.RateLimited) -> Response:
                     headers={"Retry-After": str(exc.retry_after)})
 
 
+def actor(request, door: str | None = None) -> services.Actor:
+    if door is None:
+        door = (TrainingRun.Trigger.DASHBOARD if isinstance(request.successful_authenticator, SessionAuthentication)
+                else TrainingRun.Trigger.API)
+    return services.Actor.from_request(request, door)
+
+
+def service_errors(call):
+    """The services' refusals as the contract's answers."""
+    try:
+        return call()
+    except services.Denied as exc:
+        raise PermissionDenied(str(exc))
+    except services.InvalidInput as exc:
+        raise BadRequest(exc.detail, exc.errors)
+
+
 class RetrainView(APIView):
-    """The panic button."""
-
-    permission_classes = [CanTrigger]
-
-    def permission_denied(self, request, message=None, code=None):
-        if request.user and request.user.is_authenticated:
-            audit_record(action="retrain.denied", request=request, resource_type="training_run",
-                         outcome=AuditEvent.Outcome.DENIED, details={"reason": "missing axon.trigger_retrain"})
-        super().permission_denied(request, message=message, code=code)
+    """The panic button. Permission is the service's to check, so that every door refuses and audits alike."""
 
     def post(self, request):
-        reason, exclude = parse_retrain_body(request.data)
-        trigger = (TrainingRun.Trigger.DASHBOARD if isinstance(request.successful_authenticator, SessionAuthentication)
-                   else TrainingRun.Trigger.API)
         try:
-            outcome = services.retrain_request(user=request.user, trigger=trigger, reason=reason, exclude=exclude, request=request)
+            outcome = service_errors(lambda: services.retrain_request(actor=actor(request), body=request.data))
         except services.RateLimited as exc:
             return rate_limited_response(exc)
         return Response(retrain_response(outcome, request.user))
+
+
+def candidate_json(c: services.Candidate) -> dict:
+    return {
+        "key": c.key, "hostname": c.hostname, "name": c.name, "exe": c.exe, "parent": c.parent, "user": c.user,
+        "count": c.observations, "first_seen": c.first_seen, "last_seen": c.last_seen, "max_score": c.max_score,
+        "reasons": c.reasons, "risk": c.risk, "risk_reasons": c.risk_reasons, "status": c.status, "note": c.note,
+        "updated_by": c.updated_by,
+    }
 
 
 class RetrainPreviewView(APIView):
@@ -129,14 +115,37 @@ class RetrainPreviewView(APIView):
 
     def get(self, request):
         exclude = [x for x in request.query_params.getlist("exclude") if x]
-        return Response(services.retrain_preview(exclude=exclude))
+        offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
+        limit = parse_int(request.query_params.get("limit"), "limit", 1000, 1, 5000)
+        body = services.retrain_preview(exclude=exclude, offset=offset, limit=limit)
+        body["next"] = next_page_url(request, offset, limit, body.pop("more"))
+        return Response(body)
+
+
+class AlertListView(APIView):
+    permission_classes = [CanViewAxon]
+
+    def get(self, request):
+        status_ = request.query_params.get("status", "")
+        if status_ and status_ not in Alert.Status.values:
+            raise BadRequest(f"status must be one of {', '.join(Alert.Status.values)}.", {"status": ["unknown status"]})
+        offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
+        limit = parse_int(request.query_params.get("limit"), "limit", 50, 1, 500)
+        rows, more = services.alerts_list(status=status_, hostname=request.query_params.get("hostname", ""),
+                                          offset=offset, limit=limit)
+        return Response({"results": [candidate_json(c) for c in rows], "next": next_page_url(request, offset, limit, more)})
+
+
+class AlertTriageView(APIView):
+    def post(self, request):
+        updated = service_errors(lambda: services.alerts_triage(actor=actor(request), body=request.data))
+        return Response({"results": [candidate_json(c) for c in updated]})
 
 
 class RunListView(APIView):
     permission_classes = [CanViewAxon]
 
     def get(self, request):
-        services.runs_reap()
         limit = parse_int(request.query_params.get("limit"), "limit", 20, 1, 200)
         runs = TrainingRun.objects.select_related("model_version")[:limit]
         return Response({"results": [run_json(r) for r in runs]})
@@ -146,7 +155,6 @@ class RunDetailView(APIView):
     permission_classes = [CanViewAxon]
 
     def get(self, request, pk: int):
-        services.runs_reap()
         return Response(run_json(get_object_or_404(TrainingRun.objects.select_related("model_version"), pk=pk), log=True))
 
 
@@ -196,14 +204,28 @@ class ModelActivateView(APIView):
         return Response(version_json(target))
 
 
+def approval_json(a: Approval) -> dict:
+    return {"id": a.pk, "key": services.approval_key(a.hostname, a.name, a.exe, a.parent), "created_at": a.created_at,
+            "approved_by": a.approved_by_name, "hostname": a.hostname, "name": a.name, "exe": a.exe, "parent": a.parent,
+            "observations": a.observations, "first_seen": a.first_seen, "run_id": a.run_id}
+
+
 class ApprovalListView(APIView):
     permission_classes = [CanViewApprovals]
 
     def get(self, request):
-        rows = Approval.objects.all()[:500]
-        return Response({"results": [
-            {"id": a.pk, "created_at": a.created_at, "approved_by": a.approved_by_name, "hostname": a.hostname,
-             "name": a.name, "exe": a.exe, "parent": a.parent, "observations": a.observations,
-             "first_seen": a.first_seen, "run_id": a.run_id}
-            for a in rows
-        ]})
+        offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
+        limit = parse_int(request.query_params.get("limit"), "limit", 500, 1, 1000)
+        rows = list(Approval.objects.all()[offset:offset + limit + 1])
+        return Response({"results": [approval_json(a) for a in rows[:limit]],
+                         "next": next_page_url(request, offset, limit, len(rows) > limit)})
+
+
+class ApprovalRevokeView(APIView):
+    """Security admins withdraw an approval; it takes effect from the next model version."""
+
+    def post(self, request, pk: int):
+        get_object_or_404(Approval, pk=pk)
+        approval = service_errors(lambda: services.approval_revoke(actor=actor(request), approval_id=pk))
+        return Response({**approval_json(approval), "id": pk, "revoked": True,
+                         "detail": "Revoked. The active model still honours it; the next model version will not."})

@@ -49,3 +49,18 @@ def task_timeout_below_retry(app_configs, **kwargs):
             id="axon.W002",
         ))
     return problems
+
+
+@register()
+def retrain_rates_parse(app_configs, **kwargs):
+    """A typo in a limit would otherwise be a 500 at the first press."""
+    from axon.services import parse_rate
+
+    problems = []
+    for name in ("RETRAIN_USER_RATE", "RETRAIN_GLOBAL_RATE"):
+        try:
+            parse_rate(getattr(settings, name))
+        except ValueError as exc:
+            problems.append(Error(f"{name}: {exc}.", hint="Write it as COUNT/PERIOD, e.g. 1/5m or 10/h (units s, m, h, d).",
+                                  id="axon.E002"))
+    return problems

@@ -36,6 +36,8 @@ class TrainingRun(models.Model):
     reason = models.TextField(blank=True)
     exclude = models.JSONField(default=list, blank=True)
     approve = models.BooleanField(default=True, help_text="Whether the run approves what was flagged (a person's press) or not (schedule).")
+    # Fixed when the person pressed, not when the worker runs: [{key, hostname, name, exe, parent}, ...].
+    approved = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -137,3 +139,34 @@ class ModelArtifact(models.Model):
 
     def __str__(self) -> str:
         return f"artifact of {self.model_version}"
+
+
+class Alert(models.Model):
+    """A person's verdict on one approval key (host, name, path, parent): the anomalies under it share it."""
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        ACKNOWLEDGED = "acknowledged"
+        MALICIOUS = "malicious", "malicious: never offered, never approved"
+        CLOSED = "closed", "closed: hidden, teaches nothing"
+
+    # Statuses a press may never learn.
+    NOT_LEARNABLE = (Status.MALICIOUS, Status.CLOSED)
+
+    key = models.CharField(max_length=64, unique=True)
+    hostname = models.CharField(max_length=255)
+    name = models.CharField(max_length=255, help_text="Normalized process name.")
+    exe = models.CharField(max_length=2048, blank=True, help_text="Normalized path.")
+    parent = models.CharField(max_length=255, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN, db_index=True)
+    note = models.TextField(blank=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    updated_by_name = models.CharField(max_length=255, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        permissions = [("triage_alert", "Can triage alerts (acknowledge, mark malicious, close)")]
+
+    def __str__(self) -> str:
+        return f"{self.name} on {self.hostname}: {self.status}"

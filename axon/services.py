@@ -5,11 +5,15 @@ tasks all call these functions; none of them holds logic of its own.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
+import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import sklearn
@@ -21,13 +25,12 @@ from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from audit.services import actor_name, audit_record
-from axon.models import Approval, ModelArtifact, ModelVersion, TrainingRun
+from audit.services import actor_name, audit_record, client_ip
+from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRun
 from axon.scoring import Observation, model_cache, score_with
 from axon.store import artifact_load, artifact_write
 from telemetry.models import Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import normalize_name
-from voltaxe.ratelimits import rate_limit_hit
 
 logger = logging.getLogger(__name__)
 
@@ -84,52 +87,150 @@ def _estimate() -> int:
     return max(5, int(round(seconds + 2)))
 
 
-def retrain_request(
-    *, user=None, trigger: str, reason: str = "", exclude: list[str] | tuple = (), request=None, enqueue: bool = True
-) -> RetrainOutcome:
-    """Record a press and queue the run, or join the one in flight.
+@dataclass(frozen=True)
+class Actor:
+    """Who acts, and through which door; the address and user agent are only for the audit log."""
 
-    With a request (API, page, admin), the per-user and global rate limits apply
-    and raise RateLimited. A scheduled retrain (no user) approves nothing.
+    user: object = None
+    door: str = TrainingRun.Trigger.COMMAND
+    ip: str | None = None
+    user_agent: str = ""
+    # In-process callers that did their own checks (tests' helpers, shell scripts): no permission check, no limit.
+    trusted: bool = False
+
+    @classmethod
+    def from_request(cls, request, door: str) -> Actor:
+        return cls(user=request.user, door=door, ip=client_ip(request), user_agent=request.META.get("HTTP_USER_AGENT", ""))
+
+    @property
+    def is_person(self) -> bool:
+        return self.door in PERSON_DOORS and not self.trusted
+
+    def audit(self, action: str, **kwargs) -> None:
+        # audit_record reads the address and user agent off a request; hand it just those.
+        shim = SimpleNamespace(user=self.user, client_ip=self.ip,  # already resolved behind any trusted proxy
+                               META={"REMOTE_ADDR": self.ip, "HTTP_USER_AGENT": self.user_agent})
+        audit_record(action=action, actor=self.user, request=shim if self.ip or self.user_agent else None, **kwargs)
+
+
+# Doors where a person presses: these are rate-limited. The command is the operator's shell; the schedule is no one.
+PERSON_DOORS = (TrainingRun.Trigger.DASHBOARD, TrainingRun.Trigger.API, TrainingRun.Trigger.ADMIN)
+
+
+class Denied(Exception):
+    pass
+
+
+class InvalidInput(Exception):
+    def __init__(self, detail: str, errors: dict):
+        super().__init__(detail)
+        self.detail, self.errors = detail, errors
+
+
+def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = True, user=None, trigger: str = "",
+                    reason: str = "", exclude=()) -> RetrainOutcome:
+    """Check, record and queue a press, or join the run in flight; every outcome is audited the same for every door.
+
+    body: {"reason", "exclude", "approve"} (see RetrainBody). What the run approves is
+    fixed here, at press time: the keys listed in `approve` that are still candidates,
+    or without `approve` the candidates with `default` true; never a malicious or closed
+    key, nothing flagged after this moment. Raises Denied, InvalidInput or RateLimited;
+    none of them uses up a limit.
     """
-    exclude = sorted({name.strip() for name in exclude if name and name.strip()})
-    details = {"trigger": trigger, "reason": reason, "exclude": exclude}
-    if request is not None:
-        for scope, rate, key in (("user", settings.RETRAIN_USER_RATE, "user"), ("global", settings.RETRAIN_GLOBAL_RATE, "all")):
-            wait = rate_limit_hit(request, group=f"axon.retrain.{scope}", rate=rate, key=key)
-            if wait is not None:
-                audit_record(action="retrain.rate_limited", actor=user, request=request, resource_type="training_run",
-                             outcome=AuditEvent.Outcome.DENIED, details={**details, "scope": scope, "retry_after": wait})
-                raise RateLimited(wait, scope)
-    # Most presses during a run join it: one read answers them, and only then is it worth
-    # checking whether that run's worker died.
-    in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
-    if in_flight is not None and runs_reap():
-        in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
+    from axon.serializers import RetrainBody, first_error
+
+    if actor is None:  # the older keyword form (tests' fleet helper): a user and a door, the body in parts
+        actor = Actor(user=user, door=trigger or TrainingRun.Trigger.COMMAND, trusted=True)
+        body = {"reason": reason, "exclude": list(exclude)}
+    scheduled = actor.door == TrainingRun.Trigger.SCHEDULE
+    if actor.is_person and not (actor.user is not None and actor.user.has_perm("axon.trigger_retrain")):
+        actor.audit("retrain.denied", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+                    details={"trigger": actor.door, "reason": "missing axon.trigger_retrain"})
+        raise Denied("Only security admins may retrain the model.")
+    serializer = RetrainBody(data={} if body in (None, "") else body)
+    if not serializer.is_valid():
+        detail = f"{first_error(serializer.errors)} Nothing was started."
+        actor.audit("retrain.invalid", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+                    details={"trigger": actor.door, "errors": _jsonable(serializer.errors)})
+        raise InvalidInput(detail, serializer.errors)
+    data = serializer.validated_data
+    reason = data["reason"].strip()
+    exclude = sorted({name.strip() for name in data["exclude"] if name.strip()})
+    details = {"trigger": actor.door, "reason": reason, "exclude": exclude}
+    if actor.is_person:
+        limited = _rate_limit_wait(actor.user)
+        if limited is not None:
+            wait, scope = limited
+            actor.audit("retrain.rate_limited", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED,
+                        aggregate=True, details={**details, "scope": scope, "retry_after": wait})
+            raise RateLimited(wait, scope)
+    # Read before anything is written: if the cache is down, the press fails whole (503), starting nothing.
+    retrain_estimate_seconds()
+    in_flight = _in_flight_after_reaping()
     if in_flight is not None:
-        audit_record(action="retrain.joined", actor=user, request=request, resource_type="training_run",
-                     resource_id=in_flight.pk, details=details)
+        actor.audit("retrain.joined", resource_type="training_run", resource_id=in_flight.pk, details=details)
         return RetrainOutcome(run=in_flight, started=False)
+    approved, unticked, refused = ([], [], []) if scheduled else press_selection(approve=data["approve"], exclude=exclude)
+    user = actor.user if getattr(actor.user, "pk", None) else None
     try:
         with transaction.atomic():
             run = TrainingRun.objects.create(
-                trigger=trigger, triggered_by=user if getattr(user, "pk", None) else None,
-                triggered_by_name=actor_name(user) or ("scheduler" if trigger == TrainingRun.Trigger.SCHEDULE else ""),
-                reason=reason, exclude=exclude, approve=trigger != TrainingRun.Trigger.SCHEDULE,
+                trigger=actor.door, triggered_by=user,
+                triggered_by_name=actor_name(actor.user) or ("scheduler" if scheduled else ""),
+                reason=reason, exclude=exclude, approve=not scheduled, approved=approved,
                 stage="queued", message="Waiting for a worker.",
             )
     except IntegrityError:
         run = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
         if run is None:  # it finished between our insert and this read; press again
-            return retrain_request(user=user, trigger=trigger, reason=reason, exclude=exclude, request=None, enqueue=enqueue)
-        audit_record(action="retrain.joined", actor=user, request=request, resource_type="training_run",
-                     resource_id=run.pk, details=details)
+            return retrain_request(actor=actor, body=body, enqueue=enqueue)
+        actor.audit("retrain.joined", resource_type="training_run", resource_id=run.pk, details=details)
         return RetrainOutcome(run=run, started=False)
-    audit_record(action="retrain.started", actor=user, request=request, resource_type="training_run",
-                 resource_id=run.pk, details=details)
+    actor.audit("retrain.started", resource_type="training_run", resource_id=run.pk, details={
+        **details, "approve_given": data["approve"] is not None, "approved": [a["key"] for a in approved],
+        "unticked": unticked, "not_approvable": refused})
     if enqueue:
         _enqueue(run)
     return RetrainOutcome(run=run, started=True)
+
+
+def _in_flight_after_reaping() -> TrainingRun | None:
+    # Most presses during a run join it: one read answers them, and only then is it worth
+    # checking whether that run's worker died.
+    in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
+    if in_flight is not None and runs_reap():
+        in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
+    return in_flight
+
+
+def parse_rate(rate: str) -> tuple[int, timedelta]:
+    """'1/5m' → (1, 5 minutes); units s, m, h, d. Raises ValueError with the rate in the message."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*", rate or "")
+    if not match or int(match.group(1)) < 1:
+        raise ValueError(f"{rate!r} is not a rate such as '1/5m' or '10/h'")
+    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(3)]
+    return int(match.group(1)), timedelta(seconds=int(match.group(2) or 1) * unit)
+
+
+def _rate_limit_wait(user) -> tuple[int, str] | None:
+    """Sliding windows over what was recorded: (seconds to wait, scope) when over a limit.
+
+    Per user, the presses that went through (started a run or joined one, from the audit
+    log); for the team, the runs people started. So a limit means "N in any period", not
+    "N per clock window", and a refused press (denied, invalid, limited) uses nothing up.
+    """
+    now = timezone.now()
+    presses = AuditEvent.objects.filter(actor=user, action__in=("retrain.started", "retrain.joined"))
+    runs = TrainingRun.objects.filter(trigger__in=PERSON_DOORS)
+    for scope, rate, times in (("user", settings.RETRAIN_USER_RATE, presses.values_list("timestamp", flat=True)),
+                               ("global", settings.RETRAIN_GLOBAL_RATE, runs.values_list("created_at", flat=True))):
+        limit, period = parse_rate(rate)
+        field_name = "timestamp" if scope == "user" else "created_at"
+        recent = list(times.filter(**{f"{field_name}__gt": now - period}).order_by(f"-{field_name}")[:limit])
+        if len(recent) >= limit:
+            # The window frees up when the oldest of the last `limit` runs leaves it.
+            return max(1, math.ceil((recent[-1] + period - now).total_seconds())), scope
+    return None
 
 
 def _enqueue(run: TrainingRun) -> None:
@@ -276,9 +377,9 @@ def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
 
     active = ModelVersion.objects.filter(is_active=True).first()
     if run.approve:
-        progress("approving", 10, "Approving what was flagged since the active model's data")
-        approved = approvals_create(run=run, active=active)
-        progress("approving", 15, f"Approved {approved} process(es) as ordinary; excluded: {', '.join(run.exclude) or 'none'}")
+        progress("approving", 10, f"Approving the {len(run.approved)} item(s) chosen at the press")
+        approved = approvals_create(run=run)
+        progress("approving", 15, f"Approved {approved} item(s) as ordinary; excluded: {', '.join(run.exclude) or 'none'}")
     until = timezone.now()
     since = until - timedelta(days=settings.TRAINING_WINDOW_DAYS)
     progress("aggregating", 20, f"Aggregating {settings.TRAINING_WINDOW_DAYS} days of telemetry in the database")
@@ -436,52 +537,220 @@ def _pending_flags(active: ModelVersion | None) -> Q:
     return q
 
 
-def retrain_preview(*, exclude=()) -> dict:
-    """What a press would approve now: flagged since the newest data the active model learned from."""
+def approval_key(hostname: str, name: str, exe: str, parent: str) -> str:
+    """The opaque key of one approvable thing: a program (normalized name and path) under a parent on a host."""
+    return hashlib.sha256("\x1f".join((hostname, name, exe, parent)).encode()).hexdigest()[:24]
+
+
+@dataclass
+class Candidate:
+    """Flagged observations of one approval key, aggregated, with the risk of learning them."""
+
+    key: str
+    hostname: str
+    name_norm: str
+    exe_norm: str
+    parent: str
+    name: str = ""
+    exe: str = ""
+    user: str = ""
+    observations: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    max_score: float | None = None
+    reasons: list = field(default_factory=list)
+    cpu_sum: float = 0.0
+    cpu_n: int = 0
+    risk: str = "low"
+    risk_reasons: list = field(default_factory=list)
+    status: str = Alert.Status.OPEN
+    note: str = ""
+    updated_by: str = ""
+
+    @property
+    def approval(self) -> dict:
+        return {"key": self.key, "hostname": self.hostname, "name": self.name_norm, "exe": self.exe_norm,
+                "parent": self.parent}
+
+
+def flagged_candidates(records) -> list[Candidate]:
+    """Group flagged ProcessRecords by approval key, judge each group's risk, attach its triage."""
+    from axon.risk import SPREADING_HOSTS, Fleet, assess
+    from axon.risk import Candidate as Judged
+
+    groups: dict[tuple, Candidate] = {}
+    rows = records.order_by().values_list(
+        "endpoint__hostname", "name_norm", "exe_norm", "parent_name", "name", "exe", "username", "observed_at",
+        "score", "reasons", "cpu_percent")
+    for host, name_norm, exe_norm, parent, name, exe, user, seen, score, reasons, cpu in rows.iterator(chunk_size=5000):
+        c = groups.get((host, name_norm, exe_norm, parent))
+        if c is None:
+            c = groups[(host, name_norm, exe_norm, parent)] = Candidate(
+                key=approval_key(host, name_norm, exe_norm, parent), hostname=host, name_norm=name_norm,
+                exe_norm=exe_norm, parent=parent, name=name, exe=exe, user=user, first_seen=seen, last_seen=seen,
+                max_score=score, reasons=list(reasons or []))
+        c.observations += 1
+        c.first_seen, c.last_seen = min(c.first_seen, seen), max(c.last_seen, seen)
+        if score is not None and (c.max_score is None or score > c.max_score):
+            c.max_score, c.reasons = score, list(reasons or [])
+        if cpu is not None:
+            c.cpu_sum, c.cpu_n = c.cpu_sum + cpu, c.cpu_n + 1
+    hosts_by_name: dict[str, set] = {}
+    for c in groups.values():
+        hosts_by_name.setdefault(c.name_norm, set()).add(c.hostname)
+    fleet = Fleet(spreading=tuple(sorted(n for n, hosts in hosts_by_name.items() if len(hosts) >= SPREADING_HOSTS)))
+    triage = {a.key: a for a in Alert.objects.filter(key__in=[c.key for c in groups.values()])} if groups else {}
+    for c in groups.values():
+        c.risk, c.risk_reasons = assess(Judged(
+            name=c.name, exe=c.exe, parent=c.parent, user=c.user, hosts=len(hosts_by_name[c.name_norm]),
+            cpu=c.cpu_sum / c.cpu_n if c.cpu_n else None, reasons=tuple(c.reasons)), fleet)
+        if c.key in triage:
+            t = triage[c.key]
+            c.status, c.note, c.updated_by = t.status, t.note, t.updated_by_name
+    return list(groups.values())
+
+
+def _press_candidates(*, exclude=()) -> tuple[list[Candidate], ModelVersion | None]:
+    """What a press could approve now: flagged since the newest data the active model learned from,
+    neither excluded by name nor marked malicious or closed. High risk first, then by program."""
     active = ModelVersion.objects.filter(is_active=True).first()
     excluded = _excluded_names(exclude)
-    rows = (
-        ProcessRecord.objects.filter(_pending_flags(active)).order_by()
-        .values("name_norm", "exe_norm", "endpoint__hostname")
-        .annotate(name=Min("name"), exe=Min("exe"), observations=Count("id"), first_seen=Min("observed_at"))
-    )
-    grouped: dict[tuple, dict] = {}
-    for row in rows:
-        if row["name_norm"].lower() in excluded:
-            continue
-        item = grouped.setdefault((row["name_norm"], row["exe_norm"]), {
-            "name": row["name"], "exe": row["exe"], "hostnames": [], "observations": 0, "first_seen": row["first_seen"]})
-        item["hostnames"].append(row["endpoint__hostname"])
-        item["observations"] += row["observations"]
-        item["first_seen"] = min(item["first_seen"], row["first_seen"])
-    items = sorted(grouped.values(), key=lambda i: -i["observations"])[:200]
-    for item in items:
-        item["hostnames"].sort()
-    return {"will_learn": items, "active_model": active.version if active else None}
+    candidates = [
+        c for c in flagged_candidates(ProcessRecord.objects.filter(_pending_flags(active)))
+        if c.status not in Alert.NOT_LEARNABLE and c.name_norm.lower() not in excluded
+    ]
+    candidates.sort(key=lambda c: (c.risk != "high", c.name_norm.lower(), c.exe_norm, c.hostname, c.parent))
+    return candidates, active
 
 
-def approvals_create(*, run: TrainingRun, active: ModelVersion | None) -> int:
-    """Approve, as ordinary, what was flagged on data `active` did not learn from, except the run's exclusions."""
-    excluded = _excluded_names(run.exclude)
-    pending = ProcessRecord.objects.filter(_pending_flags(active))
-    keys = (
-        pending.order_by().values("endpoint__hostname", "name_norm", "exe_norm", "parent_name")
-        .annotate(observations=Count("id"), first_seen=Min("observed_at"))
-    )
+def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None) -> dict:
+    """Every candidate a press could approve now, with its key and risk; `total` counts them all."""
+    candidates, active = _press_candidates(exclude=exclude)
+    page = candidates[offset:None if limit is None else offset + limit]
+    return {
+        "as_of": timezone.now(),
+        "total": len(candidates),
+        "will_learn": [{
+            "key": c.key, "name": c.name, "exe": c.exe, "parent": c.parent, "user": c.user,
+            "hostnames": [c.hostname], "observations": c.observations, "first_seen": c.first_seen,
+            "last_seen": c.last_seen, "risk": c.risk, "risk_reasons": c.risk_reasons, "default": c.risk != "high",
+            "status": c.status,
+        } for c in page],
+        "more": limit is not None and offset + limit < len(candidates),
+        "active_model": active.version if active else None,
+    }
+
+
+def press_selection(*, approve: list[str] | None, exclude=()) -> tuple[list[dict], list[str], list[str]]:
+    """(approved, unticked, not approvable) for a press now.
+
+    approve None: the default (low-risk) candidates. Otherwise the listed keys that are
+    candidates now; a key that is not (flagged after the preview and so never shown, marked
+    malicious or closed since, unknown) is not approved and is reported as not approvable.
+    """
+    candidates, _ = _press_candidates(exclude=exclude)
+    if approve is None:
+        chosen = [c for c in candidates if c.risk != "high"]
+        refused: list[str] = []
+    else:
+        wanted = set(approve)
+        chosen = [c for c in candidates if c.key in wanted]
+        refused = sorted(wanted - {c.key for c in chosen})
+    keys = {c.key for c in chosen}
+    return [c.approval for c in chosen], [c.key for c in candidates if c.key not in keys], refused
+
+
+def approvals_create(*, run: TrainingRun) -> int:
+    """Apply what the press approved: each key still flagged, and not marked malicious or closed since."""
+    blocked = set(Alert.objects.filter(key__in=[a["key"] for a in run.approved], status__in=Alert.NOT_LEARNABLE)
+                  .values_list("key", flat=True)) if run.approved else set()
     created = 0
-    for k in keys:
-        if k["name_norm"].lower() in excluded:
+    for a in run.approved:
+        if a["key"] in blocked:
+            continue
+        flagged = ProcessRecord.objects.filter(endpoint__hostname=a["hostname"], name_norm=a["name"], exe_norm=a["exe"],
+                                               parent_name=a["parent"], flagged=True, status=ProcessRecord.Status.OPEN)
+        stats = flagged.aggregate(n=Count("id"), first=Min("observed_at"))
+        if not stats["n"]:
             continue
         with transaction.atomic():
-            _, made = Approval.objects.get_or_create(
-                hostname=k["endpoint__hostname"], name=k["name_norm"], exe=k["exe_norm"], parent=k["parent_name"],
+            Approval.objects.get_or_create(
+                hostname=a["hostname"], name=a["name"], exe=a["exe"], parent=a["parent"],
                 defaults={"approved_by": run.triggered_by, "approved_by_name": run.triggered_by_name, "run": run,
-                          "observations": k["observations"], "first_seen": k["first_seen"]},
+                          "observations": stats["n"], "first_seen": stats["first"]},
             )
-            pending.filter(endpoint__hostname=k["endpoint__hostname"], name_norm=k["name_norm"], exe_norm=k["exe_norm"],
-                           parent_name=k["parent_name"]).update(status=ProcessRecord.Status.APPROVED)
+            flagged.update(status=ProcessRecord.Status.APPROVED)
         created += 1
     return created
+
+
+def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
+    """Withdraw an approval: the next model version no longer learns or honours it (the active one still does).
+
+    Its observations go back to the open flags, so no later training learns them as ordinary.
+    """
+    if not (actor.user is not None and actor.user.has_perm("axon.delete_approval")):
+        actor.audit("approval.revoked", resource_type="approval", resource_id=approval_id,
+                    outcome=AuditEvent.Outcome.DENIED, aggregate=True)
+        raise Denied("Only security admins may revoke an approval.")
+    with transaction.atomic():
+        approval = Approval.objects.select_for_update().get(pk=approval_id)
+        reopened = ProcessRecord.objects.filter(
+            endpoint__hostname=approval.hostname, name_norm=approval.name, exe_norm=approval.exe,
+            parent_name=approval.parent, status=ProcessRecord.Status.APPROVED,
+        ).update(flagged=True, status=ProcessRecord.Status.OPEN)
+        approval.delete()
+    actor.audit("approval.revoked", resource_type="approval", resource_id=approval_id, details={
+        "key": approval_key(approval.hostname, approval.name, approval.exe, approval.parent), "hostname": approval.hostname,
+        "name": approval.name, "exe": approval.exe, "parent": approval.parent, "run_id": approval.run_id,
+        "reopened": reopened})
+    return approval
+
+
+# --- triage --------------------------------------------------------------------------------
+
+
+def alerts_list(*, status: str = "", hostname: str = "", offset: int = 0, limit: int = 50) -> tuple[list[Candidate], bool]:
+    """Open anomalies grouped by approval key, worst first; closed ones only when asked for. Returns (page, more)."""
+    records = ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN)
+    if hostname:
+        records = records.filter(endpoint__hostname=hostname)
+    alerts = flagged_candidates(records)
+    alerts = [a for a in alerts if a.status == status] if status else [a for a in alerts if a.status != Alert.Status.CLOSED]
+    alerts.sort(key=lambda a: (a.status == Alert.Status.ACKNOWLEDGED, -(a.max_score or 0), a.risk != "high", a.key))
+    return alerts[offset:offset + limit], offset + limit < len(alerts)
+
+
+def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
+    """Set the status (and note) of these keys; audited. Raises Denied or InvalidInput."""
+    from axon.serializers import TriageBody, first_error
+
+    if not (actor.user is not None and actor.user.has_perm("axon.triage_alert")):
+        actor.audit("alert.triaged", resource_type="alert", outcome=AuditEvent.Outcome.DENIED, aggregate=True)
+        raise Denied("You need the Analyst or Security Admin role to triage alerts.")
+    serializer = TriageBody(data=body if body not in (None, "") else {})
+    if not serializer.is_valid():
+        raise InvalidInput(f"{first_error(serializer.errors)} Nothing was changed.", serializer.errors)
+    data = serializer.validated_data
+    keys = set(data["keys"])
+    open_flags = ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN)
+    found = {c.key: c for c in flagged_candidates(open_flags) if c.key in keys}
+    if missing := sorted(keys - set(found) - set(Alert.objects.filter(key__in=keys).values_list("key", flat=True))):
+        raise InvalidInput(f"keys: {len(missing)} key(s) match no alert, for example {missing[0]}. Nothing was changed.",
+                           {"keys": [f"unknown: {k}" for k in missing[:20]]})
+    user = actor.user if getattr(actor.user, "pk", None) else None
+    with transaction.atomic():
+        for key in sorted(keys):
+            c = found.get(key)
+            defaults = {"status": data["status"], "note": data["note"], "updated_by": user,
+                        "updated_by_name": actor_name(actor.user)}
+            if c is not None:
+                defaults.update(hostname=c.hostname, name=c.name_norm, exe=c.exe_norm, parent=c.parent)
+            Alert.objects.update_or_create(key=key, defaults=defaults)
+    actor.audit("alert.triaged", resource_type="alert", resource_id=",".join(sorted(keys))[:64],
+                details={"keys": sorted(keys), "status": data["status"], "note": data["note"]})
+    updated = {c.key: c for c in flagged_candidates(open_flags) if c.key in keys}
+    return [updated[k] for k in sorted(updated)]
 
 
 def approvals_revert(*, run: TrainingRun) -> int:
@@ -643,7 +912,8 @@ def runs_reap(*, now: datetime | None = None) -> int:
 
 
 def axon_status() -> dict:
-    runs_reap()
+    """What the page and the status API show. A read: runs whose worker died are ended by the
+    maintenance task (every minute) and by the next press, never by a GET."""
     from voltaxe.views import worker_alive
 
     active = ModelVersion.objects.filter(is_active=True).first()

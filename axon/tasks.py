@@ -12,7 +12,8 @@ def retrain_task(run_id: int) -> str:
 
 def scheduled_retrain_task() -> str:
     """A scheduled retrain: approves nothing, and coalesces with a run already in flight."""
-    outcome = services.retrain_request(user=None, trigger=TrainingRun.Trigger.SCHEDULE, reason="scheduled retrain")
+    outcome = services.retrain_request(actor=services.Actor(door=TrainingRun.Trigger.SCHEDULE),
+                                       body={"reason": "scheduled retrain"})
     return f"run {outcome.run.pk}: {outcome.status}"
 
 

@@ -11,4 +11,7 @@ urlpatterns = [
     path("models/", api.ModelListView.as_view(), name="axon-models"),
     path("models/<int:version>/activate/", api.ModelActivateView.as_view(), name="axon-model-activate"),
     path("approvals/", api.ApprovalListView.as_view(), name="axon-approvals"),
+    path("approvals/<int:pk>/revoke/", api.ApprovalRevokeView.as_view(), name="axon-approval-revoke"),
+    path("alerts/", api.AlertListView.as_view(), name="axon-alerts"),
+    path("alerts/triage/", api.AlertTriageView.as_view(), name="axon-alerts-triage"),
 ]

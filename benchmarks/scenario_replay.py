@@ -352,13 +352,13 @@ STAGES = ("baseline", "pre", "after")
 
 
 def replay(directory: Path, *, retrain: Callable[..., dict], batch_size: int = 100,
-           log: Callable[[str], None] = lambda line: None) -> Replay:
+           log: Callable[[str], None] = lambda line: None, manifest: dict | None = None) -> Replay:
     """Ingest the scenario in file order; train before `steady`, press the button at `panic_at`."""
     from django.db import reset_queries
 
     from telemetry.services import snapshot_ingest_batch
 
-    manifest = read_manifest(directory)
+    manifest = manifest or read_manifest(directory)
     steady_start, panic_at = parse_ts(manifest["steady_start"]), parse_ts(manifest["panic_at"])
     exclude = list(manifest.get("exclude_on_panic") or [])
     tally = Tally()
@@ -556,6 +556,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--check", action="store_true", help="exit 1 if any figure misses its target")
     ap.add_argument("--batch", type=int, default=100, help="snapshots per ingestion call (default 100)")
     ap.add_argument("--top", type=int, default=30, help="rows of the false-positive breakdown")
+    ap.add_argument("--press-default", action="store_true",
+                    help="press with no exclude and no approve (nobody unticks anything): the defaults must keep the attack out")
     args = ap.parse_args(argv)
     for name in ("manifest.json", "snapshots.jsonl.gz", "labels.jsonl.gz"):
         if not (args.directory / name).is_file():
@@ -583,7 +585,11 @@ def main(argv: list[str] | None = None) -> int:
 
     env = os.environ.copy()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
-    result = replay(args.directory, batch_size=args.batch, log=log,
+    if args.press_default:
+        manifest = read_manifest(args.directory)
+        manifest["exclude_on_panic"] = []
+        log("pressing with no exclude and no approve: what the preview ticks by default is learned")
+    result = replay(args.directory, batch_size=args.batch, log=log, manifest=manifest if args.press_default else None,
                     retrain=lambda **kw: retrain_subprocess(env=env, **kw))
     figs = figures(result.tally, result.panic)
     log("")

@@ -69,12 +69,13 @@ def test_limits_single_flight_and_model_swaps_hold_across_web_workers(subprocess
         assert [code for code, _ in answers] == [200] * 10
         assert statuses == ["already_running"] * 9 + ["training_started"]
         assert TrainingRun.objects.filter(trigger="api").count() == 1
-        # Each request may land on any worker: the per-user limit is shared through Redis.
+        # Each request may land on any worker: the per-user limit is read from the recorded presses.
         again = [server.request("POST", "/api/axon/retrain", {}, tokens[0]) for _ in range(4)]
         assert [code for code, _ in again] == [429] * 4
         assert AuditEvent.objects.filter(action="retrain.started", actor__isnull=False).count() == 1
         assert AuditEvent.objects.filter(action="retrain.joined").count() == 9
-        assert AuditEvent.objects.filter(action="retrain.rate_limited").count() == 4
+        # Identical refusals are counted on one event (audit_record(aggregate=True)), not written one by one.
+        assert sum(AuditEvent.objects.filter(action="retrain.rate_limited").values_list("count", flat=True)) == 4
         # Roll back to v1: every worker scores with it shortly after, without a restart.
         TrainingRun.objects.update(status="succeeded")
         code, _ = server.request("POST", "/api/axon/models/1/activate/", {}, tokens[1])

@@ -4,10 +4,12 @@ from django.db import migrations
 ANALYST = [
     ("telemetry", "view_endpoint"), ("telemetry", "view_snapshot"), ("telemetry", "view_processrecord"),
     ("axon", "view_trainingrun"), ("axon", "view_modelversion"), ("axon", "view_approval"),
+    ("axon", "triage_alert"),  # from 0005
 ]
 SECURITY_ADMIN = ANALYST + [
     ("axon", "trigger_retrain"), ("axon", "activate_modelversion"), ("audit", "view_auditevent"),
     ("telemetry", "view_agentkey"), ("telemetry", "add_agentkey"), ("telemetry", "change_agentkey"),
+    ("axon", "delete_approval"),  # revoke an approval; from 0005
 ]
 
 
@@ -25,7 +27,10 @@ def create_roles(apps, schema_editor):
     for name, perms in (("Analyst", ANALYST), ("Security Admin", SECURITY_ADMIN)):
         group, _ = Group.objects.get_or_create(name=name)
         for app_label, codename in perms:
-            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+            # A permission of a model a later migration creates is granted by that migration (it runs this again).
+            permission = Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+            if permission is not None:
+                group.permissions.add(permission)
 
 
 def remove_roles(apps, schema_editor):

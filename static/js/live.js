@@ -37,7 +37,7 @@
     return el;
   }
   // Messages the server rendered (after a form post without JavaScript) go away too.
-  document.querySelectorAll("#banners .banner-success, #banners .banner-info").forEach((el) => setTimeout(() => el.remove(), BANNER_MS));
+  document.querySelectorAll("#banners .banner-success, #banners .banner-info:not([data-joined])").forEach((el) => setTimeout(() => el.remove(), BANNER_MS));
 
   // --- rendering --------------------------------------------------------------------------
   function render() {
@@ -46,6 +46,7 @@
       const v = s[el.dataset.field];
       el.textContent = typeof v === "number" ? v.toLocaleString("en-US") : v;
     });
+    $("#open-anomalies-card").classList.toggle("card-alert", s.open_anomalies > 0); // red only when there is something
     $("#updated-at").textContent = new Date(state.now).toISOString().slice(11, 19);
     renderModel();
     renderTables();
@@ -72,6 +73,8 @@
       bar.querySelector(".bar").style.width = run.progress + "%";
     }
     $("#last-run").textContent = !run && ax.last_run ? "Last run: " + ax.last_run.message : "";
+    // "Already in progress" is about a run: once no run is in flight, it is no longer true.
+    if (!run) document.querySelectorAll("#banners [data-joined]").forEach((el) => el.remove());
     const button = $("#panic-button");
     if (button && state.can_retrain) {
       button.classList.toggle("is-training", !!run);
@@ -91,14 +94,15 @@
     rows("#snapshots-body", state.summary.recent_snapshots, "No snapshots yet.", 4, (s) =>
       `<tr><td>${esc(s.hostname)}</td><td>${fmtTime(s.timestamp)}</td><td class="num">${s.process_count}</td>` +
       `<td class="num${s.anomaly_count ? " bad" : ""}">${s.scored ? s.anomaly_count : "unscored"}</td></tr>`);
-    rows("#anomalies-body", state.anomalies, "Nothing looks wrong.", 6, (a) =>
-      `<tr data-id="${a.id}"><td>${esc(a.hostname)}</td><td>${fmtTime(a.timestamp)}</td><td class="proc">${esc(a.name)}</td>` +
-      `<td class="path">${esc(a.exe)}</td><td class="num">${a.score === null ? "" : a.score.toFixed(2)}</td><td>${esc((a.reasons || []).join("; "))}</td></tr>`);
-    rows("#runs-body", state.runs, "No runs yet.", 7, (r) =>
-      `<tr><td>${r.id}</td><td>${fmtShort(r.created_at)}</td><td>${esc(r.triggered_by || "-")}</td><td>${esc(r.trigger)}</td>` +
-      `<td><span class="status status-${esc(r.status)}" title="${esc(r.message)}">${esc(r.status)}</span></td>` +
-      `<td class="num">${r.duration_seconds === null ? "-" : r.duration_seconds.toFixed(1) + " s"}</td>` +
-      `<td class="num">${r.model_version ? "v" + r.model_version : "-"}</td></tr>`);
+    // The server renders these tables (the same templates as the first load); keep what the person selected.
+    if (state.fragments) { // absent on the first load: the page already holds them
+      const selected = new Set(Array.from(document.querySelectorAll("#alerts-body input[name=key]:checked")).map((b) => b.value));
+      $("#alerts-body").innerHTML = state.fragments.alerts;
+      document.querySelectorAll("#alerts-body input[name=key]").forEach((b) => { b.checked = selected.has(b.value); });
+      $("#runs-body").innerHTML = state.fragments.runs;
+      const approvals = $("#approvals-body");
+      if (approvals) approvals.innerHTML = state.fragments.approvals;
+    }
     const token = csrf();
     rows("#versions-body", state.versions, "No model trained yet.", 6, (v) =>
       `<tr><td>v${v.version}</td><td>${fmtShort(v.trained_at)}</td><td class="num">${v.records}</td><td class="num">${v.hosts}</td>` +
@@ -192,10 +196,14 @@
     function open(ev) {
       ev.preventDefault();
       if (state.axon.current_run) {
-        banner("info", `A retrain is already in progress (run ${state.axon.current_run.id}, ${state.axon.current_run.progress}%).`, true);
+        // Stays while that run goes on; removed when it ends (renderModel).
+        document.querySelectorAll("#banners [data-joined]").forEach((el) => el.remove());
+        banner("info", `A retrain is already in progress (run ${state.axon.current_run.id}, ${state.axon.current_run.progress}%).`, false)
+          .dataset.joined = "1";
         return;
       }
       opener = document.activeElement;
+      hideRiskConfirm();
       modal.classList.add("open");
       document.body.classList.add("modal-open");
       loadPreview();
@@ -211,19 +219,64 @@
     }
 
     async function loadPreview() {
+      const list = $("#learn-list");
+      delete list.dataset.loaded;
       try {
-        const response = await fetch("/api/axon/retrain/preview/", { credentials: "same-origin" });
+        // The same template as the page's first load renders the list: one renderer.
+        const response = await fetch(list.dataset.url, { credentials: "same-origin" });
         if (!response.ok) return; // the server-rendered list stays
-        const data = await response.json();
-        const list = $("#learn-list");
-        list.innerHTML = data.will_learn.length ? data.will_learn.map((item) =>
-          `<li><label><input type="checkbox" name="learn" value="${esc(item.name)}" checked>` +
-          `<input type="hidden" name="offered" value="${esc(item.name)}"> <strong>${esc(item.name)}</strong> ` +
-          `<span class="path">${esc(item.exe)}</span> <span class="muted">on ${esc(item.hostnames.join(", "))} · ` +
-          `${item.observations} observation${item.observations === 1 ? "" : "s"}</span></label></li>`).join("")
-          : `<li class="muted" id="learn-empty">Nothing has been flagged since the model last learned; the retrain only refreshes it with recent data.</li>`;
+        const html = await response.text();
+        // What the person already changed while the list was loading stays as they left it.
+        const touched = new Map(Array.from(list.querySelectorAll("input[name=approve][data-touched]"))
+          .map((b) => [b.value, { checked: b.checked, confirmed: b.dataset.confirmed }]));
+        const pendingKey = pending ? pending.value : null;
+        list.innerHTML = html;
+        list.querySelectorAll("input[name=approve]").forEach((b) => {
+          const was = touched.get(b.value);
+          if (!was) return;
+          b.checked = was.checked;
+          b.dataset.touched = "1";
+          if (was.confirmed) b.dataset.confirmed = was.confirmed;
+        });
+        pending = pendingKey && Array.from(list.querySelectorAll("input[name=approve]")).find((b) => b.value === pendingKey);
+        if (!pending) hideRiskConfirm();
+        updateLabel();
       } catch (e) { /* keep what the server rendered */ }
+      list.dataset.loaded = "1";
     }
+
+    // What the button will do, counted in programs (a program may run on several hosts or under several parents).
+    function updateLabel() {
+      const programs = new Set(Array.from(form.querySelectorAll("input[name=approve]:checked")).map((b) => b.dataset.program));
+      if (!busy) confirm.querySelector(".label").textContent = programs.size
+        ? `Retrain and learn ${programs.size} program${programs.size === 1 ? "" : "s"}` : "Retrain, learn nothing new";
+    }
+
+    // Ticking a high-risk item takes a second, explicit yes that names why it is risky.
+    let pending = null;
+    function hideRiskConfirm() { pending = null; $("#risk-confirm").hidden = true; }
+    form.addEventListener("change", (ev) => {
+      const box = ev.target;
+      if (box.name !== "approve") return;
+      box.dataset.touched = "1";
+      if (box.checked && box.dataset.risk === "high" && box.dataset.confirmed !== "1") {
+        box.checked = false;
+        pending = box;
+        $("#risk-confirm-text").textContent =
+          `${box.dataset.name} is high risk: ${box.dataset.reasons}. Learn it as normal anyway? It will stop being flagged.`;
+        $("#risk-confirm").hidden = false;
+        $("#risk-confirm-no").focus();
+      } else if (!box.checked) {
+        delete box.dataset.confirmed;
+      }
+      updateLabel();
+    });
+    $("#risk-confirm-yes").addEventListener("click", () => {
+      if (pending) { pending.dataset.confirmed = "1"; pending.checked = true; pending.focus(); }
+      hideRiskConfirm();
+      updateLabel();
+    });
+    $("#risk-confirm-no").addEventListener("click", () => { const box = pending; hideRiskConfirm(); if (box) box.focus(); });
 
     $("#panic-button").addEventListener("click", open);
     if (location.hash === "#panic-modal") open(new Event("click"));
@@ -249,23 +302,24 @@
       confirm.disabled = true;
       confirm.classList.add("is-training");
       confirm.querySelector(".label").textContent = "Retraining...";
-      const exclude = Array.from(form.querySelectorAll("input[name=learn]")).filter((b) => !b.checked).map((b) => b.value);
+      // Exactly the keys ticked: nothing flagged after the list was loaded, nothing it did not show.
+      const approve = Array.from(form.querySelectorAll("input[name=approve]:checked")).map((b) => b.value);
       const reason = $("#panic-reason").value.trim();
       let result;
       try {
-        result = await api("/api/axon/retrain", { reason, exclude });
+        result = await api("/api/axon/retrain", { reason, approve });
       } catch (err) {
         result = { response: { ok: false, status: 0 }, data: { detail: "The server could not be reached: " + err.message } };
       }
       busy = false;
       confirm.disabled = false;
       confirm.classList.remove("is-training");
-      confirm.querySelector(".label").textContent = "Retrain Now";
+      updateLabel();
       close();
       if (result.response.ok && result.data.status === "training_started") {
         banner("success", "Retraining initiated. " + result.data.message, true);
       } else if (result.response.ok) {
-        banner("info", result.data.message, true);
+        banner("info", result.data.message, false).dataset.joined = "1";
       } else {
         banner("error", result.data.detail || `The server answered ${result.response.status}.`, false);
       }

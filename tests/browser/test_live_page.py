@@ -35,6 +35,11 @@ def learn_checkbox(page: Page, name: str):
     return dialog(page).get_by_role("checkbox", name=re.compile(re.escape(name)))
 
 
+def retrain_now(page: Page):
+    """The modal's confirm button; its name says what it will do ("Retrain and learn 1 program")."""
+    return dialog(page).get_by_role("button", name=re.compile(r"^Retrain"))
+
+
 def anomaly_rows(page: Page, name: str):
     return page.get_by_role("region", name="Open anomalies").get_by_role("row").filter(has_text=name)
 
@@ -46,9 +51,10 @@ def banner(page: Page, role: str, text: str):
 def open_modal(page: Page, *, novelties: bool = True):
     panic_button(page).click()
     expect(dialog(page)).to_be_visible()
-    if novelties:  # the preview endpoint fills the list; both novelties are offered, ticked
+    expect(dialog(page).locator("#learn-list[data-loaded]")).to_be_attached()  # the fresh list is in
+    if novelties:  # the preview fills the list; both novelties are offered, the intruder (high risk) unticked
         expect(learn_checkbox(page, "Figma.exe")).to_be_checked()
-        expect(learn_checkbox(page, "kdevtmpfsi")).to_be_checked()
+        expect(learn_checkbox(page, "kdevtmpfsi")).not_to_be_checked()
     return dialog(page)
 
 
@@ -106,7 +112,8 @@ def test_modal_shows_its_texts_and_the_preview_and_closes_with_cancel_escape_and
     expect(modal.get_by_role("heading", name="Important")).to_be_visible()
     expect(modal.get_by_label("Reason (optional)")).to_be_visible()
     expect(modal.get_by_role("checkbox")).to_have_count(2)
-    cancel, confirm = modal.get_by_role("button", name="Cancel"), modal.get_by_role("button", name="Retrain Now")
+    cancel, confirm = modal.get_by_role("button", name="Cancel"), retrain_now(page)
+    expect(confirm).to_have_text("Retrain and learn 1 program")
     assert cancel.bounding_box()["x"] < confirm.bounding_box()["x"], "Cancel must be left of Retrain Now"
 
     # Focus starts inside and stays inside: Tab from the last control wraps to the first, Shift+Tab back.
@@ -114,7 +121,7 @@ def test_modal_shows_its_texts_and_the_preview_and_closes_with_cancel_escape_and
     assert focus_inside_dialog(page)
     confirm.focus()
     page.keyboard.press("Tab")
-    expect(learn_checkbox(page, "Figma.exe")).to_be_focused()
+    expect(learn_checkbox(page, "kdevtmpfsi")).to_be_focused()  # high risk first, where it is seen
     page.keyboard.press("Shift+Tab")
     expect(confirm).to_be_focused()
     for _ in range(6):
@@ -196,7 +203,7 @@ def test_a_press_trains_for_real_shows_progress_then_the_new_version_and_clears_
     modal = open_modal(page)
     learn_checkbox(page, "kdevtmpfsi").uncheck()
     modal.get_by_label("Reason (optional)").fill("Figma is our new design tool")
-    modal.get_by_role("button", name="Retrain Now").click()
+    retrain_now(page).click()
     expect(banner(page, "status", "Retraining initiated")).to_be_visible()
 
     # While it runs: the stage and a progress bar, and the button shows the run instead of starting another.
@@ -256,7 +263,8 @@ def test_a_second_press_by_the_same_user_is_rate_limited_with_the_servers_messag
         fleet_flagged, admin_user, login, worker):
     worker()
     page = login("sam")
-    open_modal(page).get_by_role("button", name="Retrain Now").click()
+    open_modal(page)
+    retrain_now(page).click()
     expect(banner(page, "status", "Retraining initiated")).to_be_visible()
     status = page.get_by_role("region", name="Training status")
     expect(status).to_contain_text("Model v2 active", timeout=60_000)
@@ -264,7 +272,8 @@ def test_a_second_press_by_the_same_user_is_rate_limited_with_the_servers_messag
 
     # v2 learned both novelties: nothing is left to offer.
     expect(open_modal(page, novelties=False)).to_contain_text("Nothing has been flagged since the model last learned")
-    dialog(page).get_by_role("button", name="Retrain Now").click()
+    expect(retrain_now(page)).to_have_text("Retrain, learn nothing new")
+    retrain_now(page).click()
     error = banner(page, "alert", "Try again in")
     expect(error).to_be_visible()
     expect(error).to_contain_text(re.compile(r"Retrain limit reached: you have pressed the panic button too often\. "

@@ -17,10 +17,12 @@ import base64
 
 import pytest
 from django.contrib.auth.models import User
+from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from axon.models import ModelVersion, TrainingRun
+from axon.models import Alert, Approval, ModelVersion, TrainingRun
+from axon.services import approval_key
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from tests import fleet
 from tests.conftest import _user
@@ -70,6 +72,12 @@ ROUTES = {
     "sentinel_susp":   ("POST", "/ingest/suspicious_event",                    (401,    403,    403,    403,    403,    404,    404,    404,    404,    401,    403)),
     "sentinel_rootkit": ("POST", "/ingest/rootkit_event",                      (401,    403,    403,    403,    403,    404,    404,    404,    404,    401,    403)),
     "sentinel_vuln":   ("POST", "/ingest/vulnerability_event",                 (401,    403,    403,    403,    403,    404,    404,    404,    404,    401,    403)),
+    "approval_revoke": ("POST", "/api/axon/approvals/{run}/revoke/",          (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "alerts":        ("GET",  "/api/axon/alerts/",                          (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "alerts_triage": ("POST", "/api/axon/alerts/triage/",                   (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "page_preview":  ("GET",  "/live-telemetry/preview/",                   (LOGIN,  LOGIN,  LOGIN,  403,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "page_triage":   ("POST", "/live-telemetry/triage/",                    (LOGIN,  LOGIN,  LOGIN,  PAGE,   PAGE,   LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "page_revoke":   ("POST", "/live-telemetry/approvals/{run}/revoke/",    (LOGIN,  LOGIN,  LOGIN,  403,    PAGE,   LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
     "healthz":         ("GET",  "/healthz",                                    (200,    200,    200,    200,    200,    200,    200,    200,    200,    200,    200)),
 }
 
@@ -77,6 +85,9 @@ INGEST = {"snapshot", "snapshot_batch", "legacy_ingest"}
 HOST_REPORT = {"sentinel_host"}
 STARTS_RUN = {"retrain", "retrain_slash", "page_retrain"}
 ACTIVATES = {"model_activate", "page_activate"}
+TRIAGES = {"alerts_triage", "page_triage"}
+REVOKES = {"approval_revoke", "page_revoke"}
+FLAGGED = ("matrix-host", "dropper", "/tmp/dropper", "bash")  # host, name, exe, parent of one open alert
 
 
 def _cells():
@@ -117,6 +128,16 @@ def _client(principal: str) -> APIClient:
 def _world(route: str) -> dict:
     """What the route needs to exist: a finished run to read, a model version that is not active yet."""
     world = {"run": TrainingRun.objects.create(trigger="command", status="succeeded", stage="done").pk, "version": 1}
+    if route in REVOKES:  # the route's <int:pk> is filled from world["run"]
+        Approval.objects.create(pk=world["run"], hostname="matrix-host", name="tool", exe="/opt/tool", parent="bash")
+    if route in TRIAGES:
+        host, name, exe, parent = FLAGGED
+        endpoint = Endpoint.objects.create(hostname=host, first_seen=timezone.now(), last_seen=timezone.now())
+        snap = Snapshot.objects.create(endpoint=endpoint, timestamp=timezone.now(), process_count=1, anomaly_count=1,
+                                       scored=True, model_version=1)
+        ProcessRecord.objects.create(snapshot=snap, endpoint=endpoint, observed_at=snap.timestamp, hour=0, index=0,
+                                     name=name, name_norm=name, exe=exe, exe_norm=exe, parent_name=parent, score=0.9,
+                                     flagged=True, status="open", reasons=["never seen"])
     if route in ACTIVATES:
         fleet.history(days=1)
         assert fleet.train().status == "succeeded"
@@ -130,6 +151,8 @@ def _state() -> dict:
         "snapshots": Snapshot.objects.count(), "records": ProcessRecord.objects.count(),
         "endpoints": Endpoint.objects.count(), "runs": TrainingRun.objects.count(),
         "active": list(ModelVersion.objects.filter(is_active=True).values_list("version", flat=True)),
+        "approvals": Approval.objects.count(),
+        "triaged": list(Alert.objects.values_list("status", flat=True)),
     }
 
 
@@ -149,6 +172,9 @@ def _send(client: APIClient, route: str, method: str, path: str):
         return client.post(path, {"hostname": "matrix-host", "events": [{"kind": "made up by the agent"}]}, format="json")
     if route in ("retrain", "retrain_slash"):
         return client.post(path, {"reason": "authorization matrix"}, format="json")
+    if route in TRIAGES:
+        body = {"keys": [approval_key(*FLAGGED)], "status": "acknowledged", "note": "authorization matrix"}
+        return client.post(path, {**body, "key": body["keys"]}) if route == "page_triage" else client.post(path, body, format="json")
     if route.startswith("page_"):
         return client.post(path, {"reason": "authorization matrix"})  # the page's form post
     return client.post(path, format="json")
@@ -211,6 +237,11 @@ def test_authorization_matrix(route, principal, want):
     elif route in ACTIVATES:
         assert before["active"] == [] and after["active"] == [world["version"]]
         assert after["runs"] == before["runs"] and after["snapshots"] == before["snapshots"]
+    elif route in TRIAGES:
+        assert before["triaged"] == [] and after["triaged"] == ["acknowledged"]
+        assert after["runs"] == before["runs"] and after["snapshots"] == before["snapshots"]
+    elif route in REVOKES:
+        assert after["approvals"] == before["approvals"] - 1 and after["runs"] == before["runs"]
     else:  # pragma: no cover - every POST route is in one of the groups above
         pytest.fail(f"no expectation for accepted POST {route}")
 

@@ -1,8 +1,11 @@
 """The Live Telemetry page as the server renders it, and its form posts without JavaScript."""
+import re
+
 import pytest
 
 from audit.models import AuditEvent
-from axon.models import ModelVersion, TrainingRun
+from axon import services
+from axon.models import Approval, ModelVersion, TrainingRun
 from tests import fleet
 
 
@@ -43,32 +46,79 @@ def test_admin_page_has_the_modal_with_its_texts_and_the_preview(client, admin_u
     fleet.recent(split)
     client.force_login(admin_user)
     html = client.get("/live-telemetry/").content.decode()
-    for text in ("🚨 Retrain Model", "Panic Button", "When to use this", "Important", "Retrain Now", "Cancel",
-                 'name="learn" value="Figma.exe" checked', 'name="learn" value="kdevtmpfsi" checked', "csrfmiddlewaretoken"):
+    keys = {i["name"]: i["key"] for i in services.retrain_preview()["will_learn"]}
+    for text in ("🚨 Retrain Model", "Panic Button", "When to use this", "Important", "Cancel", "csrfmiddlewaretoken",
+                 # the app is ticked; the intruder is offered unticked, with why it is risky
+                 f'name="approve" value="{keys["Figma.exe"]}"', f'name="approve" value="{keys["kdevtmpfsi"]}"',
+                 "High risk, not ticked:", "runs from a temporary or world-writable folder (/tmp/kdevtmpfsi)",
+                 "Retrain and learn 1 program"):
         assert text in html, text
+    checked = re.findall(r'name="approve" value="(\w+)"[^>]*?checked', html)
+    assert checked == [keys["Figma.exe"]]
     assert "Model <strong>v1</strong> active" in html
 
 
 @pytest.mark.django_db
-def test_form_post_without_javascript_retrains_with_unticked_names_excluded(client, admin_user):
+def test_form_post_without_javascript_approves_exactly_the_ticked_keys_not_a_name(client, admin_user):
+    """Issue 11, point 3: the same name from two folders on two hosts; unticking one must not approve it."""
+    split = fleet.history(days=2)
+    fleet.train()
+    fleet.recent(split)
+    public = _figma_from("laptop-raj", "C:\\Users\\Public\\Figma.exe")
+    assert "Figma.exe" in {a["name"] for a in fleet.ingest([public])[0]["anomalies"]}
     client.force_login(admin_user)
-    response = client.post("/live-telemetry/retrain/", {
-        "offered": ["Figma.exe", "kdevtmpfsi"], "learn": ["Figma.exe"], "reason": "new design tool",
-    }, follow=True)
+    html = client.get("/live-telemetry/").content.decode()
+    figmas = [i for i in services.retrain_preview()["will_learn"] if i["name"] == "Figma.exe"]
+    assert len(figmas) == 2 and all(f'value="{i["key"]}"' in html for i in figmas)
+    ana = next(i for i in figmas if i["hostnames"] == ["laptop-ana"])
+    response = client.post("/live-telemetry/retrain/", {"approve": [ana["key"]], "reason": "new design tool"}, follow=True)
     assert response.redirect_chain[-1][0] == "/live-telemetry/"
-    run = TrainingRun.objects.get()
-    assert (run.trigger, run.exclude, run.reason) == ("dashboard", ["kdevtmpfsi"], "new design tool")
+    run = TrainingRun.objects.get(trigger="dashboard")
+    assert run.reason == "new design tool"
+    assert [(a["hostname"], a["key"]) for a in run.approved] == [("laptop-ana", ana["key"])]
     assert "ML model retraining initiated" in response.content.decode()
     again = client.post("/live-telemetry/retrain/", {}, follow=True)
     assert "Try again in" in again.content.decode()
-    assert TrainingRun.objects.count() == 1
+    assert TrainingRun.objects.filter(trigger="dashboard").count() == 1
 
 
 @pytest.mark.django_db
-def test_analyst_form_post_is_refused_and_starts_nothing(client, analyst):
+def test_form_post_with_a_nul_in_the_reason_is_refused_politely_and_uses_no_limit(client, admin_user):
+    """Issue 9 §3.6: it was a 500 on PostgreSQL, and it used up the user's limit."""
+    client.force_login(admin_user)
+    response = client.post("/live-telemetry/retrain/", {"reason": "bad\x00reason"}, follow=True)
+    assert response.status_code == 200
+    assert "Nothing was started." in response.content.decode()
+    assert not TrainingRun.objects.exists()
+    assert AuditEvent.objects.filter(action="retrain.invalid", outcome="denied").count() == 1
+    ok = client.post("/live-telemetry/retrain/", {"reason": "good reason"}, follow=True)
+    assert "ML model retraining initiated" in ok.content.decode()
+    assert TrainingRun.objects.get().reason == "good reason"
+
+
+def _figma_from(host, exe):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from telemetry.demo import HOSTS
+
+    procs = dict((h, p) for h, _, p in HOSTS)[host]
+    pids = {p[0]: 100 + i for i, p in enumerate(procs)}
+    processes = [{"name": p[0], "pid": 100 + i, "ppid": pids.get(p[3], 1), "exe": p[1], "username": p[2]}
+                 for i, p in enumerate(procs) if p[5] >= 0.5]
+    processes.append({"name": "Figma.exe", "pid": 9999, "ppid": pids["explorer.exe"], "exe": exe, "username": "raj"})
+    return {"hostname": host, "os": "windows", "timestamp": (timezone.now() - timedelta(seconds=30)).isoformat(),
+            "processes": processes}
+
+
+@pytest.mark.django_db
+def test_analyst_form_post_is_refused_starts_nothing_and_is_audited_like_the_api(client, analyst):
     client.force_login(analyst)
     assert client.post("/live-telemetry/retrain/").status_code == 403
     assert not TrainingRun.objects.exists()
+    event = AuditEvent.objects.get(action="retrain.denied")
+    assert (event.actor_name, event.outcome, event.details["trigger"]) == ("ann@voltaxe.test", "denied", "dashboard")
 
 
 @pytest.mark.django_db
@@ -101,3 +151,21 @@ def test_login_form_is_rate_limited_per_address(client, analyst, settings):
     response = client.post("/login/", {"username": "ann", "password": "correct-horse-battery"})
     assert response.status_code == 429 and "Too many login attempts" in response.content.decode()
     assert "_auth_user_id" not in client.session
+
+
+@pytest.mark.django_db
+def test_a_security_admin_sees_the_approvals_and_revokes_one_from_the_page(client, admin_user, analyst):
+    split = fleet.history(days=2)
+    fleet.train()
+    fleet.recent(split)
+    fleet.train(user=admin_user, trigger="api")
+    approval = Approval.objects.get()
+    client.force_login(admin_user)
+    html = client.get("/live-telemetry/").content.decode()
+    assert "Revoking one takes effect from the\n    next model version" in html and f"/approvals/{approval.pk}/revoke/" in html
+    response = client.post(f"/live-telemetry/approvals/{approval.pk}/revoke/", follow=True)
+    assert "the next model version will not." in response.content.decode()
+    assert not Approval.objects.exists()
+    assert AuditEvent.objects.get(action="approval.revoked").details["name"] == "figma.exe"
+    client.force_login(analyst)
+    assert 'id="approvals-title"' not in client.get("/live-telemetry/").content.decode()

@@ -15,14 +15,27 @@ class Command(BaseCommand):
         parser.add_argument("--exclude", action="append", default=[], metavar="NAME",
                             help="A process name that must not be learned as normal (repeatable).")
         parser.add_argument("--reason", default="", help="Why (kept in the run and the audit log).")
+        parser.add_argument("--list", action="store_true",
+                            help="Print what a press could approve now (key, risk, program, host) and start nothing.")
+        parser.add_argument("--approve", nargs="+", action="extend", default=None, metavar="KEY",
+                            help="Approve exactly these keys from --list (default: the low-risk ones).")
         parser.add_argument("--sync", action="store_true", help="Run the training in this process instead of the worker.")
         parser.add_argument("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 
-    def handle(self, *args, wait, exclude, reason, sync, timeout, **options):
-        outcome = services.retrain_request(user=None, trigger=TrainingRun.Trigger.COMMAND, reason=reason,
-                                           exclude=exclude, enqueue=not sync)
+    def handle(self, *args, wait, exclude, reason, sync, timeout, list, approve, **options):
+        if list:
+            return self._list(exclude)
+        try:
+            outcome = services.retrain_request(actor=services.Actor(door=TrainingRun.Trigger.COMMAND),
+                                               body={"reason": reason, "exclude": exclude, "approve": approve},
+                                               enqueue=not sync)
+        except services.InvalidInput as exc:
+            raise CommandError(exc.detail)
         run = outcome.run
         self.stdout.write(f"{'Started' if outcome.started else 'Joined the run already in progress:'} run {run.pk}.")
+        if outcome.started:
+            self.stdout.write(f"It approves {len(run.approved)} item(s): "
+                              + (", ".join(f"{a['key']} ({a['name']} on {a['hostname']})" for a in run.approved) or "none"))
         if sync and outcome.started:
             run = services.retrain_run(run_id=run.pk)
         elif not wait:
@@ -40,6 +53,18 @@ class Command(BaseCommand):
         self.stdout.write(run.message)
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"Run {run.pk} {run.get_status_display()}.")
+
+    def _list(self, exclude):
+        preview = services.retrain_preview(exclude=exclude)
+        self.stdout.write(f"{preview['total']} item(s) a press could approve now "
+                          f"(active model: {preview['active_model'] or 'none'}); * = approved by default:")
+        for item in preview["will_learn"]:
+            mark = "*" if item["default"] else " "
+            self.stdout.write(f"{mark} {item['key']}  {item['risk']:<4}  {item['name']}  {item['exe'] or '-'}  "
+                              f"parent {item['parent'] or '-'}  on {', '.join(item['hostnames'])}  "
+                              f"({item['observations']} seen)")
+            for why in item["risk_reasons"]:
+                self.stdout.write(f"      risk: {why}")
 
     _last = None
 

@@ -88,6 +88,7 @@ def test_a_model_trained_on_one_host_is_served_by_every_host(subprocess_env, tmp
                 assert code == 200 and body["active_model"] == 2
             ModelVersion.objects.filter(version=2).update(is_active=False)
             ModelVersion.objects.filter(version=1).update(is_active=True)
+            _until(lambda: _serving_version(a, keys["host-a"], "host-a", steps["a"]) == 1, 30, "host-a back on v1")
             _until(lambda: _serving_version(b, keys["host-b"], "host-b", steps["b"]) == 1, 30, "host-b back on v1")
             ModelVersion.objects.filter(version=1).update(is_active=False)
             ModelVersion.objects.filter(version=2).update(is_active=True)

@@ -1,6 +1,8 @@
 from django.contrib import admin, messages
 from rest_framework_api_key.admin import APIKeyModelAdmin
 from rest_framework_api_key.models import APIKey
+from rest_framework_simplejwt.token_blacklist import admin as token_admin
+from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from audit.services import audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
@@ -14,6 +16,19 @@ admin.site.site_url = "/live-telemetry/"  # "View site" opens the Live Telemetry
 # One place for agent keys: the library's own "API keys" list carries no hosts and would be a second door.
 if admin.site.is_registered(APIKey):
     admin.site.unregister(APIKey)
+
+
+class OutstandingTokenAdmin(token_admin.OutstandingTokenAdmin):
+    """simplejwt keeps each refresh token in clear: the admin lists who holds one and when it expires, never the token."""
+
+    exclude = ["token"]
+
+    def get_readonly_fields(self, *args, **kwargs) -> list[str]:
+        return [f for f in super().get_readonly_fields(*args, **kwargs) if f != "token"]
+
+
+admin.site.unregister(OutstandingToken)
+admin.site.register(OutstandingToken, OutstandingTokenAdmin)
 
 
 class TelemetryAdmin(ReadOnlyAdmin):

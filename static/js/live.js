@@ -92,7 +92,7 @@
 
   function renderTables() {
     rows("#snapshots-body", state.summary.recent_snapshots, "No snapshots yet.", 4, (s) =>
-      `<tr><td>${esc(s.hostname)}</td><td>${fmtTime(s.timestamp)}</td><td class="num">${s.process_count}</td>` +
+      `<tr><td>${esc(s.hostname)}${s.names_only ? ' <span class="tag" title="This agent sends process names only: detection rests on how rare each name is.">names only</span>' : ""}</td><td>${fmtTime(s.timestamp)}</td><td class="num">${s.process_count}</td>` +
       `<td class="num${s.anomaly_count ? " bad" : ""}">${s.scored ? s.anomaly_count : "unscored"}</td></tr>`);
     // The server renders these tables (the same templates as the first load); keep what the person selected.
     if (state.fragments) { // absent on the first load: the page already holds them

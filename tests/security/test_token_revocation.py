@@ -125,3 +125,30 @@ def test_the_page_logout_ends_the_session(analyst):
 
 def test_access_tokens_live_15_minutes():
     assert django_settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"] == timedelta(minutes=15)
+
+
+@pytest.mark.django_db
+def test_expired_refresh_tokens_are_forgotten_daily_and_the_admin_never_shows_a_token(analyst):
+    import time_machine
+    from django.contrib.auth.models import User
+    from django.utils import timezone
+    from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
+
+    from axon.apps import schedules_sync
+    from voltaxe.tasks import tokens_flush_task
+
+    old = login()["refresh"]
+    with time_machine.travel(timezone.now() + django_settings.SIMPLE_JWT["REFRESH_TOKEN_LIFETIME"] + timedelta(hours=1)):
+        fresh = login()["refresh"]
+        logout(fresh)
+        assert tokens_flush_task() == "deleted 1 expired token row(s)"
+    assert list(OutstandingToken.objects.values_list("token", flat=True)) == [fresh] and old != fresh
+    schedules_sync()
+    from django_q.models import Schedule
+
+    assert Schedule.objects.get(name="auth: expired tokens").func == "voltaxe.tasks.tokens_flush_task"
+    root = User.objects.create_superuser("root", "root@voltaxe.test", "pw")
+    client = Client()
+    client.force_login(root)
+    page = client.get(f"/admin/token_blacklist/outstandingtoken/{OutstandingToken.objects.get().pk}/change/")
+    assert page.status_code == 200 and fresh not in page.content.decode()

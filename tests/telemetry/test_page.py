@@ -169,3 +169,16 @@ def test_a_security_admin_sees_the_approvals_and_revokes_one_from_the_page(clien
     assert AuditEvent.objects.get(action="approval.revoked").details["name"] == "figma.exe"
     client.force_login(analyst)
     assert 'id="approvals-title"' not in client.get("/live-telemetry/").content.decode()
+
+
+@pytest.mark.django_db
+def test_the_page_says_which_hosts_send_names_only(client, analyst, agent_client):
+    from tests.payloads import legacy, rich
+
+    assert agent_client.post("/ingest/process-snapshot", legacy("test-agent"), format="json").status_code == 201
+    client.force_login(analyst)
+    page = client.get("/live-telemetry/").content.decode()
+    assert page.count(">names only</span>") == 1
+    assert agent_client.post("/api/telemetry/snapshots/", rich("test-agent", minutes_ago=1), format="json").status_code == 201
+    data = client.get("/live-telemetry/data/").json()
+    assert [s["names_only"] for s in data["summary"]["recent_snapshots"]] == [False, False]

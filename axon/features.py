@@ -66,7 +66,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "mem_z",
 )
 HOST, FLEET, EXE, PARENT, USER, CPU_Z, MEM_Z = range(len(FEATURE_NAMES))
-CATEGORICAL = (HOST, FLEET, EXE, PARENT, USER)
 
 PERSONAL = "<personal>"
 ALL_OS = "*"  # fleet statistics over every host, for an OS the window has no host of

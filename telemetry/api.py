@@ -10,7 +10,8 @@ from rest_framework.views import APIView
 from telemetry.models import ProcessRecord
 from telemetry.services import anomalies_list, snapshot_ingest, snapshot_ingest_batch, telemetry_summary
 from telemetry.validation import PayloadError
-from voltaxe.api import AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since
+from voltaxe.api import BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since
+from voltaxe.authentication import AgentKeyAuthentication
 
 
 def bad_request(detail: str, errors: dict | None = None) -> Response:

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from telemetry.models import AgentKey
-from voltaxe.authentication import Agent, AgentKeyAuthentication  # noqa: F401  (re-exported)
+from voltaxe.authentication import Agent
 
 logger = logging.getLogger(__name__)
 

@@ -7,6 +7,8 @@ PostgreSQL; REDIS_URL at Redis for the cache and the task broker.
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -38,6 +40,33 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     if number < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, not {number}.")
     return number
+
+
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number (seconds), not {value!r}.") from None
+    if not number >= minimum:  # also refuses nan
+        raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, not {value!r}.")
+    return number
+
+
+# django-ratelimit's syntax (count/[multiplier]unit: 1/5m, 10/h, 100/30s); it only parses a rate on the
+# first request that uses it, so a typo would be a 500 on the first press instead of a refusal to start.
+RATE_SYNTAX = re.compile(r"[0-9]+/([0-9]+[smhd]?|[smhd])", re.IGNORECASE)
+
+
+def env_rate(name: str, default: str) -> str:
+    value = os.environ.get(name) or default
+    if not RATE_SYNTAX.fullmatch(value.strip()):
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 1/5m or 10/h (count/[number]s|m|h|d), not {value!r}."
+        )
+    return value.strip()
 
 
 def env_list(name: str, default: str = "") -> list[str]:
@@ -191,8 +220,6 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "voltaxe.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
-from datetime import timedelta  # noqa: E402
-
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
@@ -210,13 +237,13 @@ MODEL_STORE_DIR = Path(os.environ.get("MODEL_STORE_DIR", BASE_DIR / "models_stor
 TRAINING_WINDOW_DAYS = env_int("TRAINING_WINDOW_DAYS", 30, minimum=1)
 MIN_TRAINING_RECORDS = env_int("MIN_TRAINING_RECORDS", 50, minimum=1)
 MIN_TRAINING_PROCESSES = env_int("MIN_TRAINING_PROCESSES", 10, minimum=1)
-MODEL_REFRESH_SECONDS = float(os.environ.get("MODEL_REFRESH_SECONDS", "1"))
+MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", 1.0)
 RESCORE_HOURS = env_int("RESCORE_HOURS", 24)
 # Telemetry older than this is deleted by a scheduled job (0 keeps everything).
 RETENTION_DAYS = env_int("RETENTION_DAYS", TRAINING_WINDOW_DAYS + 7)
-RETRAIN_USER_RATE = os.environ.get("RETRAIN_USER_RATE", "1/5m")
-RETRAIN_GLOBAL_RATE = os.environ.get("RETRAIN_GLOBAL_RATE", "10/h")
-TOKEN_RATE = os.environ.get("TOKEN_RATE", "10/m")
+RETRAIN_USER_RATE = env_rate("RETRAIN_USER_RATE", "1/5m")
+RETRAIN_GLOBAL_RATE = env_rate("RETRAIN_GLOBAL_RATE", "10/h")
+TOKEN_RATE = env_rate("TOKEN_RATE", "10/m")
 RETRAIN_SCHEDULE_MINUTES = env_int("RETRAIN_SCHEDULE_MINUTES", 24 * 60)
 RETRAIN_REAP_GRACE_SECONDS = env_int("RETRAIN_REAP_GRACE_SECONDS", 60)
 RATELIMIT_USE_CACHE = "default"

@@ -47,6 +47,15 @@ def test_check_deploy_is_clean_with_production_settings(subprocess_env):
     assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
 
 
+@pytest.mark.parametrize("name, value", [("RETRAIN_USER_RATE", "1/5x"), ("TOKEN_RATE", "ten per minute"),
+                                         ("MODEL_REFRESH_SECONDS", "soon")])
+def test_a_mistyped_setting_stops_the_start_and_names_itself(subprocess_env, name, value):
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env={**subprocess_env, name: value},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"{name} must be" in result.stderr and repr(value) in result.stderr, result.stderr[-500:]
+
+
 def jwt(server: Gunicorn, username: str) -> dict:
     code, body = server.request("POST", "/api/auth/token/", {"username": username, "password": "correct-horse-battery"})
     assert code == 200, body

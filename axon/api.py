@@ -56,7 +56,8 @@ def parse_retrain_body(data) -> tuple[str, list[str]]:
     if data in (None, "", {}):
         return "", []
     if not isinstance(data, dict):
-        raise BadRequest("The body must be a JSON object such as {\"reason\": \"...\", \"exclude\": [\"name\"]}, or empty. Nothing was started.",
+        raise BadRequest("The body must be a JSON object such as {\"reason\": \"...\", \"exclude\": [\"name\"]}, or empty. "
+                         "Nothing was started.",
                          {"non_field_errors": ["expected an object"]})
     errors: dict[str, list[str]] = {}
     reason = data.get("reason") or ""
@@ -118,7 +119,8 @@ class RetrainView(APIView):
         trigger = (TrainingRun.Trigger.DASHBOARD if isinstance(request.successful_authenticator, SessionAuthentication)
                    else TrainingRun.Trigger.API)
         try:
-            outcome = services.retrain_request(user=request.user, trigger=trigger, reason=reason, exclude=exclude, request=request)
+            outcome = services.retrain_request(user=request.user, trigger=trigger, reason=reason, exclude=exclude,
+                                               request=request)
         except services.RateLimited as exc:
             return rate_limited_response(exc)
         return Response(retrain_response(outcome, request.user))

@@ -35,7 +35,8 @@ class TrainingRun(models.Model):
     triggered_by_name = models.CharField(max_length=255, blank=True)
     reason = models.TextField(blank=True)
     exclude = models.JSONField(default=list, blank=True)
-    approve = models.BooleanField(default=True, help_text="Whether the run approves what was flagged (a person's press) or not (schedule).")
+    approve = models.BooleanField(
+        default=True, help_text="Whether the run approves what was flagged (a person's press) or not (schedule).")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

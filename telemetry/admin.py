@@ -37,7 +37,8 @@ class SnapshotAdmin(TelemetryAdmin):
 
 @admin.register(ProcessRecord)
 class ProcessRecordAdmin(TelemetryAdmin):
-    list_display = ["observed_at", "endpoint", "name", "pid", "parent_name", "username", "exe", "score", "flagged", "status", "model_version"]
+    list_display = ["observed_at", "endpoint", "name", "pid", "parent_name", "username", "exe", "score", "flagged", "status",
+                    "model_version"]
     list_filter = ["flagged", "status", "model_version"]
     search_fields = ["name", "name_norm", "exe", "endpoint__hostname"]
     date_hierarchy = "observed_at"

@@ -3,9 +3,9 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from telemetry.models import ProcessRecord
 from telemetry.services import anomalies_list, snapshot_ingest, snapshot_ingest_batch, telemetry_summary

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import cast
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -126,7 +127,7 @@ def _records_insert(rows: list[dict]) -> None:
     if not rows:
         return
     table = connection.ops.quote_name(ProcessRecord._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in _RECORD_COLUMNS)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in _RECORD_COLUMNS)
     attnames = [f.attname for f in _RECORD_COLUMNS]
     values = [tuple(row[a] for a in attnames) for row in rows]
     with connection.cursor() as cursor:
@@ -223,7 +224,7 @@ def _ingest(payloads: list, agent: AgentKey | None) -> list[IngestResult | Paylo
         existing.update(_existing_many({key for _, key in repeats if key not in existing}))
         for i, key in repeats:
             results[i] = IngestResult(_result_body(existing[key], key[0]), created=False)
-    return results
+    return cast("list[IngestResult | PayloadError]", results)  # every slot is filled by now
 
 
 def snapshot_ingest(*, payload, agent: AgentKey | None = None) -> IngestResult:

@@ -30,7 +30,7 @@ class Gunicorn:
         self.workers = workers
         self.proc = None
 
-    def __enter__(self) -> "Gunicorn":
+    def __enter__(self) -> Gunicorn:
         gunicorn = os.path.join(os.path.dirname(sys.executable), "gunicorn")
         self.proc = subprocess.Popen(
             [gunicorn, "voltaxe.wsgi", "-w", str(self.workers), "-b", f"127.0.0.1:{self.port}", "--timeout", "60",
@@ -44,7 +44,7 @@ class Gunicorn:
                 return self
             except (OSError, urllib.error.URLError):
                 if self.proc.poll() is not None:
-                    raise RuntimeError("gunicorn exited: " + self.proc.stdout.read())
+                    raise RuntimeError("gunicorn exited: " + self.proc.stdout.read()) from None
                 time.sleep(0.3)
         raise RuntimeError("gunicorn did not start in 60 s")
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
@@ -59,8 +59,8 @@ def parse_since(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z").replace(" ", "+"))
     except ValueError:
-        raise BadRequest("since must be an ISO 8601 time such as 2026-11-26T09:00:00Z.", {"since": ["not a time"]})
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        raise BadRequest("since must be an ISO 8601 time such as 2026-11-26T09:00:00Z.", {"since": ["not a time"]}) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def parse_int(value: str | None, name: str, default: int, lo: int, hi: int) -> int:

@@ -140,7 +140,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
+            "NAME": str(SQLITE_PATH),
             # Web threads and the worker write at the same time: WAL lets readers
             # go on, IMMEDIATE takes the write lock up front instead of failing
             # half-way, and the busy timeout waits for it instead of erroring.

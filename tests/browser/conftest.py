@@ -133,7 +133,7 @@ class Worker:
             stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
 
-    def wait_ready(self, seconds: float = 30) -> "Worker":
+    def wait_ready(self, seconds: float = 30) -> Worker:
         """Until the cluster says it is running; a worker that dies on start fails the test with its output."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:

@@ -63,7 +63,7 @@ ACTIVATES = {"model_activate", "page_activate"}
 
 
 def _cells():
-    for route, (method, path, expected) in ROUTES.items():
+    for route, (_method, _path, expected) in ROUTES.items():
         assert len(expected) == len(PRINCIPALS), route
         for principal, want in zip(PRINCIPALS, expected):
             yield pytest.param(route, principal, want, id=f"{route}-{principal}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from contextlib import contextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -96,7 +96,7 @@ def clean_text(min_size: int, max_size: int):
     return st.text(min_size=min_size, max_size=max_size).filter(lambda s: "\x00" not in s and (min_size == 0 or s.strip()))
 
 
-zones = st.sampled_from([timezone.utc, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)),
+zones = st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)),
                          timezone(timedelta(hours=14)), timezone(timedelta(hours=-12))])
 past_times = st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2025, 6, 1), timezones=zones)
 
@@ -174,7 +174,8 @@ def mutated_snapshots(draw) -> tuple[dict, str, str]:
         del s[field]
         return s, "invalid", f"{kind}:{field}"
     if kind == "hostname_type":
-        s["hostname"] = draw(st.sampled_from(WRONG_TYPES) | json_values.filter(lambda v: v is not None and not isinstance(v, str)))
+        not_text = json_values.filter(lambda v: v is not None and not isinstance(v, str))
+        s["hostname"] = draw(st.sampled_from(WRONG_TYPES) | not_text)
         return s, "invalid", kind
     if kind == "hostname_blank":
         s["hostname"] = draw(st.sampled_from(["", " ", "\t\n", "\u3000"]))
@@ -379,7 +380,8 @@ def test_batch_items_stand_or_fall_alone(agent, items, duplicate):
 @pytest.mark.django_db
 @FUZZ
 @given(payload=json_values.filter(lambda v: not isinstance(v, list)) | st.just([])
-       | st.lists(st.just({"hostname": "h", "timestamp": "2024-01-01T00:00:00Z", "processes": ["a"]}), min_size=101, max_size=103))
+       | st.lists(st.just({"hostname": "h", "timestamp": "2024-01-01T00:00:00Z", "processes": ["a"]}),
+                  min_size=101, max_size=103))
 def test_batch_that_is_not_a_list_of_1_to_100_is_400_and_stores_nothing(agent, payload):
     with rolled_back():
         before = counts()

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
@@ -25,6 +27,8 @@ class SnapshotIngestView(APIView):
     authentication_classes = [AgentKeyAuthentication, JWTAuthentication, SessionAuthentication]
     permission_classes = [IsAgent]
 
+    @extend_schema(responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "Stored (and scored when a model is active)."),
+                              200: OpenApiResponse(OpenApiTypes.OBJECT, "The same snapshot again: the first answer.")})
     def post(self, request):
         try:
             result = snapshot_ingest(payload=request.data, agent=request.auth)
@@ -37,6 +41,8 @@ class SnapshotBatchIngestView(APIView):
     authentication_classes = SnapshotIngestView.authentication_classes
     permission_classes = [IsAgent]
 
+    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "object"}, "maxItems": 100}},
+                   responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "One result or error per snapshot, in order.")})
     def post(self, request):
         payloads = request.data
         if not isinstance(payloads, list):

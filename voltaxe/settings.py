@@ -96,6 +96,8 @@ INSTALLED_APPS = [
     "rest_framework_api_key",
     "django_q",
     "django_ratelimit",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "telemetry.apps.TelemetryConfig",
     "axon.apps.AxonConfig",
     "audit.apps.AuditConfig",
@@ -219,6 +221,20 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "voltaxe.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "voltaxe.schema.AutoSchema",
+}
+# /api/schema/ and /api/docs/ are for people and scripts that have an account (any logged-in user or agent key):
+# the contract holds nothing secret, but a security product need not map its own surface for strangers.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Voltaxe API",
+    "DESCRIPTION": "Process telemetry from agents, the anomaly model and its panic button. The contract is API.md.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/",  # operations are grouped by what follows: telemetry, axon, audit, auth
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # from static files, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),

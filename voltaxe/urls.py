@@ -1,5 +1,7 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from audit.api import AuditEventListView
 from telemetry.api import AnomalyListView, SnapshotBatchIngestView, SnapshotIngestView, SummaryView
@@ -14,6 +16,9 @@ api = [
     path("telemetry/anomalies/", AnomalyListView.as_view(), name="telemetry-anomalies"),
     path("audit/events/", AuditEventListView.as_view(), name="audit-events"),
     path("axon/", include("axon.urls")),
+    path("schema/", SpectacularJSONAPIView.as_view(), name="schema"),  # JSON, like every other answer here
+    # A page for people: log in through the form first, like the Live page.
+    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
 ]
 
 urlpatterns = [

@@ -50,6 +50,8 @@ ROUTES = {
     "model_activate":  ("POST", "/api/axon/models/{version}/activate/",     (401,   403,   200,   403,   200,   403,   401,   403)),
     "approvals":       ("GET",  "/api/axon/approvals/",                     (401,   200,   200,   200,   200,   403,   401,   403)),
     "audit_events":    ("GET",  "/api/audit/events/",                       (401,   403,   200,   403,   200,   403,   401,   403)),
+    "api_schema":      ("GET",  "/api/schema/",                             (401,   200,   200,   200,   200,   200,   401,   200)),
+    "api_docs":        ("GET",  "/api/docs/",                               (LOGIN, LOGIN, LOGIN, 200,   200,   LOGIN, LOGIN,  200)),
     "page":            ("GET",  "/live-telemetry/",                         (LOGIN, LOGIN, LOGIN, 200,   200,   LOGIN, LOGIN,  403)),
     "page_data":       ("GET",  "/live-telemetry/data/",                    (LOGIN, LOGIN, LOGIN, 200,   200,   LOGIN, LOGIN,  403)),
     "page_retrain":    ("POST", "/live-telemetry/retrain/",                 (LOGIN, LOGIN, LOGIN, 403,   PAGE,  LOGIN, LOGIN,  403)),

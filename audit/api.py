@@ -14,6 +14,7 @@ def event_json(e: AuditEvent) -> dict:
         "id": e.pk, "timestamp": e.timestamp, "actor": e.actor_name, "action": e.action,
         "resource_type": e.resource_type, "resource_id": e.resource_id, "outcome": e.outcome,
         "ip_address": e.ip_address, "user_agent": e.user_agent, "details": e.details,
+        "count": e.count, "last_seen": e.last_seen or e.timestamp,
     }
 
 

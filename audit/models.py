@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 
 class AuditEvent(models.Model):
@@ -10,7 +11,7 @@ class AuditEvent(models.Model):
         FAILURE = "failure"
         DENIED = "denied"
 
-    timestamp = models.DateTimeField(auto_now_add=True, db_index=True)
+    timestamp = models.DateTimeField(default=timezone.now, db_index=True)
     actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Kept as written at the time: the user may be renamed or deleted later.
     actor_name = models.CharField(max_length=255, blank=True)
@@ -21,6 +22,10 @@ class AuditEvent(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=512, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # Identical repeats (the same refusal hammered by a script) are counted on one event
+    # instead of written one by one: `timestamp` is the first, `last_seen` the latest.
+    count = models.PositiveIntegerField(default=1)
+    last_seen = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-timestamp", "-id"]

@@ -7,6 +7,7 @@ server: the first is what the panic button is for, the second must stay flagged.
 from __future__ import annotations
 
 import random
+import zlib
 from datetime import datetime, timedelta
 
 WIN = "C:\\Windows\\System32\\"
@@ -72,24 +73,43 @@ NEW_APP = ("laptop-ana", ("Figma.exe", "C:\\Users\\ana\\AppData\\Local\\Figma\\F
 INTRUDER = ("api-01", ("kdevtmpfsi", "/tmp/kdevtmpfsi", "www-data", "nginx", 1, 1.0))
 
 
+def _runs_this_hour(hostname: str, proc: tuple, hour_index: int, rng: random.Random) -> bool:
+    """Common programs come and go at random; rare jobs (under one run in two hours) run on a fixed cycle.
+
+    A rare job left to chance can be missing from the whole history and then turn up in
+    the last hours, so the story would change with the draw. On a cycle of 1/p hours it
+    runs at least twice in two days of history before it can run in the recent hours.
+    """
+    probability = proc[5]
+    if probability >= 0.5:
+        return rng.random() < probability
+    period = max(2, round(1 / probability))
+    phase = zlib.crc32(f"{hostname}:{proc[0]}".encode()) % period
+    return hour_index % period == phase
+
+
 def demo_payloads(*, start: datetime, end: datetime, novelties: bool, seed: int = 7, local: dict | None = None):
     """Hourly snapshots of every host from start to end; with novelties, the new app and the intruder run too.
 
+    The same (start, end) span always tells the same story, whatever the clock says: every
+    choice comes from `seed` and the hour's position in the span, never from the date.
     `local`, a real snapshot of this machine, is repeated hourly as if its collector had been running.
     """
-    rng = random.Random(seed + int(start.timestamp()))
-    t = start
+    rng = random.Random(seed)
+    t, hour_index = start, 0
     while t < end:
         if local is not None:
             yield {**local, "timestamp": (t + timedelta(seconds=59)).isoformat()}
         for i, (hostname, os_name, procs) in enumerate(HOSTS):
-            chosen = [p for p in procs if rng.random() < p[5]]
+            chosen = [p for p in procs if _runs_this_hour(hostname, p, hour_index, rng)]
             if novelties:
                 chosen += [p for host, p in (NEW_APP, INTRUDER) if host == hostname]
+            # Distinct pids within a snapshot: a reused pid would give a child the wrong parent.
+            pool = iter(rng.sample(range(300, 60000), sum(p[4] for p in chosen)))
             rows, pids = [], {}
             for name, exe, user, parent, count, _ in chosen:
                 for _ in range(count):
-                    pid = rng.randint(300, 60000)
+                    pid = next(pool)
                     pids.setdefault(name, pid)
                     rows.append({"name": name, "pid": pid, "ppid": pids.get(parent, 1), "exe": exe, "username": user,
                                  "cpu_percent": round(rng.uniform(0, 4), 1),
@@ -97,3 +117,4 @@ def demo_payloads(*, start: datetime, end: datetime, novelties: bool, seed: int 
             yield {"hostname": hostname, "os": os_name, "timestamp": (t + timedelta(seconds=17 * i)).isoformat(),
                    "processes": rows}
         t += timedelta(hours=1)
+        hour_index += 1

@@ -12,6 +12,46 @@ from rest_framework.test import APIClient
 
 REPO = Path(__file__).resolve().parent.parent
 
+# --clock-sweep runs the tests marked `clock` (the fleet stories whose verdicts are asserted)
+# again at each of these instants: every hour of a weekday (alternately just after and just
+# before the hour turns), a weekend, a month end and a year end that the test runs across,
+# and a leap day. Tests that start workers, servers or browsers are not marked: those run in
+# other processes, which keep the suite's pinned clock (voltaxe.settings_test).
+CLOCK_SWEEP = [f"2026-11-11T{h:02d}:{'00:20' if h % 2 else '59:40'}+00:00" for h in range(24)] + [
+    "2026-11-14T03:10:00+00:00", "2026-11-15T21:45:00+00:00", "2026-11-30T23:59:30+00:00",
+    "2026-12-31T23:58:00+00:00", "2028-02-29T12:00:00+00:00",
+]
+
+
+def pytest_addoption(parser):
+    parser.addoption("--clock-sweep", action="store_true",
+                     help="Run only the tests marked `clock`, once at each instant of CLOCK_SWEEP.")
+
+
+def pytest_generate_tests(metafunc):
+    if metafunc.config.getoption("clock_sweep") and metafunc.definition.get_closest_marker("clock"):
+        metafunc.parametrize("_clock", CLOCK_SWEEP, indirect=True, ids=[t[:16] for t in CLOCK_SWEEP])
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("clock_sweep"):
+        swept = [item for item in items if hasattr(item, "callspec") and "_clock" in item.callspec.params]
+        config.hook.pytest_deselected(items=[item for item in items if item not in swept])
+        items[:] = swept
+
+
+@pytest.fixture(autouse=True)
+def _clock(request):
+    """Every test runs at the suite's pinned now (voltaxe.settings_test); under --clock-sweep, at the swept instant."""
+    instant = getattr(request, "param", None)
+    if instant is None:
+        yield
+        return
+    import time_machine
+
+    with time_machine.travel(instant, tick=True):
+        yield
+
 
 @pytest.fixture(autouse=True)
 def _isolated(settings, tmp_path):

@@ -13,3 +13,18 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".cache" / f"test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+
+# The suite runs at a pinned "now" (VOLTAXE_TEST_NOW, an ISO 8601 time; a fixed Wednesday
+# afternoon by default), so nothing it asserts depends on the hour, weekday or date it runs.
+# The clock ticks from there. The offset travels in the environment, so the workers, servers
+# and commands a test starts share the test's clock instead of pinning their own.
+import time  # noqa: E402
+from datetime import datetime  # noqa: E402
+
+import time_machine  # noqa: E402
+
+DEFAULT_TEST_NOW = "2026-11-11T14:24:00+00:00"
+if "VOLTAXE_TEST_CLOCK_SHIFT" not in os.environ:
+    _pinned = datetime.fromisoformat(os.environ.get("VOLTAXE_TEST_NOW") or DEFAULT_TEST_NOW)
+    os.environ["VOLTAXE_TEST_CLOCK_SHIFT"] = repr(_pinned.timestamp() - time.time())
+time_machine.travel(time.time() + float(os.environ["VOLTAXE_TEST_CLOCK_SHIFT"]), tick=True).start()

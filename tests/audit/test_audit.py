@@ -52,3 +52,34 @@ def test_admin_for_audit_events_is_read_only(client, admin_user):
     assert client.get("/admin/audit/auditevent/add/").status_code == 403
     assert client.post(f"/admin/audit/auditevent/{event.pk}/delete/", {"post": "yes"}).status_code == 403
     assert AuditEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.django_db
+def test_identical_refusals_are_counted_on_one_event_until_they_pause(admin_client, analyst):
+    from datetime import timedelta
+
+    import time_machine
+    from django.test import RequestFactory
+    from django.utils import timezone
+
+    request = RequestFactory().post("/api/axon/retrain", HTTP_USER_AGENT="x" * 600, REMOTE_ADDR="10.0.0.9")
+    start = timezone.now()
+    with time_machine.travel(start, tick=False):
+        for _ in range(100):
+            audit_record(action="retrain.denied", actor=analyst, request=request, outcome=AuditEvent.Outcome.DENIED,
+                         aggregate=True)
+    with time_machine.travel(start + timedelta(minutes=9), tick=False):
+        audit_record(action="retrain.denied", actor=analyst, request=request, outcome=AuditEvent.Outcome.DENIED,
+                     aggregate=True)
+        # Another address is another event.
+        other = RequestFactory().post("/", REMOTE_ADDR="10.0.0.10")
+        audit_record(action="retrain.denied", actor=analyst, request=other, outcome=AuditEvent.Outcome.DENIED,
+                     aggregate=True)
+    with time_machine.travel(start + timedelta(minutes=30), tick=False):
+        audit_record(action="retrain.denied", actor=analyst, request=request, outcome=AuditEvent.Outcome.DENIED,
+                     aggregate=True)
+    events = admin_client.get("/api/audit/events/?action=retrain.denied").json()["results"]
+    assert [(e["ip_address"], e["count"]) for e in events] == [("10.0.0.9", 1), ("10.0.0.10", 1), ("10.0.0.9", 101)]
+    first = events[2]
+    assert first["timestamp"] != first["last_seen"]
+    assert len(first["user_agent"]) <= 200

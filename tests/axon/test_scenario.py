@@ -29,8 +29,11 @@ def small_scenario(tmp_path_factory) -> Path:
             pytest.fail(missing)
         pytest.skip(missing)
     out = tmp_path_factory.mktemp("scenario-small")
-    # Default --end (now, rounded down to the hour): the story ends in the past, as the ingestion path requires.
-    subprocess.run([sys.executable, str(FLEETSIM), "--out", str(out), "--hosts", "10", "--days", "7"],
+    # It ends at the suite's pinned now, rounded down to the hour: in the past, as the ingestion path requires.
+    from django.utils import timezone
+
+    end = timezone.now().replace(minute=0, second=0, microsecond=0).isoformat()
+    subprocess.run([sys.executable, str(FLEETSIM), "--out", str(out), "--hosts", "10", "--days", "7", "--end", end],
                    check=True, capture_output=True, text=True, timeout=120)
     return out
 

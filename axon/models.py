@@ -127,3 +127,14 @@ class Approval(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} on {self.hostname}"
+
+
+class ModelArtifact(models.Model):
+    """The serialized model of a version, shared by every app host; local files are only a cache of it."""
+
+    model_version = models.OneToOneField(ModelVersion, primary_key=True, on_delete=models.CASCADE, related_name="artifact")
+    # Kept apart from ModelVersion so that listing versions never reads the model bytes.
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"artifact of {self.model_version}"

@@ -73,7 +73,7 @@ class ModelCache:
         if row["version"] == self.version and row["sha256"] == self.sha256:
             return
         try:
-            model = artifact_load(row["artifact_path"], row["sha256"])
+            model = artifact_load(row["artifact_path"], row["sha256"], version=row["version"])
             check_compatible(model)
         except (ArtifactError, ValueError) as exc:
             message = f"Active model v{row['version']} cannot be used: {exc}"

@@ -22,7 +22,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record
-from axon.models import Approval, ModelVersion, TrainingRun
+from axon.models import Approval, ModelArtifact, ModelVersion, TrainingRun
 from axon.scoring import Observation, model_cache, score_with
 from axon.store import artifact_load, artifact_write
 from telemetry.models import Endpoint, ProcessRecord, Snapshot
@@ -302,7 +302,7 @@ def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
     gate_reason = ""
     if active is not None and recent:
         try:
-            active_model = artifact_load(active.artifact_path, active.sha256)
+            active_model = artifact_load(active.artifact_path, active.sha256, version=active.version)
             active_rate = _flag_rate(active_model, recent)
         except Exception as exc:  # an unloadable active model cannot veto its replacement
             logger.warning("Active model v%s could not be loaded for comparison: %s", active.version, exc)
@@ -316,16 +316,18 @@ def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
     progress("saving", 80, "Saving the model file")
     # One run at a time (the single-flight constraint), so the next number is free.
     number = (ModelVersion.objects.aggregate(n=Max("version"))["n"] or 0) + 1
-    path, sha256, size = artifact_write(model, version=number)
-    version = ModelVersion.objects.create(
-        version=number, status=ModelVersion.Status.HELD if gate_reason else ModelVersion.Status.RETIRED,
-        trained_at=timezone.now(), window_start=since, window_end=until, data_until=counts["data_until"],
-        records=counts["records"], processes=counts["processes"], hosts=counts["hosts"],
-        feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES),
-        parameters={k: v for k, v in vars(params).items() if isinstance(v, (int, float, str, bool, type(None)))},
-        metrics=_jsonable(metrics), sklearn_version=sklearn.__version__, artifact_path=path, sha256=sha256,
-        size_bytes=size, training_seconds=round(training_seconds, 3), gate_reason=gate_reason, run=run,
-    )
+    path, sha256, size, data = artifact_write(model, version=number)
+    with transaction.atomic():
+        version = ModelVersion.objects.create(
+            version=number, status=ModelVersion.Status.HELD if gate_reason else ModelVersion.Status.RETIRED,
+            trained_at=timezone.now(), window_start=since, window_end=until, data_until=counts["data_until"],
+            records=counts["records"], processes=counts["processes"], hosts=counts["hosts"],
+            feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES),
+            parameters={k: v for k, v in vars(params).items() if isinstance(v, (int, float, str, bool, type(None)))},
+            metrics=_jsonable(metrics), sklearn_version=sklearn.__version__, artifact_path=path, sha256=sha256,
+            size_bytes=size, training_seconds=round(training_seconds, 3), gate_reason=gate_reason, run=run,
+        )
+        ModelArtifact.objects.create(model_version=version, data=data)
     if not gate_reason:
         progress("activating", 88, f"Activating v{number}")
         model_version_activate(version=number, user=None, run=run, loaded=model)
@@ -506,7 +508,7 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
     The file is loaded and verified first: a version that cannot be loaded is never activated.
     """
     target = ModelVersion.objects.get(version=version)
-    model = loaded if loaded is not None else artifact_load(target.artifact_path, target.sha256)
+    model = loaded if loaded is not None else artifact_load(target.artifact_path, target.sha256, version=target.version)
     from axon.scoring import check_compatible
 
     check_compatible(model)

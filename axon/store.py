@@ -1,15 +1,23 @@
-"""The model store: one immutable artifact file per version, verified before it is loaded."""
+"""The model store: one immutable artifact per version, kept in the database, cached on local disk.
+
+The database copy is what every app host and worker shares: a model trained by a
+worker on any host is usable on all of them. The local file is only a cache; it is
+checked against the recorded sha256 before every load, and a cache that is missing
+or does not match is fetched again from the database, never loaded.
+"""
 from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import os
 import tempfile
-import uuid
 from pathlib import Path
 
 import joblib
 from django.conf import settings
+
+logger = logging.getLogger(__name__)
 
 
 class ArtifactError(RuntimeError):
@@ -20,18 +28,25 @@ def store_dir() -> Path:
     return Path(settings.MODEL_STORE_DIR)
 
 
-def artifact_write(obj, *, version: int) -> tuple[str, str, int]:
-    """Write `obj` as a new file; returns (path relative to the store, sha256, size).
+def artifact_write(obj, *, version: int) -> tuple[str, str, int, bytes]:
+    """Serialize `obj` and cache it locally; returns (cache file name, sha256, size, bytes for the database).
 
-    Temp file, fsync, then os.replace onto a name no other version uses, so a
-    reader sees either no file or the whole file, and nothing is overwritten.
+    The name carries the version and the digest, so no two versions share a file and
+    nothing is overwritten.
     """
-    directory = store_dir()
-    directory.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     joblib.dump(obj, buffer, compress=3)
     data = buffer.getvalue()
-    name = f"model-v{version:05d}-{uuid.uuid4().hex[:12]}.joblib"
+    sha256 = hashlib.sha256(data).hexdigest()
+    name = f"model-v{version:05d}-{sha256[:12]}.joblib"
+    _cache_write(name, data)
+    return name, sha256, len(data), data
+
+
+def _cache_write(name: str, data: bytes) -> None:
+    """Temp file, fsync, then os.replace: a reader sees either no file or the whole file."""
+    directory = store_dir()
+    directory.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -47,23 +62,44 @@ def artifact_write(obj, *, version: int) -> tuple[str, str, int]:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return name, hashlib.sha256(data).hexdigest(), len(data)
 
 
-def artifact_load(relative_path: str, sha256: str):
-    """Load an artifact after checking its sha256: unpickling runs code, so only the recorded file is loaded."""
-    path = store_dir() / relative_path
+def artifact_load(relative_path: str, sha256: str, *, version: int | None = None):
+    """Load an artifact after checking its sha256: unpickling runs code, so only the recorded bytes are loaded.
+
+    The local cache is used when it matches; otherwise, with `version`, the database
+    copy is fetched, checked the same way and cached again.
+    """
     try:
-        data = path.read_bytes()
+        data = (store_dir() / relative_path).read_bytes()
+        problem = "" if hashlib.sha256(data).hexdigest() == sha256 else "does not match its recorded sha256"
     except OSError as exc:
-        raise ArtifactError(f"Model file {relative_path} cannot be read: {exc.strerror or exc}.") from exc
+        data, problem = b"", f"cannot be read: {exc.strerror or exc}"
+    if problem and version is not None:
+        if "sha256" in problem:
+            logger.warning("Cached model file %s %s; fetching it again from the database", relative_path, problem)
+        data = _database_copy(version, sha256)
+        _cache_write(relative_path, data)
+    elif problem:
+        raise ArtifactError(f"Model file {relative_path} {problem}; it was changed or damaged and is refused."
+                            if "sha256" in problem else f"Model file {relative_path} {problem}.")
+    try:
+        return joblib.load(io.BytesIO(data))
+    except Exception as exc:  # verified bytes that still fail to load are a bug or a version skew
+        raise ArtifactError(f"Model v{version or '?'} ({relative_path}) could not be loaded: {exc}.") from exc
+
+
+def _database_copy(version: int, sha256: str) -> bytes:
+    from axon.models import ModelArtifact
+
+    data = ModelArtifact.objects.filter(model_version__version=version).values_list("data", flat=True).first()
+    if data is None:
+        raise ArtifactError(f"Model v{version} is not stored in the database and its cached file is missing.")
+    data = bytes(data)
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise ArtifactError(
-            f"Model file {relative_path} does not match its recorded sha256 "
+            f"Model v{version} in the database does not match its recorded sha256 "
             f"(expected {sha256[:12]}…, found {digest[:12]}…); it was changed or damaged and is refused."
         )
-    try:
-        return joblib.load(io.BytesIO(data))
-    except Exception as exc:  # a verified file that still fails to load is a bug or a version skew
-        raise ArtifactError(f"Model file {relative_path} could not be loaded: {exc}.") from exc
+    return data

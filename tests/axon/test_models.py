@@ -6,7 +6,7 @@ from django.db import IntegrityError, transaction
 
 from audit.models import AuditEvent
 from axon import services
-from axon.models import ModelVersion
+from axon.models import ModelArtifact, ModelVersion
 from axon.scoring import model_cache
 from axon.store import ArtifactError, artifact_load, store_dir
 from tests import fleet
@@ -49,15 +49,40 @@ def test_rollback_through_the_api_is_audited_and_served_within_seconds(two_versi
     assert admin_client.post("/api/axon/models/99/activate/").status_code == 404
 
 
+def _tamper(version: ModelVersion) -> None:
+    """Change the shared copy in the database and the local cache alike."""
+    artifact = ModelArtifact.objects.get(model_version=version)
+    artifact.data = bytes(artifact.data)[:-10] + b"0123456789"
+    artifact.save()
+    path = store_dir() / version.artifact_path
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+
+
+@pytest.mark.django_db
+def test_a_tampered_cache_is_fetched_again_from_the_database_and_a_deleted_one_is_harmless(two_versions, settings):
+    v1, v2 = two_versions
+    path = store_dir() / v2.artifact_path
+    good = path.read_bytes()
+    path.write_bytes(good[:-10] + b"0123456789")
+    model_cache.reset()
+    assert model_cache.get()[0] == 2 and model_cache.error == ""
+    assert path.read_bytes() == good  # the cache was replaced by the verified database copy
+    path.unlink()
+    assert artifact_load(v2.artifact_path, v2.sha256, version=2) is not None and path.read_bytes() == good
+    # Without the database copy the file alone decides, and a changed file is refused.
+    path.write_bytes(good[:-10] + b"0123456789")
+    with pytest.raises(ArtifactError, match="does not match its recorded sha256"):
+        artifact_load(v2.artifact_path, v2.sha256)
+
+
 @pytest.mark.django_db
 def test_a_tampered_artifact_is_refused_and_the_last_good_model_keeps_serving(two_versions, admin_client, settings):
     v1, v2 = two_versions
     settings.MODEL_REFRESH_SECONDS = 0
     assert model_cache.get()[0] == 2
-    path = store_dir() / v1.artifact_path
-    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    _tamper(v1)
     with pytest.raises(ArtifactError, match="does not match its recorded sha256"):
-        artifact_load(v1.artifact_path, v1.sha256)
+        artifact_load(v1.artifact_path, v1.sha256, version=1)
     response = admin_client.post("/api/axon/models/1/activate/")
     assert response.status_code == 409 and "sha256" in response.json()["detail"]
     assert ModelVersion.objects.get(is_active=True) == v2
@@ -76,6 +101,7 @@ def test_a_corrupt_file_with_no_good_model_leaves_snapshots_unscored_and_says_wh
     from tests.payloads import rich
 
     v1, v2 = two_versions
+    ModelArtifact.objects.filter(model_version=v2).update(data=b"not a model")
     (store_dir() / v2.artifact_path).write_bytes(b"not a model")
     model_cache.reset()
     response = agent_client.post("/api/telemetry/snapshots/", rich("h9"), format="json")
@@ -99,8 +125,8 @@ def test_gate_holds_a_candidate_that_flags_much_more_and_admin_can_activate_it(t
     # Only the candidate is noisy: give the active model back its own scoring for the comparison.
     original_load = services.artifact_load
 
-    def load_active(path, sha):
-        model = original_load(path, sha)
+    def load_active(path, sha, **kwargs):
+        model = original_load(path, sha, **kwargs)
         model.__class__ = type("Quiet", (model.__class__,), {"score": real})
         return model
 

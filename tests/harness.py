@@ -64,7 +64,7 @@ class Answer:
 
 
 class Http:
-    """One keep-alive HTTP/1.1 connection to 127.0.0.1:port; reconnects once if the server dropped it while idle."""
+    """One keep-alive HTTP/1.1 connection to 127.0.0.1:port; sends again once if the server closed it while idle."""
 
     def __init__(self, port: int, timeout: float = 60.0, headers: dict | None = None):
         self.port, self.headers = port, {"Content-Type": "application/json", **(headers or {})}
@@ -78,6 +78,7 @@ class Http:
         """`body`: bytes as they are, anything else as JSON."""
         data = body if body is None or isinstance(body, bytes) else encode(body)
         for attempt in range(2):
+            idle = self.conn.sock is not None  # a kept-alive connection the server may have closed meanwhile
             started = time.perf_counter()
             try:
                 self.conn.request(method, path, body=data, headers={**self.headers, **(headers or {})})
@@ -85,7 +86,7 @@ class Http:
                 answer = Answer(response.status, response.getheaders(), response.read(), time.perf_counter() - started)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
                 self.conn.close()
-                if attempt:
+                if attempt or not idle:  # a fresh connection that fails is an answer, not a stale socket
                     raise
                 continue
             if answer.header("Connection").lower() == "close":

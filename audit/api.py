@@ -4,7 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEvent
-from voltaxe.api import next_page_url, parse_int, parse_since, require_perm
+from voltaxe.api import next_page_url, parse_int, parse_since, query_text, require_perm
 
 CanReadAudit = require_perm("audit.view_auditevent", "Only security admins may read the audit log.")
 
@@ -26,10 +26,10 @@ class AuditEventListView(APIView):
         limit = parse_int(q.get("limit"), "limit", 100, 1, 1000)
         offset = parse_int(q.get("offset"), "offset", 0, 0, 10**9)
         qs = AuditEvent.objects.all()
-        if q.get("action"):
-            qs = qs.filter(action=q["action"])
-        if q.get("resource_id"):
-            qs = qs.filter(resource_id=q["resource_id"])
+        if action := query_text(q, "action"):
+            qs = qs.filter(action=action)
+        if resource_id := query_text(q, "resource_id"):
+            qs = qs.filter(resource_id=resource_id)
         since = parse_since(q.get("since"))
         if since:
             qs = qs.filter(timestamp__gte=since)

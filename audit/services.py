@@ -9,18 +9,13 @@ from django.db.models import F
 from django.utils import timezone
 
 from audit.models import AuditEvent
+from voltaxe.clientip import client_ip  # one resolution of the client's address, behind trusted proxies
 
 logger = logging.getLogger(__name__)
 
 # Repeats of the same event closer together than this are counted on one row.
 AGGREGATE_WINDOW = timedelta(minutes=10)
 USER_AGENT_MAX = 200
-
-
-def client_ip(request) -> str | None:
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
 
 
 def actor_name(user) -> str:

@@ -12,7 +12,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from telemetry.models import ProcessRecord
 from telemetry.services import anomalies_list, snapshot_ingest, snapshot_ingest_batch, telemetry_summary
 from telemetry.validation import PayloadError
-from voltaxe.api import BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since
+from voltaxe.api import BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since, query_text
 from voltaxe.authentication import AgentKeyAuthentication
 
 
@@ -83,6 +83,7 @@ class AnomalyListView(APIView):
         if status_filter and status_filter not in ProcessRecord.Status.values:
             raise BadRequest("status must be one of open, approved, cleared.", {"status": ["unknown"]})
         rows, more = anomalies_list(
-            since=parse_since(q.get("since")), hostname=q.get("hostname", ""), status=status_filter, limit=limit, offset=offset
+            since=parse_since(q.get("since")), hostname=query_text(q, "hostname"), status=status_filter, limit=limit,
+            offset=offset
         )
         return Response({"results": [anomaly_json(r) for r in rows], "next": next_page_url(request, offset, limit, more)})

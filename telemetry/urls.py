@@ -6,7 +6,6 @@ from telemetry import views
 
 urlpatterns = [
     path("", RedirectView.as_view(pattern_name="live-telemetry", permanent=False)),
-    path("login/", views.RateLimitedLoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("live-telemetry/", views.live_telemetry, name="live-telemetry"),
     path("live-telemetry/data/", views.live_data, name="live-data"),

@@ -6,7 +6,6 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.views import LoginView
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncHour
@@ -23,24 +22,6 @@ from axon.store import ArtifactError
 from telemetry.api import anomaly_json
 from telemetry.models import Snapshot
 from telemetry.services import anomalies_list, telemetry_summary
-from voltaxe.ratelimits import rate_limit_hit
-
-
-class RateLimitedLoginView(LoginView):
-    """The login form, limited per client address like the token endpoint (TOKEN_RATE)."""
-
-    redirect_authenticated_user = True
-
-    def post(self, request, *args, **kwargs):
-        wait = rate_limit_hit(request, group="auth.token", rate=settings.TOKEN_RATE, key="ip")
-        if wait is not None:
-            form = self.get_form()
-            form.add_error(None, f"Too many login attempts from this address. Try again in {wait} seconds.")
-            response = self.form_invalid(form)
-            response.status_code = 429
-            response["Retry-After"] = str(wait)
-            return response
-        return super().post(request, *args, **kwargs)
 
 
 def _require_viewer(request) -> None:

@@ -54,13 +54,27 @@ class BadRequest(exceptions.APIException):
 
 
 def parse_since(value: str | None) -> datetime | None:
+    """The `since` filter of every list: an ISO 8601 time, taken as UTC without an offset, returned in UTC."""
     if not value:
         return None
     try:
-        parsed = datetime.fromisoformat(value.replace("z", "Z").replace(" ", "+"))
+        parsed = datetime.fromisoformat(value.replace("z", "Z").replace(" ", "+"))  # a '+' arrives as a space
+        # In UTC here, so that the database never sees a time it cannot hold (year 10000 once converted).
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
         raise BadRequest("since must be an ISO 8601 time such as 2026-11-26T09:00:00Z.", {"since": ["not a time"]}) from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    except OverflowError:
+        raise BadRequest("since must fall between the years 1 and 9999 once converted to UTC.",
+                         {"since": ["out of range"]}) from None
+
+
+def query_text(params, name: str, *, max_length: int = 255) -> str:
+    """A text filter from the query string; PostgreSQL cannot compare with a NUL, so it is refused here."""
+    value = params.get(name, "")
+    if "\x00" in value or len(value) > max_length:
+        raise BadRequest(f"{name} must be text of at most {max_length} characters without NUL bytes.",
+                         {name: ["not a valid filter"]})
+    return value
 
 
 def parse_int(value: str | None, name: str, default: int, lo: int, hi: int) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.types import OpenApiTypes
-from rest_framework.generics import GenericAPIView
 
 
 class AutoSchema(openapi.AutoSchema):
@@ -12,10 +11,11 @@ class AutoSchema(openapi.AutoSchema):
 
     def _get_serializer(self):
         view = self.view
-        if not isinstance(view, GenericAPIView) and not hasattr(view, "serializer_class") \
-                and not callable(getattr(view, "get_serializer", None)):
-            return OpenApiTypes.OBJECT
-        return super()._get_serializer()
+        try:
+            declared = view.get_serializer_class() if hasattr(view, "get_serializer_class") else view.serializer_class
+        except Exception:  # none: a plain APIView, a GenericAPIView (it asserts), simplejwt's TokenViewBase (import)
+            declared = None
+        return OpenApiTypes.OBJECT if declared is None else super()._get_serializer()
 
     def get_operation_id(self) -> str:
         # A GET on a collection and on one of its items would otherwise share one id (path variables are dropped).

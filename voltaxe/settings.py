@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "rest_framework_api_key",
+    "rest_framework_simplejwt.token_blacklist",
     "django_q",
     "django_ratelimit",
     "drf_spectacular",
@@ -105,6 +106,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "voltaxe.clientip.ClientIPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -240,7 +242,28 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
     "UPDATE_LAST_LOGIN": True,
+    # Tokens die with the password, the account and the logout (voltaxe/tokens.py).
+    "CHECK_REVOKE_TOKEN": True,
+    "AUTH_TOKEN_CLASSES": ("voltaxe.tokens.AccessToken",),
+    "TOKEN_OBTAIN_SERIALIZER": "voltaxe.tokens.TokenObtainPairSerializer",
+    "TOKEN_REFRESH_SERIALIZER": "voltaxe.tokens.TokenRefreshSerializer",
 }
+
+# --- the doors: client address, login limits, body sizes ----------------------------
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none by default,
+# so that a client cannot pick its own address for the limits and the audit log.
+TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
+from voltaxe.clientip import parse_networks  # noqa: E402
+
+parse_networks(TRUSTED_PROXIES)  # fail at start, not on the first request
+RATELIMIT_IP_META_KEY = "voltaxe.clientip.rate_limit_ip"
+# Log-in attempts (admin, page form, token endpoint together) per user name and address...
+TOKEN_RATE = env_rate("TOKEN_RATE", "10/m")
+# ...and per address whatever the user name; token refreshes and logouts have a budget of the same size.
+AUTH_ADDRESS_RATE = env_rate("AUTH_ADDRESS_RATE", "30/m")
+# The log-in and token endpoints need a few hundred bytes; they answer without authentication,
+# so a larger body is refused before it is read (ingestion keeps DATA_UPLOAD_MAX_MEMORY_SIZE).
+AUTH_MAX_BODY_BYTES = 8192
 
 # --- telemetry -------------------------------------------------------------------
 MAX_PROCESSES_PER_SNAPSHOT = env_int("MAX_PROCESSES_PER_SNAPSHOT", 5000, minimum=1)
@@ -259,7 +282,6 @@ RESCORE_HOURS = env_int("RESCORE_HOURS", 24)
 RETENTION_DAYS = env_int("RETENTION_DAYS", TRAINING_WINDOW_DAYS + 7)
 RETRAIN_USER_RATE = env_rate("RETRAIN_USER_RATE", "1/5m")
 RETRAIN_GLOBAL_RATE = env_rate("RETRAIN_GLOBAL_RATE", "10/h")
-TOKEN_RATE = env_rate("TOKEN_RATE", "10/m")
 RETRAIN_SCHEDULE_MINUTES = env_int("RETRAIN_SCHEDULE_MINUTES", 24 * 60)
 RETRAIN_REAP_GRACE_SECONDS = env_int("RETRAIN_REAP_GRACE_SECONDS", 60)
 RATELIMIT_USE_CACHE = "default"

@@ -5,11 +5,20 @@ from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from audit.api import AuditEventListView
 from telemetry.api import AnomalyListView, SnapshotBatchIngestView, SnapshotIngestView, SummaryView
-from voltaxe.views import RateLimitedTokenObtainPairView, TokenRefreshForExistingUserView, healthz
+from voltaxe.views import (
+                           LogoutView,
+                           TokenObtainView,
+                           TokenRefreshLimitedView,
+                           healthz,
+                           login_form_limited,
+                           site_login,
+                           small_body,
+)
 
 api = [
-    path("auth/token/", RateLimitedTokenObtainPairView.as_view(), name="token-obtain"),
-    path("auth/token/refresh/", TokenRefreshForExistingUserView.as_view(), name="token-refresh"),
+    path("auth/token/", small_body(TokenObtainView.as_view()), name="token-obtain"),
+    path("auth/token/refresh/", small_body(TokenRefreshLimitedView.as_view()), name="token-refresh"),
+    path("auth/logout/", small_body(LogoutView.as_view()), name="token-logout"),
     path("telemetry/snapshots/", SnapshotIngestView.as_view(), name="snapshot-ingest"),
     path("telemetry/snapshots/batch/", SnapshotBatchIngestView.as_view(), name="snapshot-ingest-batch"),
     path("telemetry/summary/", SummaryView.as_view(), name="telemetry-summary"),
@@ -25,6 +34,15 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("ingest/process-snapshot", SnapshotIngestView.as_view(), name="legacy-ingest"),
     path("api/", include(api)),
+    # The admin's own log-in view, behind the same body limit and log-in limits as the page's.
+    path("admin/login/", small_body(login_form_limited(admin.site.login))),
     path("admin/", admin.site.urls),
+    path("login/", site_login, name="login"),
     path("", include("telemetry.urls")),
 ]
+
+# Under /api/ (and for any client that does not ask for a page) errors are JSON, like DRF's own.
+handler400 = "voltaxe.views.bad_request"
+handler403 = "voltaxe.views.permission_denied"
+handler404 = "voltaxe.views.page_not_found"
+handler500 = "voltaxe.views.server_error"

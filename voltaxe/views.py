@@ -1,18 +1,26 @@
 from __future__ import annotations
 
 import logging
+from functools import wraps
 
 from django.conf import settings
-from django.core.exceptions import ObjectDoesNotExist
+from django.contrib.auth.views import LoginView
 from django.db import connection
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils.cache import add_never_cache_headers
+from django.views import defaults
 from rest_framework import status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
-from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+from rest_framework_simplejwt.exceptions import AuthenticationFailed, InvalidToken, TokenError
+from rest_framework_simplejwt.tokens import UntypedToken
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView, TokenViewBase
 
-from voltaxe.ratelimits import rate_limit_hit
+from voltaxe.api import BadRequest
+from voltaxe.ratelimits import login_rate_limit_hit, rate_limit_hit
+from voltaxe.tokens import RefreshToken
 
 logger = logging.getLogger(__name__)
 
@@ -45,26 +53,124 @@ def healthz(request):
     return JsonResponse(body)
 
 
-class RateLimitedTokenObtainPairView(TokenObtainPairView):
-    """JWT login, limited per client address against password guessing."""
+# --- errors ---------------------------------------------------------------------------------
+
+
+def wants_json(request) -> bool:
+    """The API and agents get JSON; only a browser asking for a page gets HTML."""
+    return request.path.startswith("/api/") or "text/html" not in request.headers.get("Accept", "")
+
+
+def _error(status_code: int, detail: str, page):
+    def handler(request, exception=None):
+        if wants_json(request):
+            # A refusal's own sentence is meant for the user; other exceptions' texts are not.
+            said = str(exception or "") if status_code == 403 else ""
+            return JsonResponse({"detail": said or detail}, status=status_code)
+        return page(request) if status_code == 500 else page(request, exception)
+
+    return handler
+
+
+bad_request = _error(400, "The request is malformed and was refused; nothing was stored.", defaults.bad_request)
+permission_denied = _error(403, "You are not allowed to do this.", defaults.permission_denied)
+page_not_found = _error(404, "Nothing is at this address; check the path and its trailing slash.", defaults.page_not_found)
+server_error = _error(500, "The server failed on this request; it has been logged. Try again, and tell an "
+                           "administrator if it keeps failing.", defaults.server_error)
+
+
+# --- the log-in doors -------------------------------------------------------------------------
+
+
+def small_body(view):
+    """Refuse a body above AUTH_MAX_BODY_BYTES before anything parses it: first by what it announces, then by what was read."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        limit = settings.AUTH_MAX_BODY_BYTES
+        try:
+            announced = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            announced = 0  # Django then reads nothing either
+        if announced > limit or len(request.body) > limit:
+            detail = (f"The request body is too large: this endpoint accepts at most {limit} bytes. "
+                      "Send only the user name and password, or the token.")
+            if wants_json(request):
+                return JsonResponse({"detail": detail}, status=413)
+            return HttpResponse(detail, status=413, content_type="text/plain; charset=utf-8")
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+def login_form_limited(view):
+    """A log-in form (the page's or the admin's) under the shared log-in limits: 429 with a page that says how long to wait."""
+
+    @wraps(view)
+    def wrapped(request, *args, **kwargs):
+        if request.method == "POST":
+            hit = login_rate_limit_hit(request, request.POST.get("username", ""))
+            if hit is not None:
+                wait, detail = hit
+                response = render(request, "registration/login_limited.html",
+                                  {"detail": detail, "login_path": request.get_full_path()}, status=429)
+                response["Retry-After"] = str(wait)
+                add_never_cache_headers(response)
+                return response
+        return view(request, *args, **kwargs)
+
+    return wrapped
+
+
+site_login = small_body(login_form_limited(LoginView.as_view(redirect_authenticated_user=True)))
+
+
+def too_many(wait: int, detail: str) -> Response:
+    return Response({"detail": detail, "retry_after": wait}, status=status.HTTP_429_TOO_MANY_REQUESTS,
+                    headers={"Retry-After": str(wait)})
+
+
+def address_limited(request) -> Response | None:
+    """Refresh and logout need no password: a budget per address (AUTH_ADDRESS_RATE) keeps them cheap to answer."""
+    wait = rate_limit_hit(request, group="auth.refresh", rate=settings.AUTH_ADDRESS_RATE, key="ip")
+    if wait is None:
+        return None
+    return too_many(wait, f"Too many token requests from this address. Try again in {wait} seconds.")
+
+
+class TokenObtainView(TokenObtainPairView):
+    """JWT login, under the same limits as the log-in forms."""
 
     def post(self, request, *args, **kwargs):
-        wait = rate_limit_hit(request, group="auth.token", rate=settings.TOKEN_RATE, key="ip")
-        if wait is not None:
-            return Response(
-                {"detail": f"Too many login attempts from this address. Try again in {wait} seconds.", "retry_after": wait},
-                status=status.HTTP_429_TOO_MANY_REQUESTS,
-                headers={"Retry-After": str(wait)},
-            )
+        username = request.data.get("username", "") if isinstance(request.data, dict) else ""
+        hit = login_rate_limit_hit(request, username)
+        if hit is not None:
+            return too_many(*hit)
         return super().post(request, *args, **kwargs)
 
 
-class TokenRefreshForExistingUserView(TokenRefreshView):
-    """simplejwt looks the user up while refreshing and lets DoesNotExist escape as a 500."""
-
+class TokenRefreshLimitedView(TokenRefreshView):
     def post(self, request, *args, **kwargs):
+        limited = address_limited(request)
+        return limited if limited is not None else super().post(request, *args, **kwargs)
+
+
+class LogoutView(TokenViewBase):
+    """Blacklist a refresh token; the access tokens issued from it are refused from then on (voltaxe.tokens)."""
+
+    def post(self, request):
+        limited = address_limited(request)
+        if limited is not None:
+            return limited
+        raw = request.data.get("refresh") if isinstance(request.data, dict) else None
+        if not isinstance(raw, str) or not raw:
+            raise BadRequest('Send the refresh token to log out: {"refresh": "<token>"}.', {"refresh": ["required"]})
         try:
-            return super().post(request, *args, **kwargs)
-        except ObjectDoesNotExist:
-            return Response({"detail": "The user of this token no longer exists. Log in again."},
-                            status=status.HTTP_401_UNAUTHORIZED)
+            # Signature and expiry, not the blacklist: logging out twice is not an error.
+            token_type = UntypedToken(raw).get("token_type")
+        except TokenError as exc:
+            raise InvalidToken(str(exc)) from None
+        if token_type != "refresh":
+            raise AuthenticationFailed("Send the refresh token, not the access token, to log out.")
+        RefreshToken(raw, verify=False).blacklist()
+        return Response({"detail": "Logged out: this refresh token and the access tokens issued from it no longer work."})

@@ -43,8 +43,9 @@ def test_a_model_trained_on_one_host_is_served_by_every_host(subprocess_env, tmp
     env = {**subprocess_env, "REDIS_URL": REDIS_URL, "MODEL_REFRESH_SECONDS": "0.5", "ALLOWED_HOSTS": "127.0.0.1",
            "SECRET_KEY": "test-production-key-" + "x" * 40}
     folders = {name: tmp_path / name for name in ("app-a", "app-b", "worker")}
-    a = Gunicorn({**env, "MODEL_STORE_DIR": str(folders["app-a"])}, tmp_path / "app-a.log", workers=2)
-    b = Gunicorn({**env, "MODEL_STORE_DIR": str(folders["app-b"])}, tmp_path / "app-b.log", workers=2)
+    # One worker each, so that every answer below comes from the process whose cache is checked.
+    a = Gunicorn({**env, "MODEL_STORE_DIR": str(folders["app-a"])}, tmp_path / "app-a.log", workers=1)
+    b = Gunicorn({**env, "MODEL_STORE_DIR": str(folders["app-b"])}, tmp_path / "app-b.log", workers=1)
     worker = QCluster({**env, "MODEL_STORE_DIR": str(folders["worker"])}, tmp_path / "worker.log")
     try:
         for process in (a, b, worker):

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -241,14 +242,25 @@ class Process:
 
 
 class Gunicorn(Process):
-    """gunicorn voltaxe.wsgi on a free port; start() returns once /healthz answers 200."""
+    """gunicorn voltaxe.wsgi on a free port; start() (or `with`) returns once /healthz answers 200.
+    The log goes to `log`, or to a temporary file."""
 
-    def __init__(self, env: dict, log: Path, *, workers: int = 3, threads: int = 1):
+    def __init__(self, env: dict, log: Path | None = None, *, workers: int = 3, threads: int = 1):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        log = log or Path(tempfile.mkdtemp(prefix="voltaxe-gunicorn-")) / "gunicorn.log"
+        env = {"ALLOWED_HOSTS": "127.0.0.1", "MODEL_REFRESH_SECONDS": "0.5", **env}
         super().__init__([PYTHON, "-m", "gunicorn", "voltaxe.wsgi", "-w", str(workers), "--threads", str(threads),
                           "-b", f"127.0.0.1:{self.port}", "--timeout", "120", "--keep-alive", "30",
                           "--log-level", "warning"], env, log)
+
+    def __enter__(self) -> Gunicorn:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+        if exc[0] is not None:
+            print(f"\n--- gunicorn log ({self.log}) ---\n{self.tail(40)}")  # pytest shows it with the failure
 
     def start(self):
         super().start()

@@ -4,7 +4,8 @@
     python3.11 bootstrap.py run     # the product on the embedded default, with demo data and a printed login
     python3.11 bootstrap.py test    # the test suite on SQLite, then on PostgreSQL, then the clock sweep
 
-Both create ./.venv and install requirements.txt into it first (again only when it changed).
+Both create ./.venv and install requirements.txt into it first (again only when it changed); `test` also
+installs requirements-test.txt and runs the lint and type checks (pyproject.toml) before the tests.
 """
 from __future__ import annotations
 
@@ -31,19 +32,20 @@ def say(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-def ensure_venv() -> None:
+def ensure_venv(requirements: str = "requirements.txt") -> None:
     if sys.version_info[:2] != (3, 11):
         say(f"note: Voltaxe is built and tested on Python 3.11; this is {sys.version.split()[0]}")
     if not PY.exists():
         say("creating .venv")
         venv.EnvBuilder(with_pip=True).create(VENV)
-    requirements = (ROOT / "requirements.txt").read_bytes()
-    stamp = VENV / ".requirements.sha256"
-    digest = hashlib.sha256(requirements).hexdigest()
+    # requirements-test.txt includes requirements.txt: its stamp covers both files.
+    files = sorted({"requirements.txt", requirements})
+    stamp = VENV / f".{Path(requirements).stem}.sha256"
+    digest = hashlib.sha256(b"".join((ROOT / name).read_bytes() for name in files)).hexdigest()
     if not stamp.exists() or stamp.read_text() != digest:
-        say("installing requirements.txt into .venv")
+        say(f"installing {requirements} into .venv")
         subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "--upgrade", "pip"], check=True)
-        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "-r", str(ROOT / "requirements.txt")], check=True)
+        subprocess.run([str(PY), "-m", "pip", "install", "--quiet", "-r", str(ROOT / requirements)], check=True)
         stamp.write_text(digest)
 
 
@@ -130,8 +132,19 @@ def postgres_reachable(url: str) -> bool:
     return subprocess.run([str(PY), "-c", code], capture_output=True).returncode == 0
 
 
+def lint() -> int:
+    """ruff and mypy, configured in pyproject.toml; non-zero if either finds something."""
+    say("lint (ruff check .) and types (mypy)")
+    ruff = subprocess.run([str(PY), "-m", "ruff", "check", "."], cwd=ROOT).returncode
+    mypy = subprocess.run([str(PY), "-m", "mypy"], cwd=ROOT).returncode
+    return ruff or mypy
+
+
 def test(argv: list[str]) -> int:
-    ensure_venv()
+    ensure_venv("requirements-test.txt")
+    if lint():
+        say("lint or type check FAILED: fix what they report (the tests did not run)")
+        return 1
     ensure_chromium()
     CACHE.mkdir(exist_ok=True)
     base = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "DEBUG"}}

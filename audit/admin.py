@@ -8,7 +8,8 @@ from voltaxe.admin_base import ReadOnlyAdmin
 class AuditEventAdmin(ReadOnlyAdmin):
     """The trail is evidence: nobody adds, edits or deletes it through the admin."""
 
-    list_display = ["timestamp", "actor_name", "action", "outcome", "count", "last_seen", "resource_type", "resource_id", "ip_address"]
+    list_display = ["timestamp", "actor_name", "action", "outcome", "count", "last_seen", "resource_type", "resource_id",
+                    "ip_address"]
     list_filter = ["outcome", "action", "resource_type"]
     search_fields = ["actor_name", "action", "resource_id", "ip_address"]
     date_hierarchy = "timestamp"

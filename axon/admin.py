@@ -13,7 +13,8 @@ from voltaxe.admin_base import ReadOnlyAdmin
 @admin.register(TrainingRun)
 class TrainingRunAdmin(ReadOnlyAdmin):
     change_list_template = "admin/axon/trainingrun/change_list.html"
-    list_display = ["id", "status", "stage", "progress", "trigger", "triggered_by_name", "created_at", "duration", "model_version"]
+    list_display = ["id", "status", "stage", "progress", "trigger", "triggered_by_name", "created_at", "duration",
+                    "model_version"]
     list_filter = ["status", "trigger"]
     search_fields = ["triggered_by_name", "reason", "message"]
     actions = ["retrain_model"]
@@ -43,7 +44,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
             try:
                 outcome = services.retrain_request(actor=actor, body=body)
             except services.Denied:
-                raise PermissionDenied
+                raise PermissionDenied from None
             except (services.InvalidInput, services.RateLimited) as exc:
                 self.message_user(request, getattr(exc, "detail", None) or str(exc), messages.ERROR)
                 return redirect("admin:axon_trainingrun_retrain")
@@ -62,7 +63,8 @@ class TrainingRunAdmin(ReadOnlyAdmin):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(ReadOnlyAdmin):
-    list_display = ["version", "status", "is_active", "trained_at", "records", "processes", "hosts", "flag_rate", "training_seconds", "gate_reason"]
+    list_display = ["version", "status", "is_active", "trained_at", "records", "processes", "hosts", "flag_rate",
+                    "training_seconds", "gate_reason"]
     list_filter = ["status", "is_active"]
     actions = ["activate_version"]
 

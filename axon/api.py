@@ -85,9 +85,9 @@ def service_errors(call):
     try:
         return call()
     except services.Denied as exc:
-        raise PermissionDenied(str(exc))
+        raise PermissionDenied(str(exc)) from None
     except services.InvalidInput as exc:
-        raise BadRequest(exc.detail, exc.errors)
+        raise BadRequest(exc.detail, exc.errors) from None
 
 
 class RetrainView(APIView):

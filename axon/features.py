@@ -66,7 +66,6 @@ FEATURE_NAMES: tuple[str, ...] = (
     "mem_z",
 )
 HOST, FLEET, EXE, PARENT, USER, CPU_Z, MEM_Z = range(len(FEATURE_NAMES))
-CATEGORICAL = (HOST, FLEET, EXE, PARENT, USER)
 
 PERSONAL = "<personal>"
 ALL_OS = "*"  # fleet statistics over every host, for an OS the window has no host of
@@ -108,7 +107,7 @@ class ComboTable:
             raise ValueError(f"ComboTable columns differ in length: {sorted(lengths | {n})}")
 
     @classmethod
-    def from_rows(cls, rows: Iterable[tuple]) -> "ComboTable":
+    def from_rows(cls, rows: Iterable[tuple]) -> ComboTable:
         """Rows in field order: host, name, exe, parent, user, hour, count, cpu_sum, cpu_sq, mem_sum, mem_sq."""
         rows = list(rows)
         if not rows:
@@ -117,7 +116,8 @@ class ComboTable:
         cols = list(zip(*rows))
         if len(cols) != 11:
             raise ValueError(f"a combo row has 11 fields, got {len(cols)}")
-        return cls(*cols[:5], *(np.asarray(c, dtype=np.float64) for c in cols[5:]))
+        host, name, exe, parent, user = (list(c) for c in cols[:5])
+        return cls(host, name, exe, parent, user, *(np.asarray(c, dtype=np.float64) for c in cols[5:]))
 
     def __len__(self) -> int:
         return len(self.host)
@@ -228,7 +228,7 @@ class Baseline:
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
-    def from_window(cls, window: WindowData, params: FeatureParams | None = None) -> "Baseline":
+    def from_window(cls, window: WindowData, params: FeatureParams | None = None) -> Baseline:
         self = cls(params)
         p = self.params
         c = window.combos

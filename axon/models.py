@@ -35,7 +35,8 @@ class TrainingRun(models.Model):
     triggered_by_name = models.CharField(max_length=255, blank=True)
     reason = models.TextField(blank=True)
     exclude = models.JSONField(default=list, blank=True)
-    approve = models.BooleanField(default=True, help_text="Whether the run approves what was flagged (a person's press) or not (schedule).")
+    approve = models.BooleanField(
+        default=True, help_text="Whether the run approves what was flagged (a person's press) or not (schedule).")
     # Fixed when the person pressed, not when the worker runs: [{key, hostname, name, exe, parent}, ...].
     approved = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)

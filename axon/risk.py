@@ -32,7 +32,9 @@ _UNIX_SYSTEM = {
     "systemd", "init", "sshd", "cron", "crond", "rsyslogd", "systemd-journald", "systemd-logind", "dbus-daemon",
     "sudo", "login", "agetty", "udevd", "systemd-udevd", "polkitd", "launchd", "kernel_task",
 }
-_UNIX_HOMES = ("/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/", "/usr/lib/", "/lib/", "/usr/libexec/", "/system/", "/usr/local/sbin/")
+_UNIX_HOMES = (
+    "/usr/bin/", "/usr/sbin/", "/bin/", "/sbin/", "/usr/lib/", "/lib/", "/usr/libexec/", "/system/", "/usr/local/sbin/",
+)
 # Kernel threads have no program file: a file under one of these names is a disguise.
 _KERNEL_THREADS = {"kworker", "kthreadd", "ksoftirqd", "kswapd0", "kdevtmpfs", "migration", "rcu_sched", "watchdog",
                    "kauditd", "khugepaged", "kblockd", "jbd2"}

@@ -111,7 +111,7 @@ def to_batch(rows: list[Observation]):
     )
 
 
-def score_with(model, version: int, rows: list[Observation]) -> Verdicts:
+def score_with(model, version: int | None, rows: list[Observation]) -> Verdicts:
     result = model.score(to_batch(rows))
     return Verdicts(
         model_version=version,

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 import sklearn
@@ -73,7 +74,7 @@ def retrain_estimate_seconds() -> int:
     """How long a run takes, from the last few that finished (20 s before there are any); cached briefly."""
     from django.core.cache import cache
 
-    return cache.get_or_set("axon:retrain-estimate", _estimate, 30)
+    return cache.get_or_set("axon:retrain-estimate", _estimate, 30) or 20
 
 
 def _estimate() -> int:
@@ -83,7 +84,7 @@ def _estimate() -> int:
     )
     if not recent:
         return 20
-    seconds = sorted((end - start).total_seconds() for start, end in recent)[len(recent) // 2]
+    seconds = sorted((end - start).total_seconds() for start, end in recent if start and end)[len(recent) // 2]
     return max(5, int(round(seconds + 2)))
 
 
@@ -91,7 +92,7 @@ def _estimate() -> int:
 class Actor:
     """Who acts, and through which door; the address and user agent are only for the audit log."""
 
-    user: object = None
+    user: Any = None  # a User, AnonymousUser or an agent principal
     door: str = TrainingRun.Trigger.COMMAND
     ip: str | None = None
     user_agent: str = ""
@@ -181,11 +182,11 @@ def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = Tr
                 stage="queued", message="Waiting for a worker.",
             )
     except IntegrityError:
-        run = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
-        if run is None:  # it finished between our insert and this read; press again
+        running = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
+        if running is None:  # it finished between our insert and this read; press again
             return retrain_request(actor=actor, body=body, enqueue=enqueue)
-        actor.audit("retrain.joined", resource_type="training_run", resource_id=run.pk, details=details)
-        return RetrainOutcome(run=run, started=False)
+        actor.audit("retrain.joined", resource_type="training_run", resource_id=running.pk, details=details)
+        return RetrainOutcome(run=running, started=False)
     actor.audit("retrain.started", resource_type="training_run", resource_id=run.pk, details={
         **details, "approve_given": data["approve"] is not None, "approved": [a["key"] for a in approved],
         "unticked": unticked, "not_approvable": refused})
@@ -276,7 +277,8 @@ class _Heartbeat(threading.Thread):
 
 class _Progress:
     def __init__(self, run: TrainingRun, deadline: float):
-        self.run, self.deadline, self.lines = run, deadline, []
+        self.run, self.deadline = run, deadline
+        self.lines: list[str] = []
 
     def __call__(self, stage: str, progress: int, line: str = "") -> None:
         if time.monotonic() > self.deadline:
@@ -515,7 +517,7 @@ def _flag_rate(model, rows: list[Observation]) -> float:
     if not rows:
         return 0.0
     verdicts = score_with(model, 0, rows)
-    return sum(verdicts.flagged) / len(rows)
+    return sum(bool(f) for f in verdicts.flagged) / len(rows)
 
 
 # --- approvals -----------------------------------------------------------------------------
@@ -781,8 +783,10 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
 
     check_compatible(model)
     with transaction.atomic():
-        ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).update(is_active=False, status=ModelVersion.Status.RETIRED)
-        ModelVersion.objects.filter(pk=target.pk).update(is_active=True, status=ModelVersion.Status.ACTIVE, activated_at=timezone.now())
+        ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).update(
+            is_active=False, status=ModelVersion.Status.RETIRED)
+        ModelVersion.objects.filter(pk=target.pk).update(
+            is_active=True, status=ModelVersion.Status.ACTIVE, activated_at=timezone.now())
     target.refresh_from_db()
     model_cache.reset()
     if run is None:
@@ -815,7 +819,8 @@ def flags_rescore(*, model, version: int, hours: int | None = None) -> int:
     cleared = [r for r, flagged in zip(records, verdicts.flagged) if not flagged]
     with transaction.atomic():
         for chunk in _chunks([r.pk for r in cleared if r.status == ProcessRecord.Status.OPEN]):
-            ProcessRecord.objects.filter(pk__in=chunk).update(flagged=False, status=ProcessRecord.Status.CLEARED, model_version=version)
+            ProcessRecord.objects.filter(pk__in=chunk).update(
+                flagged=False, status=ProcessRecord.Status.CLEARED, model_version=version)
         for chunk in _chunks([r.pk for r in cleared if r.status != ProcessRecord.Status.OPEN]):
             ProcessRecord.objects.filter(pk__in=chunk).update(flagged=False, model_version=version)
         _recount({r.snapshot_id for r in cleared})
@@ -851,13 +856,15 @@ def snapshots_score_pending(*, model=None, version: int | None = None, batch: in
             return 0
     done, recent = 0, timezone.now() - timedelta(hours=settings.RESCORE_HOURS)
     while done < limit:
-        ids = list(Snapshot.objects.filter(scored=False, timestamp__gte=recent).order_by("timestamp").values_list("pk", flat=True)[:batch])
+        unscored = Snapshot.objects.filter(scored=False, timestamp__gte=recent).order_by("timestamp")
+        ids = list(unscored.values_list("pk", flat=True)[:batch])
         if not ids:
             break
         records = list(ProcessRecord.objects.filter(snapshot_id__in=ids).select_related("endpoint"))
         verdicts = score_with(model, version, _observations(records)) if records else None
         flagged = []
         for i, record in enumerate(records):
+            assert verdicts is not None  # records is not empty
             if verdicts.flagged[i]:
                 record.score, record.flagged, record.reasons = verdicts.scores[i], True, verdicts.reasons[i]
                 record.model_version, record.status = version, ProcessRecord.Status.OPEN

@@ -48,13 +48,28 @@ import time
 from collections import defaultdict
 from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
 from axon.features import (
-    CPU_Z, EXE, FEATURE_NAMES, FEATURE_VERSION, FLEET, HOST, MEM_Z, PARENT, USER,
-    ApprovalKey, Baseline, FeatureParams, Features, ObservationBatch, WindowData, approved_mask,
+    CPU_Z,
+    EXE,
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    FLEET,
+    HOST,
+    MEM_Z,
+    PARENT,
+    USER,
+    ApprovalKey,
+    Baseline,
+    FeatureParams,
+    Features,
+    ObservationBatch,
+    WindowData,
+    approved_mask,
 )
 
 
@@ -300,7 +315,7 @@ def train(window: WindowData, *, approved: Collection[ApprovalKey] = (),
     threshold = min(params.max_threshold, ceiling + params.margin)
 
     model = DetectorModel(baseline=baseline, forest=forest, threshold=threshold,
-                          approved=frozenset(tuple(k) for k in approved), params=params, stats={})
+                          approved=frozenset(cast(ApprovalKey, tuple(k)) for k in approved), params=params, stats={})
     novelty, _ = model.novelty(batch, feats)
     sample_scores = model._combine(forest_score[:m], novelty[:m])
     qs = (0.5, 0.9, 0.99, 0.999)

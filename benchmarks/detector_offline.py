@@ -216,18 +216,19 @@ def main() -> None:
                     per_attack[snap.batch.name[i]][0] += 1
                     per_attack[snap.batch.name[i]][1] += f
 
-    def c(phase, label, what):
-        return counts[(phase, label, what)]
+    def rate(phase: str, label: str, *, missed: bool = False) -> str:
+        flagged, seen = counts[(phase, label, "flagged")], counts[(phase, label, "all")]
+        return pct(seen - flagged if missed else flagged, seen)
 
     print()
     print(f"false-positive rate (ordinary, steady+after) : {pct(flagged_ordinary, ordinary)}   target <= 0.2%")
-    print(f"new-software detection (install)            : {pct(c('install', 'new_software', 'flagged'), c('install', 'new_software', 'all'))}   target >= 90%")
-    print(f"panic efficacy (new software not flagged)   : {pct(c('after', 'new_software', 'all') - c('after', 'new_software', 'flagged'), c('after', 'new_software', 'all'))}   target 100%")
-    print(f"attack recall (after)                       : {pct(c('after', 'attack', 'flagged'), c('after', 'attack', 'all'))}   target >= 95%")
+    print(f"new-software detection (install)            : {rate('install', 'new_software')}   target >= 90%")
+    print(f"panic efficacy (new software not flagged)   : {rate('after', 'new_software', missed=True)}   target 100%")
+    print(f"attack recall (after)                       : {rate('after', 'attack')}   target >= 95%")
     for name, (n_all, n_flag) in sorted(per_attack.items()):
         print(f"    {name:<14} {pct(n_flag, n_all)}")
-    print(f"exclusion kept (excluded attack flagged)    : {pct(c('after', 'attack_excluded', 'flagged'), c('after', 'attack_excluded', 'all'))}   target 100%")
-    print(f"  (install: excluded attack flagged by v1    : {pct(c('install', 'attack_excluded', 'flagged'), c('install', 'attack_excluded', 'all'))}; "
+    print(f"exclusion kept (excluded attack flagged)    : {rate('after', 'attack_excluded')}   target 100%")
+    print(f"  (install: excluded attack flagged by v1    : {rate('install', 'attack_excluded')}; "
           f"ordinary rows flagged {pct(install_fp, install_ordinary)})")
     print(f"training time v1 / v2                        : {train1:.2f} s / {train2:.2f} s  "
           f"(+ GROUP BY emulation {agg1:.1f} s / {agg2:.1f} s, the database's job)")

@@ -17,6 +17,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,7 +48,6 @@ def main() -> int:
 
     django.setup()
     from datetime import datetime, timedelta
-    from datetime import timezone as dt_timezone
 
     from django.db import connection
     from django.utils import timezone
@@ -79,7 +79,7 @@ def main() -> int:
     print(f"loaded {snapshots * 300:,} records over {args.days} days in {time.monotonic() - t0:.0f} s; "
           f"{len(partition_days())} daily partitions")
     first_day = partition_days()[0]
-    cutoff = datetime.combine(first_day + timedelta(days=1), datetime.min.time(), tzinfo=dt_timezone.utc)
+    cutoff = datetime.combine(first_day + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     from telemetry.partitions import partitions_drop_before
 
     t0 = time.monotonic()

@@ -36,10 +36,10 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
@@ -120,12 +120,6 @@ def iter_scenario(directory: Path) -> Iterator[tuple[dict, dict]]:
             if label.get("line", n) != n:
                 raise ValueError(f"labels.jsonl.gz line {n} describes snapshot {label.get('line')}")
             yield json.loads(line), label
-
-
-def generate(fleetsim: Path, out: Path, *args: str) -> dict:
-    """Run fleetsim.py (standard library only, any python3) and return its manifest."""
-    subprocess.run([sys.executable, str(fleetsim), "--out", str(out), *args], check=True, capture_output=True, text=True)
-    return read_manifest(out)
 
 
 # --- the tally -------------------------------------------------------------------------------

@@ -110,7 +110,8 @@ class EndpointAdmin(admin.ModelAdmin):
 
 @admin.register(Snapshot)
 class SnapshotAdmin(TelemetryAdmin):
-    list_display = ["id", "endpoint", "timestamp", "received_at", "process_count", "anomaly_count", "model_version", "scored", "agent"]
+    list_display = ["id", "endpoint", "timestamp", "received_at", "process_count", "anomaly_count", "model_version", "scored",
+                    "agent"]
     list_filter = ["scored", "model_version", "endpoint__os"]
     search_fields = ["endpoint__hostname"]
     date_hierarchy = "timestamp"
@@ -120,7 +121,8 @@ class SnapshotAdmin(TelemetryAdmin):
 
 @admin.register(ProcessRecord)
 class ProcessRecordAdmin(TelemetryAdmin):
-    list_display = ["observed_at", "endpoint", "name", "pid", "parent_name", "username", "exe", "score", "flagged", "status", "model_version"]
+    list_display = ["observed_at", "endpoint", "name", "pid", "parent_name", "username", "exe", "score", "flagged", "status",
+                    "model_version"]
     list_filter = ["flagged", "status", "model_version"]
     search_fields = ["name", "name_norm", "exe", "endpoint__hostname"]
     date_hierarchy = "observed_at"

@@ -6,7 +6,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import psutil
 
@@ -32,7 +32,7 @@ def snapshot_collect(*, hostname: str | None = None) -> dict:
         })
     return {
         "hostname": hostname or socket.gethostname(),
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "os": {"win32": "windows", "darwin": "darwin"}.get(sys.platform, "linux"),
         "processes": processes,
     }

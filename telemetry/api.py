@@ -1,21 +1,26 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
-from rest_framework_simplejwt.authentication import JWTAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from telemetry.models import ProcessRecord
 from telemetry.services import (
-    IngestRefused, anomalies_list, host_report, snapshot_ingest, snapshot_ingest_batch, telemetry_summary,
+    IngestRefused,
+    anomalies_list,
+    host_report,
+    snapshot_ingest,
+    snapshot_ingest_batch,
+    telemetry_summary,
 )
 from telemetry.validation import PayloadError
-from voltaxe.api import (
-    AgentBasicAuthentication, AgentKeyAuthentication, BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int,
-    parse_since, query_text,
-)
+from voltaxe.api import BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since, query_text
+from voltaxe.authentication import AgentBasicAuthentication, AgentKeyAuthentication
 
 
 def bad_request(detail: str, errors: dict | None = None) -> Response:
@@ -29,6 +34,8 @@ class SnapshotIngestView(APIView):
     authentication_classes = [AgentKeyAuthentication, AgentBasicAuthentication, JWTAuthentication, SessionAuthentication]
     permission_classes = [IsAgent]
 
+    @extend_schema(responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "Stored (and scored when a model is active)."),
+                              200: OpenApiResponse(OpenApiTypes.OBJECT, "The same snapshot again: the first answer.")})
     def post(self, request):
         try:
             result = snapshot_ingest(payload=request.data, agent=request.auth, request=request)
@@ -43,6 +50,8 @@ class SnapshotBatchIngestView(APIView):
     authentication_classes = SnapshotIngestView.authentication_classes
     permission_classes = [IsAgent]
 
+    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "object"}, "maxItems": 100}},
+                   responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "One result or error per snapshot, in order.")})
     def post(self, request):
         payloads = request.data
         if not isinstance(payloads, list):
@@ -116,6 +125,7 @@ class AnomalyListView(APIView):
         if status_filter and status_filter not in ProcessRecord.Status.values:
             raise BadRequest("status must be one of open, approved, cleared.", {"status": ["unknown"]})
         rows, more = anomalies_list(
-            since=parse_since(q.get("since")), hostname=query_text(q, "hostname"), status=status_filter, limit=limit, offset=offset
+            since=parse_since(q.get("since")), hostname=query_text(q, "hostname"), status=status_filter, limit=limit,
+            offset=offset
         )
         return Response({"results": [anomaly_json(r) for r in rows], "next": next_page_url(request, offset, limit, more)})

@@ -34,10 +34,12 @@ def _win(user: str) -> list[tuple]:
 def _mac(user: str) -> list[tuple]:
     return [
         ("launchd", "/sbin/launchd", "root", "", 1, 1.0), ("kernel_task", "", "root", "", 1, 1.0),
-        ("WindowServer", "/System/Library/PrivateFrameworks/SkyLight.framework/Resources/WindowServer", "_windowserver", "launchd", 1, 1.0),
+        ("WindowServer", "/System/Library/PrivateFrameworks/SkyLight.framework/Resources/WindowServer", "_windowserver",
+         "launchd", 1, 1.0),
         ("Finder", "/System/Library/CoreServices/Finder.app/Contents/MacOS/Finder", user, "launchd", 1, 1.0),
         ("Dock", "/System/Library/CoreServices/Dock.app/Contents/MacOS/Dock", user, "launchd", 1, 1.0),
-        ("mds", "/System/Library/Frameworks/CoreServices.framework/Frameworks/Metadata.framework/Support/mds", "root", "launchd", 1, 1.0),
+        ("mds", "/System/Library/Frameworks/CoreServices.framework/Frameworks/Metadata.framework/Support/mds", "root",
+         "launchd", 1, 1.0),
         ("Safari", "/Applications/Safari.app/Contents/MacOS/Safari", user, "launchd", 1, 0.6),
         ("Terminal", "/System/Applications/Utilities/Terminal.app/Contents/MacOS/Terminal", user, "launchd", 1, 0.4),
     ]
@@ -112,6 +114,7 @@ def demo_payloads(*, start: datetime, end: datetime, novelties: bool, seed: int 
                     rows.append({"name": name, "pid": pid, "ppid": pids.get(parent, 1), "exe": exe, "username": user,
                                  "cpu_percent": round(rng.uniform(0, 4), 1),
                                  "memory_rss": rng.randint(5, 300) * 1024 * 1024})
-            yield {"hostname": hostname, "os": os_name, "timestamp": (t + timedelta(seconds=17 * i)).isoformat(), "processes": rows}
+            yield {"hostname": hostname, "os": os_name, "timestamp": (t + timedelta(seconds=17 * i)).isoformat(),
+                   "processes": rows}
         t += timedelta(hours=1)
         hour_index += 1

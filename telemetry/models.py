@@ -103,7 +103,8 @@ class ProcessRecord(models.Model):
 
     snapshot = models.ForeignKey(Snapshot, on_delete=models.CASCADE, related_name="processes")
     # Copied from the snapshot so that window queries and training read one table.
-    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="+", db_index=False)  # process_endpoint_time covers it
+    # No index of its own: process_endpoint_time covers it.
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="+", db_index=False)
     observed_at = models.DateTimeField()
     hour = models.PositiveSmallIntegerField(help_text="UTC hour of the snapshot.")
     index = models.PositiveIntegerField(help_text="Position in the submitted list.")

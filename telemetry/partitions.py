@@ -13,8 +13,7 @@ and those rows are deleted in batches when their time comes.
 from __future__ import annotations
 
 import logging
-from datetime import date, datetime, time, timedelta
-from datetime import timezone as dt_timezone
+from datetime import UTC, date, datetime, time, timedelta
 
 from django.db import connection, transaction
 
@@ -35,7 +34,7 @@ def partitioned() -> bool:
 
 
 def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time.min, tzinfo=dt_timezone.utc)
+    return datetime.combine(day, time.min, tzinfo=UTC)
 
 
 def partition_days() -> list[date]:
@@ -77,7 +76,7 @@ def partitions_ensure(*, first: date, last: date) -> list[date]:
 
 def partitions_ahead(now: datetime) -> list[date]:
     """Today and the next AHEAD_DAYS days, so incoming rows never land in the default partition."""
-    today = now.astimezone(dt_timezone.utc).date()
+    today = now.astimezone(UTC).date()
     return partitions_ensure(first=today, last=today + timedelta(days=AHEAD_DAYS))
 
 
@@ -142,14 +141,14 @@ def partition_existing_table(schema_editor, *, now: datetime, retention_days: in
     run(f"ALTER TABLE {TABLE} ADD CONSTRAINT telemetry_processrec_snapshot_id_19cfa880_fk_telemetry "
         f"FOREIGN KEY (snapshot_id) REFERENCES telemetry_snapshot(id) DEFERRABLE INITIALLY DEFERRED")
     run(f"CREATE TABLE {DEFAULT} PARTITION OF {TABLE} DEFAULT")
-    today = now.astimezone(dt_timezone.utc).date()
+    today = now.astimezone(UTC).date()
     # Days from the oldest row kept (an empty table starts at yesterday; older rows go to the default).
     first = today - timedelta(days=1)
     if oldest is not None:
-        first = oldest.astimezone(dt_timezone.utc).date()
+        first = oldest.astimezone(UTC).date()
         if retention_days:
             first = max(first, today - timedelta(days=retention_days))
-    last = max(today, newest.astimezone(dt_timezone.utc).date() if newest else today) + timedelta(days=AHEAD_DAYS)
+    last = max(today, newest.astimezone(UTC).date() if newest else today) + timedelta(days=AHEAD_DAYS)
     day = min(first, today)
     while day <= last:
         start, end = _day_start(day), _day_start(day + timedelta(days=1))

@@ -7,15 +7,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import cast
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
 from django.db.models import Max, Min, Sum
 from django.utils import timezone
 
-from axon.scoring import Observation, Verdicts, observations_score
 from audit.models import AuditEvent
 from audit.services import audit_record
+from axon.scoring import Observation, Verdicts, observations_score
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import guess_os, normalize_exe, normalize_name
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
@@ -161,7 +162,7 @@ def _records_insert(rows: list[dict]) -> None:
     if not rows:
         return
     table = connection.ops.quote_name(ProcessRecord._meta.db_table)
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in _RECORD_COLUMNS)
+    columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in _RECORD_COLUMNS)
     attnames = [f.attname for f in _RECORD_COLUMNS]
     values = [tuple(row[a] for a in attnames) for row in rows]
     with connection.cursor() as cursor:
@@ -277,8 +278,10 @@ def agent_hosts_allowed(*, agent: AgentKey | None, hostnames: set[str]) -> set[s
     return {h for h in hostnames if owners.get(h) == agent.pk}
 
 
-def _refusal(agent: AgentKey, hostname: str, request) -> IngestRefused:
+def _refusal(agent: AgentKey | None, hostname: str, request) -> IngestRefused:
     from voltaxe.authentication import Agent
+
+    assert agent is not None  # only agent keys are bound to hosts; people never reach ingestion
 
     audit_record(
         action="ingest.refused", actor=Agent(agent), request=request, resource_type="host", resource_id=hostname[:64],
@@ -352,7 +355,7 @@ def _ingest(payloads: list, agent: AgentKey | None, request=None) -> list[Ingest
             same = stored_snapshot.agent_id == (agent.pk if agent else None) and stored_snapshot.digest == digest
             results[i] = (IngestResult(_result_body(stored_snapshot, key[0]), created=False) if same
                           else _conflict(agent, stored_snapshot, key, request))
-    return results
+    return cast("list[IngestResult | PayloadError | IngestRefused]", results)  # every slot is filled by now
 
 
 def snapshot_ingest(*, payload, agent: AgentKey | None = None, request=None) -> IngestResult:
@@ -407,12 +410,14 @@ def agent_key_create(*, name: str, hosts: list[str] | tuple = (), any_host: bool
     if not any_host and not hosts:
         hosts = [name]
     with transaction.atomic():
-        taken = {b.hostname: b.key for b in AgentHost.objects.select_related("key").select_for_update().filter(hostname__in=hosts)}
+        bound = AgentHost.objects.select_related("key").select_for_update().filter(hostname__in=hosts)
+        taken = {b.hostname: b.key for b in bound}
         if taken and not move:
             raise HostTaken(taken)
-        agent, secret = AgentKey.objects.create_key(
+        created, secret = AgentKey.objects.create_key(
             name=name, scope=AgentKey.Scope.RELAY if any_host else AgentKey.Scope.HOSTS
         )
+        agent = cast(AgentKey, created)
         for hostname in hosts:
             if hostname in taken:
                 agent_host_move(hostname=hostname, key=agent, actor=actor, request=request, via=via)
@@ -430,7 +435,7 @@ def agent_host_move(*, hostname: str, key: AgentKey, actor=None, request=None, v
         previous = binding.key if binding else None
         if binding is None:
             binding = AgentHost.objects.create(hostname=hostname, key=key)
-        elif previous.pk != key.pk:
+        elif previous is not None and previous.pk != key.pk:
             binding.key = key
             binding.save(update_fields=["key"])
         audit_record(action="agent.host_moved", actor=actor, request=request, resource_type="host", resource_id=hostname[:64],
@@ -465,8 +470,8 @@ def host_report(*, payload, agent: AgentKey | None, request=None) -> dict:
     errors: dict[str, list[str]] = {}
     raw_host = payload.get("hostname")
     if raw_host is None:
-        nested = payload.get("host_info") if isinstance(payload.get("host_info"), dict) else {}
-        raw_host = nested.get("hostname")
+        host_info = payload.get("host_info")
+        raw_host = host_info.get("hostname") if isinstance(host_info, dict) else None
     hostname = text_field(raw_host, "hostname", errors, max_length=255, required=True).strip()
     os_raw = text_field(_reported_os(payload), "os", errors, max_length=64)
     if errors:

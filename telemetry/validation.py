@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 MAX_HOSTNAME = 255
 MAX_OS = 32
@@ -19,7 +19,7 @@ MAX_CMDLINE = 32768
 MAX_PID = 2**63 - 1
 MAX_CPU = 100_000.0  # percent; 100 per core on hosts with up to 1000 cores
 MAX_RSS = 2**63 - 1
-OLDEST = datetime(2000, 1, 1, tzinfo=timezone.utc)
+OLDEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class PayloadError(ValueError):
@@ -128,14 +128,15 @@ def parse_timestamp(value, path: str, errors: dict, *, now: datetime, max_future
         errors.setdefault(path, []).append("this field is required")
         return None
     if not isinstance(value, str):
-        errors.setdefault(path, []).append(f"must be an ISO 8601 time string such as 2026-11-26T09:00:00Z, not {_type_name(value)}")
+        errors.setdefault(path, []).append(
+            f"must be an ISO 8601 time string such as 2026-11-26T09:00:00Z, not {_type_name(value)}")
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
         if parsed.tzinfo is None:
             # The contract's times are UTC; agents that leave the zone out mean UTC.
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        parsed = parsed.astimezone(timezone.utc)
+            parsed = parsed.replace(tzinfo=UTC)
+        parsed = parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # year 1 or 9999 shifted out of range by its offset
         errors.setdefault(path, []).append("is not an ISO 8601 time; send e.g. 2026-11-26T09:00:00Z")
         return None
@@ -199,4 +200,5 @@ def validate_snapshot(data, *, now: datetime, max_processes: int, max_future: ti
                 break
     if errors:
         raise PayloadError(errors)
+    assert timestamp is not None  # no error means it parsed
     return SnapshotIn(hostname=hostname, timestamp=timestamp, os=os_name, processes=processes)

@@ -85,7 +85,8 @@ def preview_context() -> dict:
     preview = axon_services.retrain_preview(limit=PAGE_PREVIEW_LIMIT)
     groups: dict[tuple, dict] = {}
     for item in preview["will_learn"]:
-        groups.setdefault((item["name"], item["exe"]), {"name": item["name"], "exe": item["exe"], "items": []})["items"].append(item)
+        group = groups.setdefault((item["name"], item["exe"]), {"name": item["name"], "exe": item["exe"], "items": []})
+        group["items"].append(item)
     ticked = sum(1 for g in groups.values() if any(i["default"] for i in g["items"]))
     return {"preview": preview, "preview_groups": list(groups.values()), "preview_shown": len(preview["will_learn"]),
             "retrain_label": retrain_label(ticked)}
@@ -137,7 +138,7 @@ def live_retrain(request):
     try:
         outcome = axon_services.retrain_request(actor=actor, body=body)
     except axon_services.Denied as exc:
-        raise PermissionDenied(str(exc))
+        raise PermissionDenied(str(exc)) from None
     except axon_services.InvalidInput as exc:
         messages.error(request, exc.detail)
     except axon_services.RateLimited as exc:
@@ -160,7 +161,7 @@ def live_triage(request):
     try:
         updated = axon_services.alerts_triage(actor=actor, body=body)
     except axon_services.Denied as exc:
-        raise PermissionDenied(str(exc))
+        raise PermissionDenied(str(exc)) from None
     except axon_services.InvalidInput as exc:
         messages.error(request, exc.detail)
     else:
@@ -175,7 +176,7 @@ def live_revoke(request, pk: int):
     try:
         approval = axon_services.approval_revoke(actor=actor, approval_id=pk)
     except axon_services.Denied as exc:
-        raise PermissionDenied(str(exc))
+        raise PermissionDenied(str(exc)) from None
     except Approval.DoesNotExist:
         messages.error(request, "That approval no longer exists.")
     else:

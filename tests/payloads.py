@@ -1,11 +1,11 @@
 """Payload builders for tests."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 
 def ts(minutes_ago: float = 0) -> str:
-    t = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(minutes=minutes_ago)
+    t = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
     return t.isoformat().replace("+00:00", "Z")
 
 

@@ -28,7 +28,8 @@ def test_forged_and_garbage_bearer_tokens_are_401(analyst):
     assert client.get("/api/telemetry/summary/").status_code == 401
     import jwt
 
-    forged = jwt.encode({"user_id": analyst.pk, "token_type": "access", "exp": 4102444800, "jti": "x"}, "a-guessed-secret-that-is-long-enough-0123456789", algorithm="HS256")
+    claims = {"user_id": analyst.pk, "token_type": "access", "exp": 4102444800, "jti": "x"}
+    forged = jwt.encode(claims, "a-guessed-secret-that-is-long-enough-0123456789", algorithm="HS256")
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {forged}")
     assert client.get("/api/telemetry/summary/").status_code == 401
 

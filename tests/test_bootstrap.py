@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from tests.conftest import REPO
-from tests.servers import free_port
+from tests.harness import free_port
 
 
 @pytest.mark.slow

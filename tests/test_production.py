@@ -14,23 +14,29 @@ from axon.models import ModelVersion, TrainingRun
 from telemetry.models import AgentKey, ProcessRecord, Snapshot
 from tests import fleet
 from tests.conftest import REPO, _user
+from tests.harness import CuttableProxy, Gunicorn, redis_or_skip
 from tests.payloads import rich
-from tests.servers import CuttableProxy, Gunicorn
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 
 
-def redis_or_skip():
-    try:
-        import redis
+@pytest.fixture
+def gunicorn(tmp_path):
+    """Start gunicorn (production settings but the test database) with `gunicorn(env, workers=N)`; its log is shown
+    when the test fails."""
+    started: list[Gunicorn] = []
 
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1)
-        client.ping()
-        client.flushdb()
-    except Exception:
-        if os.environ.get("CI"):
-            pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-        pytest.skip(f"Redis is not reachable at {REDIS_URL}")
+    def start(env: dict, workers: int = 3) -> Gunicorn:
+        env = {**env, "SECRET_KEY": "test-production-key-" + "x" * 40, "ALLOWED_HOSTS": "127.0.0.1",
+               "MODEL_REFRESH_SECONDS": "0.5"}
+        server = Gunicorn(env, tmp_path / f"gunicorn-{len(started)}.log", workers=workers)
+        started.append(server)
+        return server.start()
+
+    yield start
+    for server in started:
+        server.stop()
+        print(f"\n--- gunicorn log ({server.log}) ---\n{server.tail(40)}")  # pytest shows it if the test failed
 
 
 def test_check_deploy_is_clean_with_production_settings(subprocess_env):
@@ -47,6 +53,15 @@ def test_check_deploy_is_clean_with_production_settings(subprocess_env):
     assert result.returncode != 0 and "SECRET_KEY must be set" in result.stderr
 
 
+@pytest.mark.parametrize("name, value", [("RETRAIN_USER_RATE", "1/5x"), ("TOKEN_RATE", "ten per minute"),
+                                         ("MODEL_REFRESH_SECONDS", "soon")])
+def test_a_mistyped_setting_stops_the_start_and_names_itself(subprocess_env, name, value):
+    result = subprocess.run([sys.executable, "manage.py", "check"], cwd=REPO, env={**subprocess_env, name: value},
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode != 0
+    assert f"{name} must be" in result.stderr and repr(value) in result.stderr, result.stderr[-500:]
+
+
 def jwt(server: Gunicorn, username: str) -> dict:
     code, body = server.request("POST", "/api/auth/token/", {"username": username, "password": "correct-horse-battery"})
     assert code == 200, body
@@ -55,46 +70,46 @@ def jwt(server: Gunicorn, username: str) -> dict:
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_limits_single_flight_and_model_swaps_hold_across_web_workers(subprocess_env):
-    redis_or_skip()
+def test_limits_single_flight_and_model_swaps_hold_across_web_workers(subprocess_env, gunicorn):
+    redis_or_skip(REDIS_URL)
     fleet.history(days=2)
     assert fleet.train().status == "succeeded" and fleet.train().status == "succeeded"
     admins = [_user(f"admin{i}", "Security Admin", email=f"admin{i}@voltaxe.test") for i in range(10)]
     _, key = AgentKey.objects.create_key(name="prod-agent")
-    with Gunicorn({**subprocess_env, "REDIS_URL": REDIS_URL}, workers=3) as server:
-        tokens = [jwt(server, a.username) for a in admins]
-        with ThreadPoolExecutor(10) as pool:
-            answers = list(pool.map(lambda h: server.request("POST", "/api/axon/retrain", {}, h), tokens))
-        statuses = sorted(body["status"] for code, body in answers)
-        assert [code for code, _ in answers] == [200] * 10
-        assert statuses == ["already_running"] * 9 + ["training_started"]
-        assert TrainingRun.objects.filter(trigger="api").count() == 1
-        # Each request may land on any worker: the per-user limit is read from the recorded presses.
-        again = [server.request("POST", "/api/axon/retrain", {}, tokens[0]) for _ in range(4)]
-        assert [code for code, _ in again] == [429] * 4
-        assert AuditEvent.objects.filter(action="retrain.started", actor__isnull=False).count() == 1
-        assert AuditEvent.objects.filter(action="retrain.joined").count() == 9
-        # Identical refusals are counted on one event (audit_record(aggregate=True)), not written one by one.
-        assert sum(AuditEvent.objects.filter(action="retrain.rate_limited").values_list("count", flat=True)) == 4
-        # Roll back to v1: every worker scores with it shortly after, without a restart.
-        TrainingRun.objects.update(status="succeeded")
-        code, _ = server.request("POST", "/api/axon/models/1/activate/", {}, tokens[1])
-        assert code == 200
-        agent = {"Authorization": f"Api-Key {key}"}
-        versions, deadline, i = [], time.monotonic() + 30, 0
-        while time.monotonic() < deadline:
-            code, body = server.request("POST", "/api/telemetry/snapshots/", rich("swap-host", minutes_ago=i), agent)
-            assert code == 201, body
-            versions.append(body["model_version"])
-            i += 1
-            if versions[-15:] == [1] * 15:
-                break
-        assert versions[-15:] == [1] * 15, versions
+    server = gunicorn({**subprocess_env, "REDIS_URL": REDIS_URL}, workers=3)
+    tokens = [jwt(server, a.username) for a in admins]
+    with ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(lambda h: server.request("POST", "/api/axon/retrain", {}, h), tokens))
+    statuses = sorted(body["status"] for code, body in answers)
+    assert [code for code, _ in answers] == [200] * 10
+    assert statuses == ["already_running"] * 9 + ["training_started"]
+    assert TrainingRun.objects.filter(trigger="api").count() == 1
+    # Each request may land on any worker: the per-user limit is read from the recorded presses.
+    again = [server.request("POST", "/api/axon/retrain", {}, tokens[0]) for _ in range(4)]
+    assert [code for code, _ in again] == [429] * 4
+    assert AuditEvent.objects.filter(action="retrain.started", actor__isnull=False).count() == 1
+    assert AuditEvent.objects.filter(action="retrain.joined").count() == 9
+    # Identical refusals are counted on one event (audit_record(aggregate=True)), not written one by one.
+    assert sum(AuditEvent.objects.filter(action="retrain.rate_limited").values_list("count", flat=True)) == 4
+    # Roll back to v1: every worker scores with it shortly after, without a restart.
+    TrainingRun.objects.update(status="succeeded")
+    code, _ = server.request("POST", "/api/axon/models/1/activate/", {}, tokens[1])
+    assert code == 200
+    agent = {"Authorization": f"Api-Key {key}"}
+    versions, deadline, i = [], time.monotonic() + 30, 0
+    while time.monotonic() < deadline:
+        code, body = server.request("POST", "/api/telemetry/snapshots/", rich("swap-host", minutes_ago=i), agent)
+        assert code == 201, body
+        versions.append(body["model_version"])
+        i += 1
+        if versions[-15:] == [1] * 15:
+            break
+    assert versions[-15:] == [1] * 15, versions
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_agents_retry_through_a_database_restart_and_nothing_is_lost_or_half_written(subprocess_env):
+def test_agents_retry_through_a_database_restart_and_nothing_is_lost_or_half_written(subprocess_env, gunicorn):
     if connection.vendor != "postgresql":
         pytest.skip("a database server restart is a PostgreSQL matter")
     db = connection.settings_dict
@@ -103,35 +118,33 @@ def test_agents_retry_through_a_database_restart_and_nothing_is_lost_or_half_wri
     env = {**subprocess_env, "DATABASE_URL": f"postgres://{db['USER'] or ''}@127.0.0.1:{proxy.port}/{db['NAME']}"}
     sent, codes = [], []
     try:
-        with Gunicorn(env, workers=2) as server:
-            agent = {"Authorization": f"Api-Key {key}"}
-            stop = threading.Event()
+        server = gunicorn(env, workers=2)
+        agent = {"Authorization": f"Api-Key {key}"}
 
-            def restart():
-                time.sleep(1.0)
-                proxy.cut()
-                time.sleep(2.0)
-                proxy.restore()
+        def restart():
+            time.sleep(1.0)
+            proxy.cut()
+            time.sleep(2.0)
+            proxy.restore()
 
-            threading.Thread(target=restart, daemon=True).start()
-            deadline = time.monotonic() + 30
-            for i in range(40):
-                payload = rich(f"db-restart-{i % 3}", minutes_ago=i)
-                sent.append((payload["hostname"], payload["timestamp"]))
-                while time.monotonic() < deadline:  # an agent retries until the server takes it
-                    try:
-                        code, body = server.request("POST", "/api/telemetry/snapshots/", payload, agent)
-                    except OSError:
-                        code, body = 0, {}
-                    codes.append(code)
-                    if code in (200, 201):
-                        break
-                    assert code in (0, 502, 503), body
-                    if code == 503:
-                        assert "Retry" in body["detail"]
-                    time.sleep(0.2)
-                time.sleep(0.1)
-            stop.set()
+        threading.Thread(target=restart, daemon=True).start()
+        deadline = time.monotonic() + 30
+        for i in range(40):
+            payload = rich(f"db-restart-{i % 3}", minutes_ago=i)
+            sent.append((payload["hostname"], payload["timestamp"]))
+            while time.monotonic() < deadline:  # an agent retries until the server takes it
+                try:
+                    code, body = server.request("POST", "/api/telemetry/snapshots/", payload, agent)
+                except OSError:
+                    code, body = 0, {}
+                codes.append(code)
+                if code in (200, 201):
+                    break
+                assert code in (0, 502, 503), body
+                if code == 503:
+                    assert "Retry" in body["detail"]
+                time.sleep(0.2)
+            time.sleep(0.1)
     finally:
         proxy.close()
     assert any(c == 503 for c in codes), "the outage was never seen"

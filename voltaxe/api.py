@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import Http404
@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from telemetry.models import AgentKey
-from voltaxe.authentication import Agent, AgentBasicAuthentication, AgentKeyAuthentication  # noqa: F401  (re-exported)
+from voltaxe.authentication import Agent
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,12 @@ def parse_since(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z").replace(" ", "+"))  # a '+' arrives as a space
         # In UTC here, so that the database never sees a time it cannot hold (year 10000 once converted).
-        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)).astimezone(timezone.utc)
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except ValueError:
-        raise BadRequest("since must be an ISO 8601 time such as 2026-11-26T09:00:00Z.", {"since": ["not a time"]})
+        raise BadRequest("since must be an ISO 8601 time such as 2026-11-26T09:00:00Z.", {"since": ["not a time"]}) from None
     except OverflowError:
-        raise BadRequest("since must fall between the years 1 and 9999 once converted to UTC.", {"since": ["out of range"]})
+        raise BadRequest("since must fall between the years 1 and 9999 once converted to UTC.",
+                         {"since": ["out of range"]}) from None
 
 
 def query_text(params, name: str, *, max_length: int = 255) -> str:

@@ -1,4 +1,7 @@
-"""Agent authentication: `Authorization: Api-Key <key>`, or HTTP Basic with the key as the password. Kept apart from voltaxe.api so DRF settings can import it."""
+"""Agent authentication: `Authorization: Api-Key <key>`, or HTTP Basic with the key as the password.
+
+Kept apart from voltaxe.api so DRF settings can import it.
+"""
 from __future__ import annotations
 
 import base64

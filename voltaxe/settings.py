@@ -7,6 +7,8 @@ PostgreSQL; REDIS_URL at Redis for the cache and the task broker.
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -40,6 +42,33 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
     return number
 
 
+def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number (seconds), not {value!r}.") from None
+    if not number >= minimum:  # also refuses nan
+        raise ImproperlyConfigured(f"{name} must be at least {minimum:g}, not {value!r}.")
+    return number
+
+
+# django-ratelimit's syntax (count/[multiplier]unit: 1/5m, 10/h, 100/30s); it only parses a rate on the
+# first request that uses it, so a typo would be a 500 on the first press instead of a refusal to start.
+RATE_SYNTAX = re.compile(r"[0-9]+/([0-9]+[smhd]?|[smhd])", re.IGNORECASE)
+
+
+def env_rate(name: str, default: str) -> str:
+    value = os.environ.get(name) or default
+    if not RATE_SYNTAX.fullmatch(value.strip()):
+        raise ImproperlyConfigured(
+            f"{name} must be a rate such as 1/5m or 10/h (count/[number]s|m|h|d), not {value!r}."
+        )
+    return value.strip()
+
+
 def env_list(name: str, default: str = "") -> list[str]:
     return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
 
@@ -68,6 +97,8 @@ INSTALLED_APPS = [
     "rest_framework_simplejwt.token_blacklist",
     "django_q",
     "django_ratelimit",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "telemetry.apps.TelemetryConfig",
     "axon.apps.AxonConfig",
     "audit.apps.AuditConfig",
@@ -113,7 +144,7 @@ else:
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": SQLITE_PATH,
+            "NAME": str(SQLITE_PATH),
             # Web threads and the worker write at the same time: WAL lets readers
             # go on, IMMEDIATE takes the write lock up front instead of failing
             # half-way, and the busy timeout waits for it instead of erroring.
@@ -193,9 +224,21 @@ REST_FRAMEWORK = {
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
     "EXCEPTION_HANDLER": "voltaxe.api.exception_handler",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "voltaxe.schema.AutoSchema",
 }
-from datetime import timedelta  # noqa: E402
-
+# /api/schema/ and /api/docs/ are for people and scripts that have an account (any logged-in user or agent key):
+# the contract holds nothing secret, but a security product need not map its own surface for strangers.
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Voltaxe API",
+    "DESCRIPTION": "Process telemetry from agents, the anomaly model and its panic button. The contract is API.md.",
+    "VERSION": "1",
+    "SCHEMA_PATH_PREFIX": "/api/",  # operations are grouped by what follows: telemetry, axon, audit, auth
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",  # from static files, no CDN
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
@@ -216,9 +259,9 @@ from voltaxe.clientip import parse_networks  # noqa: E402
 parse_networks(TRUSTED_PROXIES)  # fail at start, not on the first request
 RATELIMIT_IP_META_KEY = "voltaxe.clientip.rate_limit_ip"
 # Log-in attempts (admin, page form, token endpoint together) per user name and address...
-TOKEN_RATE = os.environ.get("TOKEN_RATE", "10/m")
+TOKEN_RATE = env_rate("TOKEN_RATE", "10/m")
 # ...and per address whatever the user name; token refreshes and logouts have a budget of the same size.
-AUTH_ADDRESS_RATE = os.environ.get("AUTH_ADDRESS_RATE", "30/m")
+AUTH_ADDRESS_RATE = env_rate("AUTH_ADDRESS_RATE", "30/m")
 # The log-in and token endpoints need a few hundred bytes; they answer without authentication,
 # so a larger body is refused before it is read (ingestion keeps DATA_UPLOAD_MAX_MEMORY_SIZE).
 AUTH_MAX_BODY_BYTES = 8192
@@ -234,12 +277,12 @@ MODEL_STORE_DIR = Path(os.environ.get("MODEL_STORE_DIR", BASE_DIR / "models_stor
 TRAINING_WINDOW_DAYS = env_int("TRAINING_WINDOW_DAYS", 30, minimum=1)
 MIN_TRAINING_RECORDS = env_int("MIN_TRAINING_RECORDS", 50, minimum=1)
 MIN_TRAINING_PROCESSES = env_int("MIN_TRAINING_PROCESSES", 10, minimum=1)
-MODEL_REFRESH_SECONDS = float(os.environ.get("MODEL_REFRESH_SECONDS", "1"))
+MODEL_REFRESH_SECONDS = env_float("MODEL_REFRESH_SECONDS", 1.0)
 RESCORE_HOURS = env_int("RESCORE_HOURS", 24)
 # Telemetry older than this is deleted by a scheduled job (0 keeps everything).
 RETENTION_DAYS = env_int("RETENTION_DAYS", TRAINING_WINDOW_DAYS + 7)
-RETRAIN_USER_RATE = os.environ.get("RETRAIN_USER_RATE", "1/5m")
-RETRAIN_GLOBAL_RATE = os.environ.get("RETRAIN_GLOBAL_RATE", "10/h")
+RETRAIN_USER_RATE = env_rate("RETRAIN_USER_RATE", "1/5m")
+RETRAIN_GLOBAL_RATE = env_rate("RETRAIN_GLOBAL_RATE", "10/h")
 RETRAIN_SCHEDULE_MINUTES = env_int("RETRAIN_SCHEDULE_MINUTES", 24 * 60)
 RETRAIN_REAP_GRACE_SECONDS = env_int("RETRAIN_REAP_GRACE_SECONDS", 60)
 RATELIMIT_USE_CACHE = "default"

@@ -1,13 +1,27 @@
 from django.contrib import admin
+from django.contrib.auth.decorators import login_required
 from django.urls import include, path
+from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from audit.api import AuditEventListView
 from telemetry.api import (
-    AnomalyListView, CommandPollView, HostReportView, NotCollectedView, SnapshotBatchIngestView, SnapshotIngestView,
+    AnomalyListView,
+    CommandPollView,
+    HostReportView,
+    NotCollectedView,
+    SnapshotBatchIngestView,
+    SnapshotIngestView,
     SummaryView,
 )
-from voltaxe.views import (LogoutView, TokenObtainView, TokenRefreshLimitedView, healthz, login_form_limited,
-                           site_login, small_body)
+from voltaxe.views import (
+    LogoutView,
+    TokenObtainView,
+    TokenRefreshLimitedView,
+    healthz,
+    login_form_limited,
+    site_login,
+    small_body,
+)
 
 api = [
     path("auth/token/", small_body(TokenObtainView.as_view()), name="token-obtain"),
@@ -19,6 +33,9 @@ api = [
     path("telemetry/anomalies/", AnomalyListView.as_view(), name="telemetry-anomalies"),
     path("audit/events/", AuditEventListView.as_view(), name="audit-events"),
     path("axon/", include("axon.urls")),
+    path("schema/", SpectacularJSONAPIView.as_view(), name="schema"),  # JSON, like every other answer here
+    # A page for people: log in through the form first, like the Live page.
+    path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),
 ]
 
 urlpatterns = [
@@ -28,9 +45,11 @@ urlpatterns = [
     path("ingest/snapshot", HostReportView.as_view(), name="sentinel-host-report"),
     path("command/poll", CommandPollView.as_view(), name="sentinel-command-poll"),
     path("ingest/network-snapshot", NotCollectedView.as_view(what="Network activity"), name="sentinel-network"),
-    path("ingest/suspicious_event", NotCollectedView.as_view(what="The agent's suspicious-event report"), name="sentinel-suspicious"),
+    path("ingest/suspicious_event", NotCollectedView.as_view(what="The agent's suspicious-event report"),
+         name="sentinel-suspicious"),
     path("ingest/rootkit_event", NotCollectedView.as_view(what="The agent's rootkit report"), name="sentinel-rootkit"),
-    path("ingest/vulnerability_event", NotCollectedView.as_view(what="The agent's vulnerability report"), name="sentinel-vulnerability"),
+    path("ingest/vulnerability_event", NotCollectedView.as_view(what="The agent's vulnerability report"),
+         name="sentinel-vulnerability"),
     path("api/", include(api)),
     # The admin's own log-in view, behind the same body limit and log-in limits as the page's.
     path("admin/login/", small_body(login_form_limited(admin.site.login))),

@@ -5,8 +5,19 @@ import numpy as np
 import pytest
 
 from axon.features import (
-    EXE, FEATURE_NAMES, FEATURE_VERSION, FLEET, HOST, PARENT, PERSONAL, USER,
-    Baseline, ComboTable, ObservationBatch, WindowData, approved_mask,
+    EXE,
+    FEATURE_NAMES,
+    FEATURE_VERSION,
+    FLEET,
+    HOST,
+    PARENT,
+    PERSONAL,
+    USER,
+    Baseline,
+    ComboTable,
+    ObservationBatch,
+    WindowData,
+    approved_mask,
 )
 
 SNAPSHOTS = 96  # four days, hourly

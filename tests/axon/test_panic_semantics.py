@@ -108,7 +108,9 @@ def _snapshot_with(name, host="laptop-ana", exe=None):
 
     from django.utils import timezone
 
-    from telemetry.demo import HOSTS, INTRUDER as INTRUDER_ROW, NEW_APP as NEW_APP_ROW
+    from telemetry.demo import HOSTS
+    from telemetry.demo import INTRUDER as INTRUDER_ROW
+    from telemetry.demo import NEW_APP as NEW_APP_ROW
 
     row = {NEW_APP: NEW_APP_ROW[1], INTRUDER: INTRUDER_ROW[1]}[name]
     # What runs every hour: a rare job turning up at an arbitrary time is news of its own.
@@ -118,4 +120,5 @@ def _snapshot_with(name, host="laptop-ana", exe=None):
     parent_index = next(i for i, p in enumerate(procs) if p[0] == row[3])
     processes.append({"name": row[0], "pid": 9999, "ppid": parent_pid + parent_index, "exe": exe or row[1], "username": row[2]})
     os_name = dict((h, o) for h, o, _ in HOSTS)[host]
-    return {"hostname": host, "os": os_name, "timestamp": (timezone.now() - timedelta(seconds=5)).isoformat(), "processes": processes}
+    return {"hostname": host, "os": os_name, "timestamp": (timezone.now() - timedelta(seconds=5)).isoformat(),
+            "processes": processes}

@@ -135,7 +135,8 @@ def test_alerts_are_grouped_filtered_paged_and_triaged_by_analysts(analyst_clien
     assert set(by_name) == {"Figma.exe", "kdevtmpfsi"}
     intruder = by_name["kdevtmpfsi"]
     assert intruder["count"] > 1 and intruder["first_seen"] < intruder["last_seen"]
-    assert (intruder["hostname"], intruder["parent"], intruder["user"], intruder["risk"]) == ("api-01", "nginx", "www-data", "high")
+    seen = (intruder["hostname"], intruder["parent"], intruder["user"], intruder["risk"])
+    assert seen == ("api-01", "nginx", "www-data", "high")
     assert intruder["status"] == "open" and intruder["max_score"] > 0 and intruder["reasons"]
     assert [a["name"] for a in analyst_client.get("/api/axon/alerts/?hostname=laptop-ana").json()["results"]] == ["Figma.exe"]
     first = analyst_client.get("/api/axon/alerts/?limit=1").json()
@@ -159,7 +160,8 @@ def test_alerts_are_grouped_filtered_paged_and_triaged_by_analysts(analyst_clien
     assert Alert.objects.count() == 1
 
 
-def test_a_security_admin_lists_and_revokes_an_approval_effective_from_the_next_model(admin_client, analyst_client, admin_user, flagged):
+def test_a_security_admin_lists_and_revokes_an_approval_effective_from_the_next_model(
+        admin_client, analyst_client, admin_user, flagged):
     run = fleet.train(user=admin_user, trigger="api")
     assert run.status == "succeeded"
     approvals = admin_client.get("/api/axon/approvals/").json()["results"]

@@ -1,6 +1,5 @@
 """The retrain through the real task queue: a django-q2 worker in a subprocess, on the ORM broker and on Redis."""
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -10,89 +9,44 @@ import pytest
 from axon.models import ModelVersion, TrainingRun
 from tests import fleet
 from tests.conftest import REPO
+from tests.harness import QCluster, redis_or_skip, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-def redis_available() -> bool:
-    try:
-        import redis
-
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
-        return True
-    except Exception:
-        return False
+SLOW_TRAINING = f"{REPO / 'tests' / 'hooks' / 'slow_training'}:{REPO}"
 
 
 @pytest.fixture(params=["orm", "redis"])
-def broker_env(request, subprocess_env):
-    env = dict(subprocess_env)
-    if request.param == "redis":
-        if not redis_available():
-            if os.environ.get("CI"):
-                pytest.fail(f"Redis is not reachable at {REDIS_URL}")
-            pytest.skip(f"Redis is not reachable at {REDIS_URL}")
-        import redis
-
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        env["REDIS_URL"] = REDIS_URL
-    return env
-
-
-class Worker:
-    def __init__(self, env: dict, **extra):
-        self.env = {**env, **{k: str(v) for k, v in extra.items()}}
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "qcluster"], cwd=REPO, env=self.env,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-        return self
-
-    def kill(self):
-        """kill -9 the whole cluster: sentinel, workers, monitor."""
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(10)
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self.kill()
+def broker_env(request, subprocess_env, tmp_path):
+    # The ORM broker keeps cluster heartbeats in a file cache: one per test, so no other test's worker is seen.
+    env = {**subprocess_env, "QSTATS_CACHE_DIR": str(tmp_path / "qstats")}
+    if request.param == "orm":
+        return env
+    redis_or_skip(REDIS_URL)
+    return {**env, "REDIS_URL": REDIS_URL}
 
 
 @pytest.fixture
-def worker(broker_env):
-    started = []
+def worker(broker_env, tmp_path):
+    """`worker(**env)` starts a qcluster; its output goes to a file (a pipe nobody reads would stall it) and is
+    shown when the test fails."""
+    started: list[QCluster] = []
 
-    def start(**extra):
-        w = Worker(broker_env, **extra).start()
+    def start(**extra) -> QCluster:
+        env = {**broker_env, **{k: str(v) for k, v in extra.items()}}
+        w = QCluster(env, tmp_path / f"qcluster-{len(started)}.log").start()
         started.append(w)
         return w
 
     yield start
     for w in started:
-        w.stop()
+        w.stop(grace=3)
+        print(f"\n--- worker output ({w.log}) ---\n{w.tail(60)}")  # pytest shows it if the test failed
 
 
 def press(env, *args, timeout=120):
     return subprocess.run([sys.executable, str(REPO / "manage.py"), "retrain", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
-
-
-def wait_for(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -136,7 +90,7 @@ def test_twenty_concurrent_presses_from_several_processes_make_one_run(history, 
 
 def test_a_killed_worker_leaves_a_run_the_reaper_fails_and_the_old_model_serving(history, worker, broker_env, settings):
     assert fleet.train().status == "succeeded"
-    w = worker(VOLTAXE_TEST_TRAINING_DELAY=30, PYTHONPATH=f"{REPO / 'tests' / 'hooks' / 'slow_training'}:{REPO}")
+    w = worker(VOLTAXE_TEST_TRAINING_DELAY=30, PYTHONPATH=SLOW_TRAINING)
     assert press(broker_env).returncode == 0
     run = TrainingRun.objects.get(status__in=["queued", "running"])
     wait_for(lambda: TrainingRun.objects.get(pk=run.pk).stage == "training", 60, "the run to reach training")
@@ -158,8 +112,7 @@ def test_a_killed_worker_leaves_a_run_the_reaper_fails_and_the_old_model_serving
 
 def test_a_run_past_a_short_timeout_ends_timed_out_and_the_old_model_stays(history, worker, broker_env):
     assert fleet.train().status == "succeeded"
-    worker(VOLTAXE_TEST_TRAINING_DELAY=8, RETRAIN_TIMEOUT_SECONDS=5,
-           PYTHONPATH=f"{REPO / 'tests' / 'hooks' / 'slow_training'}:{REPO}")
+    worker(VOLTAXE_TEST_TRAINING_DELAY=8, RETRAIN_TIMEOUT_SECONDS=5, PYTHONPATH=SLOW_TRAINING)
     result = press({**broker_env, "RETRAIN_TIMEOUT_SECONDS": "5"}, "--wait", "--timeout", "60")
     assert result.returncode != 0
     run = TrainingRun.objects.exclude(trigger="command", status="succeeded").get()

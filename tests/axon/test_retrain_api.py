@@ -124,7 +124,8 @@ def test_session_press_needs_csrf_and_counts_as_dashboard(admin_user):
 @pytest.mark.django_db
 def test_jwt_press_counts_as_api(admin_user):
     client = APIClient()
-    access = client.post("/api/auth/token/", {"username": "sam", "password": "correct-horse-battery"}, format="json").json()["access"]
+    login = {"username": "sam", "password": "correct-horse-battery"}
+    access = client.post("/api/auth/token/", login, format="json").json()["access"]
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {access}")
     assert client.post(URL).status_code == 200
     assert TrainingRun.objects.get().trigger == "api"

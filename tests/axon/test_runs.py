@@ -21,7 +21,8 @@ def v1(db):
 
 
 def events(run) -> list[str]:
-    return list(AuditEvent.objects.filter(resource_type="training_run", resource_id=str(run.pk)).order_by("id").values_list("action", flat=True))
+    events = AuditEvent.objects.filter(resource_type="training_run", resource_id=str(run.pk)).order_by("id")
+    return list(events.values_list("action", flat=True))
 
 
 @pytest.mark.django_db

@@ -9,10 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +18,7 @@ os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", "127.0.0.1")
 
 from tests import fleet  # noqa: E402
 from tests.conftest import REPO  # noqa: E402
+from tests.harness import QCluster  # noqa: E402
 
 CHROMIUM = Path(os.environ.get("VOLTAXE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
@@ -122,62 +119,22 @@ def fleet_flagged(db):
     fleet.recent(split)
 
 
-class Worker:
-    """`manage.py qcluster` in its own session, so the whole cluster (sentinel, workers, monitor) can be stopped."""
-
-    def __init__(self, env: dict, log: Path):
-        self.env, self.log_path = env, log
-        self.log = open(log, "w")  # a file, not a pipe nobody reads: a full pipe would stall the worker
-        self.proc = subprocess.Popen(
-            [sys.executable, str(REPO / "manage.py"), "qcluster"], cwd=REPO, env=env,
-            stdout=self.log, stderr=subprocess.STDOUT, text=True, start_new_session=True,
-        )
-
-    def wait_ready(self, seconds: float = 30) -> "Worker":
-        """Until the cluster says it is running; a worker that dies on start fails the test with its output."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"the worker exited with {self.proc.returncode}:\n{self.output()[-4000:]}")
-            if "running." in self.output():
-                return self
-            time.sleep(0.1)
-        raise AssertionError(f"the worker did not start within {seconds} s:\n{self.output()[-4000:]}")
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(2)  # the run is over by now; do not wait for the cluster's slow goodbye
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(10)
-        self.log.close()
-
-
 @pytest.fixture
-def worker(subprocess_env, tmp_path, request):
-    """Start a real worker on the default ORM broker (the test's database); `worker(delay=4)` slows training down."""
-    started: list[Worker] = []
+def worker(subprocess_env, tmp_path):
+    """Start a real worker on the default ORM broker (the test's database); `worker(training_delay=4)` slows
+    training down. Its output is shown when the test fails."""
+    started: list[QCluster] = []
 
-    def start(*, training_delay: float = 0) -> Worker:
+    def start(*, training_delay: float = 0) -> QCluster:
         env = dict(subprocess_env)
         if training_delay:
             env["VOLTAXE_TEST_TRAINING_DELAY"] = str(training_delay)
             env["PYTHONPATH"] = f"{SLOW_TRAINING_HOOK}:{env['PYTHONPATH']}"
-        w = Worker(env, tmp_path / f"worker-{len(started)}.log")
+        w = QCluster(env, tmp_path / f"worker-{len(started)}.log").start()
         started.append(w)
-        return w.wait_ready()
+        return w.wait_ready(30)
 
     yield start
     for w in started:
-        w.stop()
-    if getattr(getattr(request.node, "rep_call", None), "failed", False):
-        for w in started:
-            print(f"\n--- worker output ({w.log_path}) ---\n{w.output()[-4000:]}")
-
+        w.stop(grace=2)  # the run is over by now; do not wait for the cluster's slow goodbye
+        print(f"\n--- worker output ({w.log}) ---\n{w.tail(60)}")  # pytest shows it if the test failed

@@ -5,7 +5,7 @@ import pytest
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
-from tests.servers import Gunicorn
+from tests.harness import Gunicorn
 
 SINCE_URLS = ["/api/telemetry/anomalies/", "/api/audit/events/"]
 

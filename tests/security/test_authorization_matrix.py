@@ -78,6 +78,8 @@ ROUTES = {
     "page_preview":  ("GET",  "/live-telemetry/preview/",                   (LOGIN,  LOGIN,  LOGIN,  403,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
     "page_triage":   ("POST", "/live-telemetry/triage/",                    (LOGIN,  LOGIN,  LOGIN,  PAGE,   PAGE,   LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
     "page_revoke":   ("POST", "/live-telemetry/approvals/{run}/revoke/",    (LOGIN,  LOGIN,  LOGIN,  403,    PAGE,   LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "api_schema":      ("GET",  "/api/schema/",                                (401,    200,    200,    200,    200,    200,    200,    200,    200,    401,    200)),
+    "api_docs":        ("GET",  "/api/docs/",                                  (LOGIN,  LOGIN,  LOGIN,  200,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  200)),
     "healthz":         ("GET",  "/healthz",                                    (200,    200,    200,    200,    200,    200,    200,    200,    200,    200,    200)),
 }
 
@@ -91,7 +93,7 @@ FLAGGED = ("matrix-host", "dropper", "/tmp/dropper", "bash")  # host, name, exe,
 
 
 def _cells():
-    for route, (method, path, expected) in ROUTES.items():
+    for route, (_method, _path, expected) in ROUTES.items():
         assert len(expected) == len(PRINCIPALS), route
         for principal, want in zip(PRINCIPALS, expected):
             yield pytest.param(route, principal, want, id=f"{route}-{principal}")

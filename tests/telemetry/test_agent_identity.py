@@ -37,7 +37,8 @@ def _snapshot(hostname: str, at, names=("systemd", "sshd", "cron")) -> dict:
 def _with_intruder(hostname: str, at) -> dict:
     """The host's ordinary snapshot of the hour, plus the intruder the fleet story plants there."""
     start = timezone.now().replace(minute=0, second=0, microsecond=0)
-    payload = next(p for p in demo_payloads(start=start, end=start + timedelta(hours=1), novelties=True) if p["hostname"] == hostname)
+    hour = demo_payloads(start=start, end=start + timedelta(hours=1), novelties=True)
+    payload = next(p for p in hour if p["hostname"] == hostname)
     return {**payload, "timestamp": _stamp(at)}
 
 
@@ -121,7 +122,8 @@ def test_two_machines_with_the_same_short_hostname_are_not_merged(manage):
     for when in (at, at + timedelta(minutes=1)):
         answer = second.post(URL, _snapshot("web", when, names=("nginx", "php-fpm")), format="json")
         assert answer.status_code == 403, answer.content
-    assert Snapshot.objects.count() == 1 and set(ProcessRecord.objects.values_list("name", flat=True)) == {"systemd", "sshd", "cron"}
+    assert Snapshot.objects.count() == 1
+    assert set(ProcessRecord.objects.values_list("name", flat=True)) == {"systemd", "sshd", "cron"}
 
 
 @pytest.mark.django_db(transaction=True)
@@ -175,7 +177,8 @@ def test_the_admin_has_one_place_for_agent_keys_and_is_branded(client):
 
 @pytest.mark.django_db
 def test_a_host_report_sets_the_os_that_later_legacy_snapshots_keep(agent_client):
-    assert agent_client.post("/ingest/snapshot", {"hostname": "mbp-1", "host_info": {"os": "macOS"}}, format="json").status_code == 200
+    report = {"hostname": "mbp-1", "host_info": {"os": "macOS"}}
+    assert agent_client.post("/ingest/snapshot", report, format="json").status_code == 200
     legacy = {"hostname": "mbp-1", "timestamp": _stamp(timezone.now()), "processes": ["launchd", "Finder", "Finder"]}
     assert agent_client.post("/ingest/process-snapshot", legacy, format="json").status_code == 201
     host = Endpoint.objects.get(hostname="mbp-1")
@@ -200,7 +203,8 @@ def test_the_upgrade_binds_existing_keys_to_the_hosts_they_last_reported_for():
     executor = MigrationExecutor(connection)
     executor.migrate(executor.loader.graph.leaf_nodes())
 
-    assert dict(AgentHost.objects.values_list("hostname", "key__name")) == {"old-host": "pre-upgrade", "other-host": "pre-upgrade-other"}
+    bound = dict(AgentHost.objects.values_list("hostname", "key__name"))
+    assert bound == {"old-host": "pre-upgrade", "other-host": "pre-upgrade-other"}
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {fleet_secret}")
     at = now - timedelta(minutes=1)

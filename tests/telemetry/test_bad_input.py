@@ -88,8 +88,8 @@ def test_form_encoded_body_is_refused_with_a_hint(agent_client):
 
 @pytest.mark.django_db
 def test_nan_cpu_is_refused(agent_client):
-    raw = ('{"hostname": "a", "timestamp": "2026-01-01T00:00:00Z", '
-           '"processes": [{"name": "x", "cpu_percent": NaN}]}').encode()
+    raw = (b'{"hostname": "a", "timestamp": "2026-01-01T00:00:00Z", '
+           b'"processes": [{"name": "x", "cpu_percent": NaN}]}')
     response = agent_client.post(URL, raw, content_type="application/json")
     assert response.status_code == 400
     assert Snapshot.objects.count() == 0

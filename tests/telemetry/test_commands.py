@@ -42,7 +42,8 @@ def test_collect_stores_this_machines_real_processes(manage):
 @pytest.mark.django_db(transaction=True)
 def test_collect_against_a_live_server_with_a_key(manage, live_server):
     _, key = AgentKey.objects.create_key(name="collector")
-    result = manage("collect", "--server", live_server.url, "--key", key, "--hostname", "via-http", "--every", "0.2", "--count", "2")
+    result = manage("collect", "--server", live_server.url, "--key", key, "--hostname", "via-http",
+                    "--every", "0.2", "--count", "2")
     assert result.returncode == 0, result.stderr
     assert Snapshot.objects.filter(endpoint__hostname="via-http").count() == 2
 

@@ -1,4 +1,6 @@
 """The demo tells the same story whenever it is started: the new app and the intruder flagged, nothing else."""
+from datetime import UTC
+
 import pytest
 from django.core.management import call_command
 
@@ -16,7 +18,7 @@ def test_demo_flags_the_new_app_and_the_intruder_and_nothing_else():
 
 
 def test_the_same_span_tells_the_same_story_whatever_the_date():
-    from datetime import datetime, timedelta, timezone
+    from datetime import datetime, timedelta
 
     from telemetry.demo import demo_payloads
 
@@ -26,4 +28,4 @@ def test_the_same_span_tells_the_same_story_whatever_the_date():
             for p in demo_payloads(start=start, end=start + timedelta(days=2), novelties=False)
         ]
 
-    assert story(datetime(2026, 1, 1, 3, tzinfo=timezone.utc)) == story(datetime(2027, 6, 5, 17, tzinfo=timezone.utc))
+    assert story(datetime(2026, 1, 1, 3, tzinfo=UTC)) == story(datetime(2027, 6, 5, 17, tzinfo=UTC))

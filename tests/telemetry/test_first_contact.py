@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
-from tests.servers import Gunicorn
+from tests.harness import Gunicorn
 
 HOSTS = [f"first-contact-{i:02d}" for i in range(40)]
 PROCESSES = [{"name": "systemd", "pid": 1}, {"name": "sshd", "pid": 700, "ppid": 1}, {"name": "bash", "pid": 900, "ppid": 700}]

@@ -34,7 +34,8 @@ def test_different_programs_keep_different_keys():
 @pytest.mark.parametrize("raw, os_name, expected", [
     ("C:\\ProgramData\\Microsoft\\Windows Defender\\Platform\\4.18.24090.11-0\\MsMpEng.exe", "windows",
      "c:\\programdata\\microsoft\\windows defender\\platform\\<v>\\msmpeng.exe"),
-    ("C:\\Users\\erin\\AppData\\Local\\Programs\\App\\App.exe", "windows", "c:\\users\\<user>\\appdata\\local\\programs\\app\\app.exe"),
+    ("C:\\Users\\erin\\AppData\\Local\\Programs\\App\\App.exe", "windows",
+     "c:\\users\\<user>\\appdata\\local\\programs\\app\\app.exe"),
     ("C:/Users/Bob/AppData/x.exe", "windows", "c:\\users\\<user>\\appdata\\x.exe"),
     ("C:\\Users\\Public\\Libraries\\svchost.exe", "windows", "c:\\users\\public\\libraries\\svchost.exe"),
     ("C:\\Windows\\System32\\svchost.exe", "windows", "c:\\windows\\system32\\svchost.exe"),

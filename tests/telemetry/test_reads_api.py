@@ -7,7 +7,8 @@ from tests.payloads import rich
 @pytest.fixture
 def stored(agent_client):
     for i, host in enumerate(["h1", "h2", "h1"]):
-        assert agent_client.post("/api/telemetry/snapshots/", rich(host, minutes_ago=10 * (i + 1)), format="json").status_code == 201
+        response = agent_client.post("/api/telemetry/snapshots/", rich(host, minutes_ago=10 * (i + 1)), format="json")
+        assert response.status_code == 201
 
 
 @pytest.mark.django_db
@@ -33,7 +34,8 @@ def test_anomalies_newest_first_filtered_and_paginated(stored, analyst_client):
     body = first.json()
     assert len(body["results"]) == 2 and body["next"]
     assert body["results"][0]["timestamp"] >= body["results"][1]["timestamp"]
-    assert set(body["results"][0]) >= {"id", "hostname", "timestamp", "name", "exe", "score", "reasons", "model_version", "status"}
+    fields = {"id", "hostname", "timestamp", "name", "exe", "score", "reasons", "model_version", "status"}
+    assert set(body["results"][0]) >= fields
     rest = analyst_client.get(body["next"])
     assert len(rest.json()["results"]) == 1 and rest.json()["next"] is None
     only_h2 = analyst_client.get("/api/telemetry/anomalies/?hostname=h2").json()["results"]

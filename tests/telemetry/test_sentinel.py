@@ -24,7 +24,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from tests import fleet
-from tests.servers import Gunicorn
+from tests.harness import Gunicorn
 
 # What `ps` shows on an ordinary Linux build host of the test fleet, as names only, duplicates kept.
 BUILD_HOST_NAMES = ["systemd", "systemd-journald", "sshd", "cron", "rsyslogd", "dockerd",
@@ -141,7 +141,8 @@ def _summary(server: Gunicorn) -> dict:
     from tests.conftest import _user
 
     _user("sentinel-analyst", "Analyst")
-    code, tokens = server.request("POST", "/api/auth/token/", {"username": "sentinel-analyst", "password": "correct-horse-battery"})
+    credentials = {"username": "sentinel-analyst", "password": "correct-horse-battery"}
+    code, tokens = server.request("POST", "/api/auth/token/", credentials)
     assert code == 200, tokens
     code, body = server.request("GET", "/api/telemetry/summary/", headers={"Authorization": f"Bearer {tokens['access']}"})
     assert code == 200, body

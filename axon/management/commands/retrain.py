@@ -30,7 +30,7 @@ class Command(BaseCommand):
                                                body={"reason": reason, "exclude": exclude, "approve": approve},
                                                enqueue=not sync)
         except services.InvalidInput as exc:
-            raise CommandError(exc.detail)
+            raise CommandError(exc.detail) from None
         run = outcome.run
         self.stdout.write(f"{'Started' if outcome.started else 'Joined the run already in progress:'} run {run.pk}.")
         if outcome.started:

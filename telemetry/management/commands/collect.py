@@ -33,7 +33,7 @@ class Command(BaseCommand):
             except Exception as exc:  # an agent keeps going: the next snapshot may get through
                 self.stderr.write(f"Snapshot not stored: {exc}")
                 if not every:
-                    raise CommandError(str(exc))
+                    raise CommandError(str(exc)) from exc
             else:
                 self.stdout.write(
                     f"{payload['timestamp']} {result['hostname']}: {result['processes']} processes, "

@@ -20,7 +20,7 @@ class Command(BaseCommand):
         try:
             agent, key = agent_key_create(name=name, hosts=host, any_host=any_host, move=move, via="command")
         except (HostTaken, ValueError) as exc:
-            raise CommandError(str(exc))
+            raise CommandError(str(exc)) from None
         hosts = ", ".join(agent.hosts.values_list("hostname", flat=True)) if not any_host else "any host (relay)"
         self.stderr.write(f"Agent key for {agent.name!r} (prefix {agent.prefix}), reports for: {hosts}. "
                           "It is shown only this once:")

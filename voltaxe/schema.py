@@ -33,3 +33,12 @@ class AgentKeyScheme(OpenApiAuthenticationExtension):
     def get_security_definition(self, auto_schema):
         return {"type": "apiKey", "in": "header", "name": "Authorization",
                 "description": "Agents: `Api-Key <key>` (or HTTP Basic with the key as the password)."}
+
+
+class AgentBasicScheme(OpenApiAuthenticationExtension):
+    target_class = "voltaxe.authentication.AgentBasicAuthentication"
+    name = "agentBasic"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "basic",
+                "description": "Agents such as an unmodified Voltaxe Sentinel: any user name, the agent key as the password."}

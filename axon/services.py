@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
 
@@ -31,7 +32,7 @@ from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRu
 from axon.scoring import Observation, model_cache, score_with
 from axon.store import artifact_load, artifact_write
 from telemetry.models import Endpoint, ProcessRecord, Snapshot
-from telemetry.normalize import normalize_name
+from telemetry.normalize import normalize_exe, normalize_name
 
 logger = logging.getLogger(__name__)
 
@@ -451,6 +452,7 @@ def _jsonable(value):
 
 # --- the data -----------------------------------------------------------------------------
 
+_exe_key = lru_cache(maxsize=65536)(normalize_exe)
 _TRAINABLE = Q(flagged__isnull=True) | Q(flagged=False) | Q(status=ProcessRecord.Status.APPROVED)
 
 
@@ -471,8 +473,13 @@ def window_aggregate(*, since: datetime, until: datetime):
         .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))
     )
     hosts = dict(Endpoint.objects.values_list("pk", "hostname"))
+    endpoint_os = dict(Endpoint.objects.values_list("pk", "os"))
+    # Rows stored before a normalization change (e.g. per-run random folders folded) keep their
+    # old exe_norm; normalizing is idempotent, so folding it again here lets them meet the new
+    # rows under one key. Once per distinct combination, not per record.
     table = ComboTable.from_rows(
-        (hosts[r[0]], r[1], r[2], r[3], r[4], r[5], r[6], r[7] or 0.0, r[8] or 0.0, r[9] or 0.0, r[10] or 0.0)
+        (hosts[r[0]], r[1], _exe_key(r[2], endpoint_os.get(r[0], "") or "linux"), r[3], r[4], r[5], r[6],
+         r[7] or 0.0, r[8] or 0.0, r[9] or 0.0, r[10] or 0.0)
         for r in rows.iterator(chunk_size=20_000)
     )
     per_host = (

@@ -21,10 +21,47 @@ _NUMERIC_SUFFIX = re.compile(r"^(.*?[^\W\d_][\w.]*?)[-_#]\d+(\.exe)?$", re.IGNOR
 # `4.18.24090.11-0`, `16`, `app-4.33.90`: version folders that updates move programs between.
 _VERSION_FOLDER = re.compile(r"^v?\d+(?:[._-]\d+)*(?:[-_.+][0-9a-z]+)?$", re.IGNORECASE)
 _VERSIONED_FOLDER = re.compile(r"^(.*[A-Za-z][-_ ]v?)\d+(?:\.\d+)+(?:[-_.+][0-9a-z]+)?$", re.IGNORECASE)
+# Per-run random folder names: the same program lands in a new one each run, install or mount,
+# so each spelling would be a one-off path (a false positive, then a one-off approval).
+_GUID = re.compile(r"\{?[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\}?", re.IGNORECASE)
+# MSIX / AppX package folders: Vendor.App_1.2.3.0_x64__8wekyb3d8bbwe (name, version, architecture, resource, publisher id).
+_PACKAGE_FOLDER = re.compile(r"^([^_\\/]+)_\d+(?:\.\d+)+_(?:x64|x86|arm64|arm|neutral)_[^_]*_[0-9a-z]{13}$", re.IGNORECASE)
+# Portable-app mount points and macOS per-user temporary folders: random by construction.
+_MOUNT_FOLDER = re.compile(r"^(\.mount_|\.org\.chromium\.chromium\.)(.+)$", re.IGNORECASE)
+_CHUNK = re.compile(r"[A-Za-z0-9]{5,}")
 _WINDOWS_HOME = re.compile(r"^([a-z]:\\users\\)([^\\]+)(\\|$)")
 _POSIX_HOME = re.compile(r"^(/home/|/users/|/Users/)([^/]+)(/|$)")
 # Shared profile folders are not a person's home: a program there is not "in a home".
 _SHARED_PROFILES = {"public", "default", "default user", "all users", "shared"}
+
+
+def _random_chunk(chunk: str) -> bool:
+    """A run of letters and digits that no person typed: mkdtemp, build ids, hashes, pids.
+
+    Needs digits mixed in (``a1b2c3``, ``8f3a9c2d``) or a long digit run (``_MEI52962``); words
+    with a number (``Office16``, ``python311``, ``x86``) have one letter/digit change and stay.
+    """
+    digits = sum(c.isdigit() for c in chunk)
+    if digits == len(chunk):
+        return len(chunk) >= 6
+    trailing = len(chunk) - len(chunk.rstrip("0123456789"))
+    if trailing >= 5:
+        return True
+    if digits < 2:
+        return False
+    changes = sum(a.isdigit() != b.isdigit() for a, b in zip(chunk, chunk[1:]))
+    return changes >= 2
+
+
+def _fold_folder(part: str) -> str:
+    """One folder name with its per-run random parts replaced by <r>, <guid> or <pkg>."""
+    if _GUID.search(part):
+        part = _GUID.sub("<guid>", part)
+    if match := _PACKAGE_FOLDER.match(part):
+        return match.group(1) + "_<pkg>"
+    if match := _MOUNT_FOLDER.match(part):
+        return match.group(1) + "<r>"
+    return _CHUNK.sub(lambda m: "<r>" if _random_chunk(m.group(0)) else m.group(0), part)
 
 
 def guess_os(os_name: str | None, names: list[str] | None = None) -> str:
@@ -84,4 +121,9 @@ def normalize_exe(path: str | None, os_name: str = "linux") -> str:
             parts[i] = "<v>"
         elif match := _VERSIONED_FOLDER.match(part):
             parts[i] = match.group(1) + "<v>"
+        elif i >= 2 and parts[i - 1] == "folders" and parts[i - 2] == "var" or \
+                i >= 3 and parts[i - 2] == "folders" and parts[i - 3] == "var":
+            parts[i] = "<r>"  # macOS /var/folders/xx/<random>/T/: a per-user temporary root
+        else:
+            parts[i] = _fold_folder(part)
     return sep.join(parts)[:2048]

@@ -45,6 +45,21 @@ def test_different_programs_keep_different_keys():
     ("/opt/slack/app-4.33.90/slack", "linux", "/opt/slack/app-<v>/slack"),
     ("/tmp/.X11-unix/.k/kworker", "linux", "/tmp/.X11-unix/.k/kworker"),
     ("/usr/bin/x86_64-linux-gnu-gcc-12", "linux", "/usr/bin/x86_64-linux-gnu-gcc-12"),
+    ("C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", "windows",
+     "c:\\program files\\microsoft office\\root\\office16\\winword.exe"),
+    ("/opt/Qt5Core/python311/x86_64/tool", "linux", "/opt/Qt5Core/python311/x86_64/tool"),
+    # Per-run random parts: GUID folders, package folders, build and temporary folders, mount points.
+    ("C:\\Users\\bob\\AppData\\Local\\Temp\\{6A1B2C3D-1111-2222-3333-444455556666}\\setup.exe", "windows",
+     "c:\\users\\<user>\\appdata\\local\\temp\\<guid>\\setup.exe"),
+    ("C:\\Program Files\\WindowsApps\\Microsoft.WindowsTerminal_1.18.3181.0_x64__8wekyb3d8bbwe\\wt.exe", "windows",
+     "c:\\program files\\windowsapps\\microsoft.windowsterminal_<pkg>\\wt.exe"),
+    ("C:\\Users\\bob\\AppData\\Local\\Temp\\is-A1B2C.tmp\\setup.tmp", "windows",
+     "c:\\users\\<user>\\appdata\\local\\temp\\is-<r>.tmp\\setup.tmp"),
+    ("/tmp/go-build123456789/b001/exe/main", "linux", "/tmp/go-<r>/b001/exe/main"),
+    ("/tmp/_MEI52962/app", "linux", "/tmp/_<r>/app"),
+    ("/tmp/.mount_ObsidiAbC/obsidian", "linux", "/tmp/.mount_<r>/obsidian"),
+    ("/private/var/folders/zz/zyxvpxvq6csfxvn_n0000000000000/T/AppTranslocation/6A1B2C3D-1111-2222-3333-444455556666/d/"
+     "X.app/Contents/MacOS/X", "darwin", "/private/var/folders/<r>/<r>/t/apptranslocation/<guid>/d/x.app/contents/macos/x"),
     ("", "linux", ""),
     (None, "linux", ""),
 ])
@@ -58,3 +73,13 @@ def test_paths_fold_homes_and_version_folders_only(raw, os_name, expected):
 ])
 def test_os_is_read_or_guessed(os_name, names, expected):
     assert guess_os(os_name, names) == expected
+
+
+@pytest.mark.parametrize("os_name", ["linux", "windows", "darwin"])
+def test_normalizing_a_normalized_path_changes_nothing(os_name):
+    """A retrain folds stored exe_norm values again (rows stored before a folding rule met the new ones)."""
+    for raw in ["C:\\Users\\bob\\AppData\\Local\\Temp\\{6A1B2C3D-1111-2222-3333-444455556666}\\s.exe",
+                "/home/dev/.local/bin/tool", "/opt/slack/app-4.33.90/slack", "/tmp/go-build123456789/b001/exe/main",
+                "C:\\Program Files\\WindowsApps\\A.B_1.2.3.0_x64__8wekyb3d8bbwe\\a.exe"]:
+        once = normalize_exe(raw, os_name)
+        assert normalize_exe(once, os_name) == once

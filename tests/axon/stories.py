@@ -1,0 +1,74 @@
+"""Fleet stories for the detection tests: the demo fleet's history with extra processes, then one snapshot.
+
+Everything comes from a seed and the hour's position in the story, never from the clock.
+"""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+from django.utils import timezone
+
+from telemetry.demo import HOSTS, demo_payloads
+from tests import fleet
+
+# extra(hostname, hour_index, rng) -> process rows to add to that host's snapshot; "parent" names the parent.
+Extra = Callable[[str, int, random.Random], list[dict]]
+
+
+def _attach(payload: dict, rows: list[dict], rng: random.Random) -> dict:
+    procs = list(payload["processes"])
+    by_name = {p["name"]: p["pid"] for p in procs}
+    used = {p["pid"] for p in procs}
+    for row in rows:
+        row = dict(row)
+        pid = row.pop("pid", None) or rng.randrange(60000, 90000)
+        while pid in used:
+            pid += 1
+        used.add(pid)
+        parent = row.pop("parent", None)
+        row.setdefault("ppid", by_name.get(parent, 1) if parent else 1)
+        procs.append({"pid": pid, "cpu_percent": 1.0, "memory_rss": 50 * 1024 * 1024, **row})
+        by_name.setdefault(row["name"], pid)
+    return {**payload, "processes": procs}
+
+
+def history(extra: Extra, *, days: int = 2, recent_hours: int = 2, seed: int = 11):
+    """Ordinary demo history with `extra` processes added; returns the split time (as tests.fleet.history)."""
+    now = timezone.now().replace(minute=0, second=0, microsecond=0)
+    split = now - timedelta(hours=recent_hours)
+    rng = random.Random(seed)
+
+    def payloads() -> Iterator[dict]:
+        hour_of = {}
+        for payload in demo_payloads(start=split - timedelta(days=days), end=split, novelties=False):
+            hour_of.setdefault(payload["hostname"], -1)
+            hour_of[payload["hostname"]] += 1
+            yield _attach(payload, extra(payload["hostname"], hour_of[payload["hostname"]], rng), rng)
+
+    fleet.ingest(payloads())
+    return split
+
+
+def snapshot(host: str, rows: list[dict], *, seconds_ago: int = 5, seed: int = 3, legacy: bool = False) -> dict:
+    """One snapshot of `host`: its always-running programs plus `rows` (each may name its "parent")."""
+    rng = random.Random(seed)
+    os_name, procs = next((o, p) for h, o, p in HOSTS if h == host)
+    base, pids = [], {}
+    for i, (name, exe, user, parent, count, _) in enumerate(p for p in procs if p[5] >= 0.5):
+        for j in range(count):
+            pid = 1000 + 50 * i + j
+            pids.setdefault(name, pid)
+            base.append({"name": name, "pid": pid, "ppid": pids.get(parent, 1), "exe": exe, "username": user,
+                         "cpu_percent": 1.0, "memory_rss": 60 * 1024 * 1024})
+    payload = _attach({"hostname": host, "os": os_name, "processes": base}, rows, rng)
+    payload["timestamp"] = (timezone.now() - timedelta(seconds=seconds_ago)).isoformat()
+    if legacy:
+        return {"hostname": host, "timestamp": payload["timestamp"], "processes": [p["name"] for p in payload["processes"]]}
+    return payload
+
+
+def flagged(results: list[dict]) -> dict[str, list[str]]:
+    """{name: reasons} of what the answers flagged."""
+    return {a["name"]: a["reasons"] for r in results for a in r.get("anomalies", [])}

@@ -92,7 +92,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
 
 @admin.register(Approval)
 class ApprovalAdmin(ReadOnlyAdmin):
-    list_display = ["created_at", "approved_by_name", "hostname", "name", "exe", "parent", "observations", "run"]
+    list_display = ["created_at", "approved_by_name", "hostname", "name", "exe", "parent", "script", "observations", "run"]
     list_filter = ["hostname"]
     search_fields = ["name", "exe", "hostname", "approved_by_name"]
     actions = ["revoke"]

@@ -205,8 +205,9 @@ class ModelActivateView(APIView):
 
 
 def approval_json(a: Approval) -> dict:
-    return {"id": a.pk, "key": services.approval_key(a.hostname, a.name, a.exe, a.parent), "created_at": a.created_at,
-            "approved_by": a.approved_by_name, "hostname": a.hostname, "name": a.name, "exe": a.exe, "parent": a.parent,
+    return {"id": a.pk, "key": services.approval_key(a.hostname, a.name, a.exe, a.parent, a.script),
+            "created_at": a.created_at, "approved_by": a.approved_by_name, "hostname": a.hostname, "name": a.name,
+            "exe": a.exe, "parent": a.parent, "script": a.script,
             "observations": a.observations, "first_seen": a.first_seen, "run_id": a.run_id}
 
 

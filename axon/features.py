@@ -55,7 +55,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FEATURE_VERSION = 1
+from axon.lineage import CommandTable
+
+FEATURE_VERSION = 2  # 2: approvals by program, install folder and script; command-line tokens
 FEATURE_NAMES: tuple[str, ...] = (
     "host_rarity",
     "fleet_rarity",
@@ -70,7 +72,9 @@ HOST, FLEET, EXE, PARENT, USER, CPU_Z, MEM_Z = range(len(FEATURE_NAMES))
 PERSONAL = "<personal>"
 ALL_OS = "*"  # fleet statistics over every host, for an OS the window has no host of
 
-ApprovalKey = tuple[str, str, str, str]  # (host, name, exe, parent), all normalized
+# (host, name, exe, parent, script), all normalized; a 4-tuple (or script None) is an approval made
+# before scripts were told apart (see axon/approved.py).
+ApprovalKey = tuple[str | None, ...]
 
 
 def _strings(values: Iterable) -> list[str]:
@@ -133,6 +137,7 @@ class WindowData:
     host_snapshots: dict[str, int]  # snapshots per host in the window
     host_os: dict[str, str]  # "windows" | "darwin" | "linux" | other
     days: int | None = None  # the window's length, for messages only
+    commands: CommandTable | None = None  # distinct (host, name, argument tokens) with counts (axon/lineage.py)
 
 
 @dataclass
@@ -148,16 +153,25 @@ class ObservationBatch:
     hour: np.ndarray
     cpu: np.ndarray
     mem: np.ndarray  # MiB
+    # From the command line (telemetry.normalize.command_parts); empty when there is none.
+    script: list[str] = field(default_factory=list)
+    args: list[str] = field(default_factory=list)
+    # The parent was named from the host's recent snapshots: it had exited when this one was taken.
+    parent_gone: list[bool] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        for attr in ("host", "os", "name", "exe", "parent", "user"):
+        for attr in ("host", "os", "name", "exe", "parent", "user", "script", "args"):
             setattr(self, attr, _strings(getattr(self, attr)))
+        n = len(self.host)
+        self.script = self.script or [""] * n
+        self.args = self.args or [""] * n
+        self.parent_gone = list(self.parent_gone) or [False] * n
         self.hour = np.asarray(self.hour, dtype=np.int64).reshape(-1)
         self.cpu = np.nan_to_num(np.asarray(self.cpu, dtype=np.float64).reshape(-1))
         self.mem = np.nan_to_num(np.asarray(self.mem, dtype=np.float64).reshape(-1))
-        n = len(self.host)
         if {len(self.os), len(self.name), len(self.exe), len(self.parent), len(self.user),
-                len(self.hour), len(self.cpu), len(self.mem)} - {n}:
+                len(self.hour), len(self.cpu), len(self.mem), len(self.script), len(self.args),
+                len(self.parent_gone)} - {n}:
             raise ValueError("ObservationBatch columns differ in length")
 
     def __len__(self) -> int:
@@ -403,8 +417,10 @@ class Baseline:
         )
 
 
-def approved_mask(batch: ObservationBatch, approved: frozenset[ApprovalKey] | set[ApprovalKey]) -> np.ndarray:
-    """Rows whose (host, name, exe, parent) is exactly an approved key."""
-    if not approved:
-        return np.zeros(len(batch), dtype=bool)
-    return np.fromiter((k in approved for k in batch.keys()), dtype=bool, count=len(batch))
+def approved_mask(batch: ObservationBatch, approved) -> np.ndarray:
+    """Rows an approval covers (axon/approved.py says what one covers)."""
+    from axon.approved import ApprovedSet
+
+    if not isinstance(approved, ApprovedSet):
+        approved = ApprovedSet(approved)
+    return approved.mask(batch)

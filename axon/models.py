@@ -118,13 +118,17 @@ class Approval(models.Model):
     name = models.CharField(max_length=255, help_text="Normalized process name.")
     exe = models.CharField(max_length=2048, blank=True, help_text="Normalized path.")
     parent = models.CharField(max_length=255, blank=True)
+    # For an interpreter, the script it runs is part of what was approved ("" = run without one).
+    # NULL: approved before scripts were told apart; it keeps meaning what it meant then (this
+    # name, path and parent, whatever the script), until revoked.
+    script = models.CharField(max_length=512, null=True, blank=True)  # noqa: DJ001 (NULL: not known, as above)
     observations = models.PositiveIntegerField(default=0)
     first_seen = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
-            models.UniqueConstraint(fields=["hostname", "name", "exe", "parent"], name="approval_unique_key"),
+            models.UniqueConstraint(fields=["hostname", "name", "exe", "parent", "script"], name="approval_unique_key"),
         ]
 
     def __str__(self) -> str:

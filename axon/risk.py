@@ -93,8 +93,7 @@ def assess(candidate: Candidate, fleet: Fleet = Fleet()) -> tuple[str, list[str]
     if system_reason:
         reasons.append(system_reason)
 
-    if parent and parent != name and (parent in _WEB_SERVERS or parent in _OFFICE or parent in _SCRIPT_HOSTS):
-        kind = "a web server" if parent in _WEB_SERVERS else "an office program" if parent in _OFFICE else "a script host"
+    if kind := risky_parent(parent, name):
         reasons.append(f"started by {candidate.parent}, {kind}, which should not start programs")
 
     service_account = user in _SERVICE_ACCOUNTS or user.endswith("$")
@@ -112,6 +111,21 @@ def assess(candidate: Candidate, fleet: Fleet = Fleet()) -> tuple[str, list[str]
         reasons.append(f"first seen on one host only, while other new software ({shown}) spreads across the fleet")
 
     return (HIGH if reasons else LOW), reasons
+
+
+def risky_parent(parent: str, name: str = "") -> str:
+    """What kind of parent should not start programs ("a web server", ...), or "" for an ordinary one."""
+    parent, name = _base(parent), _base(name)
+    if not parent or parent == name:
+        return ""
+    return ("a web server" if parent in _WEB_SERVERS else "an office program" if parent in _OFFICE
+            else "a script host" if parent in _SCRIPT_HOSTS else "")
+
+
+def in_temp_folder(exe: str) -> bool:
+    """Under a temporary, world-writable or hidden folder: where droppers land."""
+    exe = (exe or "").strip().lower()
+    return bool(exe) and (any(p.search(exe) for p in _TEMP) or _hidden_folder(exe))
 
 
 def _base(name: str) -> str:

@@ -30,6 +30,9 @@ class Observation:
     hour: int
     cpu: float | None
     mem_mib: float | None
+    script: str = ""  # what an interpreter runs (telemetry.normalize.command_parts)
+    args: str = ""  # normalized argument tokens, space-separated
+    parent_gone: bool = False  # the parent was named from the host's recent snapshots: it had exited
 
 
 @dataclass
@@ -108,6 +111,9 @@ def to_batch(rows: list[Observation]):
         hour=np.fromiter((r.hour for r in rows), dtype=np.int64, count=len(rows)),
         cpu=np.fromiter((np.nan if r.cpu is None else r.cpu for r in rows), dtype=np.float64, count=len(rows)),
         mem=np.fromiter((np.nan if r.mem_mib is None else r.mem_mib for r in rows), dtype=np.float64, count=len(rows)),
+        script=[r.script for r in rows],
+        args=[r.args for r in rows],
+        parent_gone=[r.parent_gone for r in rows],
     )
 
 

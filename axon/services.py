@@ -388,7 +388,7 @@ def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
     progress("aggregating", 20, f"Aggregating {settings.TRAINING_WINDOW_DAYS} days of telemetry in the database")
     window, counts = window_aggregate(since=since, until=until)
     progress("training", 45, f"{counts['records']:,} records in {len(window.combos):,} combinations on {counts['hosts']} hosts")
-    approvals = frozenset(Approval.objects.values_list("hostname", "name", "exe", "parent"))
+    approvals = frozenset(Approval.objects.values_list("hostname", "name", "exe", "parent", "script"))
     params = TrainParams(min_records=settings.MIN_TRAINING_RECORDS, min_processes=settings.MIN_TRAINING_PROCESSES)
     t0 = time.monotonic()
     try:
@@ -463,6 +463,7 @@ def window_aggregate(*, since: datetime, until: datetime):
     becomes ordinary by being retrained on.
     """
     from axon.features import ComboTable, WindowData
+    from axon.lineage import CommandTable
 
     cpu = Coalesce(F("cpu_percent"), Value(0.0))
     mem = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(1048576.0)
@@ -491,7 +492,15 @@ def window_aggregate(*, since: datetime, until: datetime):
         host_snapshots[hosts[endpoint_id]] = n
         data_until = last if data_until is None or last > data_until else data_until
     host_os = {h: os_ for h, os_ in Endpoint.objects.filter(hostname__in=host_snapshots).values_list("hostname", "os")}
-    window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - since).days)
+    # Command lines apart from the combos: one row per distinct (host, name, tokens), so a program's
+    # varying arguments do not multiply the combos the forest is drawn from.
+    commands = (
+        ProcessRecord.objects.filter(observed_at__gte=since, observed_at__lt=until).filter(_TRAINABLE)
+        .exclude(args_norm="").order_by().values_list("endpoint_id", "name_norm", "args_norm").annotate(n=Count("id"))
+    )
+    command_table = CommandTable.from_rows((hosts[e], n, a, c) for e, n, a, c in commands.iterator(chunk_size=20_000))
+    window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - since).days,
+                        commands=command_table)
     counts = {
         "records": int(table.count.sum()) if len(table) else 0,
         "processes": len(set(table.name)),
@@ -505,7 +514,7 @@ def _observations(records) -> list[Observation]:
     return [
         Observation(host=r.endpoint.hostname, os=r.endpoint.os, name=r.name_norm, exe=r.exe_norm, parent=r.parent_name,
                     user=r.username, hour=r.hour, cpu=r.cpu_percent,
-                    mem_mib=None if r.memory_rss is None else r.memory_rss / 1048576)
+                    mem_mib=None if r.memory_rss is None else r.memory_rss / 1048576, script=r.script, args=r.args_norm)
         for r in records
     ]
 
@@ -515,7 +524,7 @@ def _recent_ordinary(*, limit: int) -> list[Observation]:
     records = (
         ProcessRecord.objects.filter(observed_at__gte=since).filter(_TRAINABLE).select_related("endpoint")
         .order_by("-observed_at").only("endpoint__hostname", "endpoint__os", "name_norm", "exe_norm", "parent_name",
-                                        "username", "hour", "cpu_percent", "memory_rss")[:limit]
+                                        "username", "hour", "cpu_percent", "memory_rss", "script", "args_norm")[:limit]
     )
     return _observations(records)
 
@@ -546,9 +555,12 @@ def _pending_flags(active: ModelVersion | None) -> Q:
     return q
 
 
-def approval_key(hostname: str, name: str, exe: str, parent: str) -> str:
-    """The opaque key of one approvable thing: a program (normalized name and path) under a parent on a host."""
-    return hashlib.sha256("\x1f".join((hostname, name, exe, parent)).encode()).hexdigest()[:24]
+def approval_key(hostname: str, name: str, exe: str, parent: str, script: str | None = "") -> str:
+    """The opaque key of one approvable thing: a program (normalized name and path) under a parent on a host,
+    with the script an interpreter ran. Without a script the key is what it was before scripts counted,
+    so existing alerts' triage and older approvals keep their keys."""
+    parts = (hostname, name, exe, parent) + ((script,) if script else ())
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
 @dataclass
@@ -560,6 +572,7 @@ class Candidate:
     name_norm: str
     exe_norm: str
     parent: str
+    script: str = ""
     name: str = ""
     exe: str = ""
     user: str = ""
@@ -579,7 +592,7 @@ class Candidate:
     @property
     def approval(self) -> dict:
         return {"key": self.key, "hostname": self.hostname, "name": self.name_norm, "exe": self.exe_norm,
-                "parent": self.parent}
+                "parent": self.parent, "script": self.script}
 
 
 def flagged_candidates(records) -> list[Candidate]:
@@ -589,15 +602,16 @@ def flagged_candidates(records) -> list[Candidate]:
 
     groups: dict[tuple, Candidate] = {}
     rows = records.order_by().values_list(
-        "endpoint__hostname", "name_norm", "exe_norm", "parent_name", "name", "exe", "username", "observed_at",
+        "endpoint__hostname", "name_norm", "exe_norm", "parent_name", "script", "name", "exe", "username", "observed_at",
         "score", "reasons", "cpu_percent")
-    for host, name_norm, exe_norm, parent, name, exe, user, seen, score, reasons, cpu in rows.iterator(chunk_size=5000):
-        c = groups.get((host, name_norm, exe_norm, parent))
+    for host, name_norm, exe_norm, parent, script, name, exe, user, seen, score, reasons, cpu in rows.iterator(
+            chunk_size=5000):
+        c = groups.get((host, name_norm, exe_norm, parent, script))
         if c is None:
-            c = groups[(host, name_norm, exe_norm, parent)] = Candidate(
-                key=approval_key(host, name_norm, exe_norm, parent), hostname=host, name_norm=name_norm,
-                exe_norm=exe_norm, parent=parent, name=name, exe=exe, user=user, first_seen=seen, last_seen=seen,
-                max_score=score, reasons=list(reasons or []))
+            c = groups[(host, name_norm, exe_norm, parent, script)] = Candidate(
+                key=approval_key(host, name_norm, exe_norm, parent, script), hostname=host, name_norm=name_norm,
+                exe_norm=exe_norm, parent=parent, script=script, name=name, exe=exe, user=user, first_seen=seen,
+                last_seen=seen, max_score=score, reasons=list(reasons or []))
         c.observations += 1
         c.first_seen, c.last_seen = min(c.first_seen, seen), max(c.last_seen, seen)
         if score is not None and (c.max_score is None or score > c.max_score):
@@ -640,7 +654,7 @@ def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None) ->
         "as_of": timezone.now(),
         "total": len(candidates),
         "will_learn": [{
-            "key": c.key, "name": c.name, "exe": c.exe, "parent": c.parent, "user": c.user,
+            "key": c.key, "name": c.name, "exe": c.exe, "parent": c.parent, "script": c.script, "user": c.user,
             "hostnames": [c.hostname], "observations": c.observations, "first_seen": c.first_seen,
             "last_seen": c.last_seen, "risk": c.risk, "risk_reasons": c.risk_reasons, "default": c.risk != "high",
             "status": c.status,
@@ -677,20 +691,31 @@ def approvals_create(*, run: TrainingRun) -> int:
     for a in run.approved:
         if a["key"] in blocked:
             continue
+        script = a.get("script")  # runs pressed before scripts counted carry none: the old, wider meaning
         flagged = ProcessRecord.objects.filter(endpoint__hostname=a["hostname"], name_norm=a["name"], exe_norm=a["exe"],
                                                parent_name=a["parent"], flagged=True, status=ProcessRecord.Status.OPEN)
+        if script is not None:
+            flagged = flagged.filter(script=script)
         stats = flagged.aggregate(n=Count("id"), first=Min("observed_at"))
         if not stats["n"]:
             continue
         with transaction.atomic():
             Approval.objects.get_or_create(
-                hostname=a["hostname"], name=a["name"], exe=a["exe"], parent=a["parent"],
+                hostname=a["hostname"], name=a["name"], exe=a["exe"], parent=a["parent"], script=script,
                 defaults={"approved_by": run.triggered_by, "approved_by_name": run.triggered_by_name, "run": run,
                           "observations": stats["n"], "first_seen": stats["first"]},
             )
             flagged.update(status=ProcessRecord.Status.APPROVED)
         created += 1
     return created
+
+
+def _approved_records(approval: Approval):
+    """The records an approval marked approved (with its script, when it has one)."""
+    records = ProcessRecord.objects.filter(
+        endpoint__hostname=approval.hostname, name_norm=approval.name, exe_norm=approval.exe,
+        parent_name=approval.parent, status=ProcessRecord.Status.APPROVED)
+    return records if approval.script is None else records.filter(script=approval.script)
 
 
 def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
@@ -704,13 +729,11 @@ def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
         raise Denied("Only security admins may revoke an approval.")
     with transaction.atomic():
         approval = Approval.objects.select_for_update().get(pk=approval_id)
-        reopened = ProcessRecord.objects.filter(
-            endpoint__hostname=approval.hostname, name_norm=approval.name, exe_norm=approval.exe,
-            parent_name=approval.parent, status=ProcessRecord.Status.APPROVED,
-        ).update(flagged=True, status=ProcessRecord.Status.OPEN)
+        reopened = _approved_records(approval).update(flagged=True, status=ProcessRecord.Status.OPEN)
         approval.delete()
     actor.audit("approval.revoked", resource_type="approval", resource_id=approval_id, details={
-        "key": approval_key(approval.hostname, approval.name, approval.exe, approval.parent), "hostname": approval.hostname,
+        "key": approval_key(approval.hostname, approval.name, approval.exe, approval.parent, approval.script),
+        "hostname": approval.hostname,
         "name": approval.name, "exe": approval.exe, "parent": approval.parent, "run_id": approval.run_id,
         "reopened": reopened})
     return approval
@@ -767,10 +790,7 @@ def approvals_revert(*, run: TrainingRun) -> int:
     reverted = 0
     for approval in Approval.objects.filter(run=run):
         with transaction.atomic():
-            ProcessRecord.objects.filter(
-                endpoint__hostname=approval.hostname, name_norm=approval.name, exe_norm=approval.exe,
-                parent_name=approval.parent, status=ProcessRecord.Status.APPROVED, flagged=True,
-            ).update(status=ProcessRecord.Status.OPEN)
+            _approved_records(approval).filter(flagged=True).update(status=ProcessRecord.Status.OPEN)
             approval.delete()
         reverted += 1
     return reverted
@@ -818,7 +838,7 @@ def flags_rescore(*, model, version: int, hours: int | None = None) -> int:
         ProcessRecord.objects.filter(flagged=True, observed_at__gte=since)
         .exclude(status=ProcessRecord.Status.CLEARED).select_related("endpoint")
         .only("pk", "snapshot_id", "status", "endpoint__hostname", "endpoint__os", "name_norm", "exe_norm",
-              "parent_name", "username", "hour", "cpu_percent", "memory_rss")
+              "parent_name", "username", "hour", "cpu_percent", "memory_rss", "script", "args_norm")
     )
     if not records:
         return 0

@@ -53,6 +53,7 @@ from typing import cast
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
+from axon.approved import ApprovedSet
 from axon.features import (
     CPU_Z,
     EXE,
@@ -69,8 +70,8 @@ from axon.features import (
     Features,
     ObservationBatch,
     WindowData,
-    approved_mask,
 )
+from axon.lineage import CommandBaseline
 
 
 class InsufficientData(ValueError):
@@ -165,13 +166,16 @@ class DetectorModel:
     """A trained detector: the window's baseline, the compiled forest, the threshold, the approvals."""
 
     def __init__(self, *, baseline: Baseline, forest: CompiledForest, threshold: float,
-                 approved: frozenset[ApprovalKey], params: TrainParams, stats: dict) -> None:
+                 approved: frozenset[ApprovalKey], params: TrainParams, stats: dict,
+                 commands: CommandBaseline | None = None) -> None:
         self.feature_version = FEATURE_VERSION
         self.feature_names = tuple(FEATURE_NAMES)
         self.baseline = baseline
         self.forest = forest
         self.threshold = float(threshold)
         self.approved = frozenset(approved)
+        self.approvals = ApprovedSet(self.approved)
+        self.commands = commands or CommandBaseline(None, {})
         self.params = params
         self.stats = stats
 
@@ -192,6 +196,8 @@ class DetectorModel:
             parts[label] = np.where(X[:, col] >= 1.0, weight, 0.0)
         excess = batch.cpu - (f.cpu_mean + p.cpu_sigmas * f.cpu_sd)
         parts["cpu"] = np.where(f.support > 0, np.clip(excess / p.cpu_excess, 0.0, 1.0), 0.0)
+        # Argument tokens never seen with the program, weighed by how settled its command lines are.
+        parts["args"], _ = self.commands.novelty(batch.host, batch.os, batch.name, batch.args)
         keep = np.ones(len(batch))
         for v in parts.values():
             keep *= 1.0 - v
@@ -211,7 +217,7 @@ class DetectorModel:
         forest_score = self.forest.score(f.X) if len(batch) else np.zeros(0)
         novelty, parts = self.novelty(batch, f)
         scores = self._combine(forest_score, novelty)
-        approved = approved_mask(batch, self.approved)
+        approved = self.approvals.mask(batch)
         flagged = (scores >= self.threshold) & ~approved
         reasons: list[list[str]] = [[] for _ in range(len(batch))]
         for i in np.flatnonzero(flagged):
@@ -236,6 +242,13 @@ class DetectorModel:
             out.append(f"unusual user {batch.user[i]} for {name}")
         if parts["cpu"][i] > 0:
             out.append(f"CPU {batch.cpu[i]:.0f}% vs usual {f.cpu_mean[i]:.1f}%")
+        if parts["args"][i] > 0:
+            new, _ = self.commands.unusual(batch.host[i], batch.os[i], name, batch.args[i])
+            script = batch.script[i]
+            if script and any(t in script for t in new):
+                out.append(f"{name} runs a script never seen with it: {script[:60]}")
+            shown = [t for t in new if len(t) > 1 and any(c.isalnum() for c in t)] or new
+            out.append(f"unusual command line for {name}: {', '.join(shown[:8])}")
         if f.support[i] > 0 and batch.mem[i] > f.mem_mean[i] + self.params.mem_sigmas * f.mem_sd[i]:
             out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.mem_mean[i]:.0f} MiB")
         if not out:  # the forest alone: say which features made it stand out
@@ -314,8 +327,10 @@ def train(window: WindowData, *, approved: Collection[ApprovalKey] = (),
     ceiling = float(forest_score[repeated].max()) if repeated.any() else float(np.quantile(forest_score, 0.999))
     threshold = min(params.max_threshold, ceiling + params.margin)
 
+    commands = CommandBaseline(window.commands, window.host_os, params.novelty_support)
     model = DetectorModel(baseline=baseline, forest=forest, threshold=threshold,
-                          approved=frozenset(cast(ApprovalKey, tuple(k)) for k in approved), params=params, stats={})
+                          approved=frozenset(cast(ApprovalKey, tuple(k)) for k in approved), params=params, stats={},
+                          commands=commands)
     novelty, _ = model.novelty(batch, feats)
     sample_scores = model._combine(forest_score[:m], novelty[:m])
     qs = (0.5, 0.9, 0.99, 0.999)
@@ -333,6 +348,7 @@ def train(window: WindowData, *, approved: Collection[ApprovalKey] = (),
         "training_flag_rate": float((sample_scores >= threshold).mean()),
         "sample_size": m,
         "approved": len(model.approved),
+        "command_lines": len(window.commands) if window.commands is not None else 0,
         "feature_version": FEATURE_VERSION,
         "feature_names": list(FEATURE_NAMES),
         "parameters": asdict(params),

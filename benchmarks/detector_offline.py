@@ -27,8 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from axon.features import ComboTable, ObservationBatch, WindowData  # noqa: E402
+from axon.lineage import CommandTable  # noqa: E402
 from axon.training import DetectorModel, train  # noqa: E402
-from telemetry.normalize import guess_os, normalize_exe, normalize_name  # noqa: E402
+from telemetry.normalize import command_parts, guess_os, normalize_exe, normalize_name  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -53,6 +54,15 @@ def load(directory: Path) -> tuple[dict, list[Snapshot]]:
         return intern.setdefault(value, value)
 
     snapshots = []
+    commands: dict[tuple, tuple[str, str]] = {}
+
+    def command(cmdline, name, os_name) -> tuple[str, str]:
+        key = (cmdline, name, os_name)
+        if key not in commands:
+            script, args = command_parts(cmdline, name, os_name)
+            commands[key] = (s(script), s(args))
+        return commands[key]
+
     with gzip.open(directory / "snapshots.jsonl.gz", "rt", encoding="utf-8") as snaps, \
             gzip.open(directory / "labels.jsonl.gz", "rt", encoding="utf-8") as labels:
         for line, label_line in zip(snaps, labels):
@@ -66,6 +76,7 @@ def load(directory: Path) -> tuple[dict, list[Snapshot]]:
             for p, n in zip(procs, names):
                 by_pid.setdefault(p.get("pid"), n)  # first wins when the simulator repeats a pid
             n_rows = len(procs)
+            parts = [command(p.get("cmdline"), n, os_name) for p, n in zip(procs, names)]
             batch = ObservationBatch(
                 host=[s(payload["hostname"])] * n_rows,
                 os=[os_name] * n_rows,
@@ -76,6 +87,7 @@ def load(directory: Path) -> tuple[dict, list[Snapshot]]:
                 hour=np.full(n_rows, ts.hour),
                 cpu=np.array([float(p.get("cpu_percent") or 0.0) for p in procs]),
                 mem=np.array([float(p.get("memory_rss") or 0) / MIB for p in procs]),
+                script=[c[0] for c in parts], args=[c[1] for c in parts],
             )
             marks = [""] * n_rows
             for index, kind in label["marks"]:
@@ -87,6 +99,7 @@ def load(directory: Path) -> tuple[dict, list[Snapshot]]:
 def aggregate(snapshots: list[Snapshot], exclude: dict[int, np.ndarray] | None = None, days: int = 30) -> WindowData:
     """What the database's GROUP BY hands the trainer; `exclude[id(snapshot)]` masks rows out."""
     acc: dict[tuple, list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
+    command_counts: Counter = Counter()
     host_snapshots: Counter = Counter()
     host_os: dict[str, str] = {}
     for snap in snapshots:
@@ -105,8 +118,11 @@ def aggregate(snapshots: list[Snapshot], exclude: dict[int, np.ndarray] | None =
             a[2] += cpu * cpu
             a[3] += mem
             a[4] += mem * mem
+            if b.args[i]:
+                command_counts[(b.host[i], b.name[i], b.args[i])] += 1
     rows = [(*k, *v) for k, v in acc.items()]
-    return WindowData(ComboTable.from_rows(rows), dict(host_snapshots), host_os, days=days)
+    return WindowData(ComboTable.from_rows(rows), dict(host_snapshots), host_os, days=days,
+                      commands=CommandTable.from_rows((*k, n) for k, n in command_counts.items()))
 
 
 def timed_train(window: WindowData, approved=()) -> tuple[DetectorModel, float, float]:
@@ -167,11 +183,12 @@ def main() -> None:
         b = snap.batch
         for i in np.flatnonzero(flagged):
             if b.name[i] not in excluded:
-                approved.add((b.host[i], b.name[i], b.exe[i], b.parent[i]))
+                approved.add((b.host[i], b.name[i], b.exe[i], b.parent[i], b.script[i]))
     exclude_rows = {}
     for snap in pre:
         flagged = res1[id(snap)][0]
-        keys = snap.batch.keys()
+        b = snap.batch
+        keys = list(zip(b.host, b.name, b.exe, b.parent, b.script))
         exclude_rows[id(snap)] = np.array([flagged[i] and keys[i] not in approved for i in range(len(keys))], dtype=bool)
     window_start = panic_at - timedelta(days=30)
     history = [s for s in snapshots if window_start <= s.ts < panic_at]
@@ -241,7 +258,8 @@ def main() -> None:
     batch300 = ObservationBatch(host=[b.host[i] for i in idx], os=[b.os[i] for i in idx],
                                 name=[b.name[i] for i in idx], exe=[b.exe[i] for i in idx],
                                 parent=[b.parent[i] for i in idx], user=[b.user[i] for i in idx],
-                                hour=b.hour[idx], cpu=b.cpu[idx], mem=b.mem[idx])
+                                hour=b.hour[idx], cpu=b.cpu[idx], mem=b.mem[idx],
+                                script=[b.script[i] for i in idx], args=[b.args[i] for i in idx])
     for _ in range(3):
         v2.score(batch300)
     for _ in range(50):

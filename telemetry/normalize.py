@@ -6,7 +6,9 @@ programs must never do so.
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import shlex
 
 CASE_INSENSITIVE_OS = {"windows", "darwin"}
 
@@ -127,3 +129,117 @@ def normalize_exe(path: str | None, os_name: str = "linux") -> str:
         else:
             parts[i] = _fold_folder(part)
     return sep.join(parts)[:2048]
+
+
+# --- command lines ------------------------------------------------------------------------
+
+# Programs that run what they are given: for these the script (or inline code) is what runs.
+_INTERPRETER = re.compile(
+    r"^(python[\d.]*w?|pypy[\d.]*|node|nodejs|deno|perl[\d.]*|ruby[\d.]*|php[\d.]*|lua[\d.]*|tclsh[\d.]*|"
+    r"bash|sh|dash|zsh|ksh|mksh|csh|tcsh|fish|busybox|osascript|pwsh|powershell|powershell_ise|cmd|wscript|cscript|"
+    r"mshta)(\.exe)?$", re.IGNORECASE)
+# Options that carry the code itself (python -c, bash -c, node -e, powershell -Command / -EncodedCommand, cmd /c).
+_INLINE = {"-c", "-e", "--eval", "-p", "--print", "-r", "-command", "-encodedcommand", "-enc", "-ec", "-en", "/c", "/k",
+           "/r"}
+# Options that take a value that is not the script (powershell -ExecutionPolicy Bypass -File x.ps1, python -W ignore).
+_VALUED = {"-w", "-windowstyle", "-executionpolicy", "-ep", "-exec", "-version", "-inputformat", "-outputformat",
+           "-configurationname", "--require"}
+_SCRIPT_OPTIONS = {"-file", "-f", "-m"}  # the next value is the script (a file, or a python module)
+_NUMBER = re.compile(r"\d+")
+_B64 = re.compile(r"^[A-Za-z0-9+/]{24,}={0,2}$")
+_HEX = re.compile(r"^(0x)?[0-9a-f]{8,}$", re.IGNORECASE)
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*|[<>&|;]+|/[\w./-]+")
+MAX_TOKENS = 40
+
+
+def is_interpreter(name: str) -> bool:
+    """A shell or script interpreter: its command line, not its name, says what runs."""
+    return bool(_INTERPRETER.match(name.strip()))
+
+
+_PROGRAM = re.compile(r'^\s*("[^"]*"|.*?\.(?:exe|com|bat|cmd)(?=\s|$)|\S+)', re.IGNORECASE)
+
+
+def _split(cmdline: str, os_name: str) -> list[str]:
+    """The arguments after the program; an unquoted Windows path with blanks is still one program."""
+    match = _PROGRAM.match(cmdline) if os_name == "windows" else None
+    if match:
+        cmdline = cmdline[match.end():]
+    else:
+        cmdline = cmdline.split(None, 1)[1] if len(cmdline.split(None, 1)) > 1 else ""
+    if os_name == "windows":
+        # Windows quoting: "..." groups, backslashes are path separators, not escapes.
+        return [a.strip('"') for a in re.findall(r'"[^"]*"|\S+', cmdline)]
+    try:
+        return shlex.split(cmdline)
+    except ValueError:  # an unbalanced quote: split on blanks
+        return cmdline.split()
+
+
+def _token(arg: str, os_name: str) -> str:
+    """One argument as a usual-or-not token: numbers, GUIDs, blobs and random path parts folded."""
+    if os_name in CASE_INSENSITIVE_OS:
+        arg = arg.lower()
+    if arg.startswith("-") and "=" in arg:
+        arg = arg.split("=", 1)[0] + "="  # --flag=value: the flag is the habit, the value varies
+    elif ("/" in arg[1:] or "\\" in arg) and not arg.startswith("-"):
+        sep = "\\" if os_name == "windows" else "/"
+        return sep.join("<n>" if p.isdigit() else p for p in normalize_exe(arg, os_name).split(sep))[:200]
+    elif _GUID.search(arg):
+        arg = _GUID.sub("<guid>", arg)
+    elif _B64.match(arg) and not arg.isalpha():
+        return "<b64>"
+    elif _HEX.match(arg):
+        return "<hex>"
+    return _NUMBER.sub("<n>", arg)[:120]
+
+
+def command_parts(cmdline: str | None, name: str, os_name: str = "linux") -> tuple[str, str]:
+    """(script, tokens) of a command line; both "" when there is none.
+
+    script: for an interpreter, what it runs: the first argument that is not an option (a
+    script file, normalized like a path), ``-m module``, or the inline code after ``-c`` /
+    ``-e`` / ``-Command`` / ``/c`` (normalized, so the same one-liner is the same script);
+    "" for other programs. tokens: the distinct normalized arguments after the program
+    itself, sorted and space-separated, inline code split into its words: what the model
+    learns as usual per program.
+    """
+    if not cmdline:
+        return "", ""
+    args = _split(cmdline.strip(), os_name)
+    if not args:
+        return "", ""
+    script = ""
+    if is_interpreter(name):
+        i = 0
+        while i < len(args):
+            arg = args[i]
+            flag = arg.lower()
+            if flag in _INLINE:
+                code = " ".join(args[i + 1:])
+                blob = code.strip()
+                if flag in ("-encodedcommand", "-enc", "-ec", "-en") or _B64.match(blob):
+                    script = f"{flag} <b64:{hashlib.sha256(blob.encode()).hexdigest()[:12]}>"
+                else:
+                    script = f"{flag} " + " ".join(_token(w, os_name) for w in _WORD.findall(code))[:400]
+                break
+            if flag in _SCRIPT_OPTIONS and i + 1 < len(args):
+                script = ("-m " if flag == "-m" else "") + _token(args[i + 1], os_name)
+                break
+            if flag in _VALUED:
+                i += 2
+                continue
+            if not arg.startswith("-") and not (os_name == "windows" and arg.startswith("/")):
+                script = _token(arg, os_name)
+                break
+            i += 1
+    tokens: set[str] = set()
+    for arg in args:
+        if " " in arg.strip() or (is_interpreter(name) and len(arg) > 40 and not _B64.match(arg)):
+            tokens.update(_token(w, os_name) for w in _WORD.findall(arg))  # inline code: its words
+        else:
+            tokens.add(_token(arg, os_name))
+        if len(tokens) >= MAX_TOKENS:
+            break
+    tokens.discard("")
+    return script[:512], " ".join(sorted(tokens))[:2048]

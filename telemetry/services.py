@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from axon.scoring import Observation, Verdicts, observations_score
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
-from telemetry.normalize import guess_os, normalize_exe, normalize_name
+from telemetry.normalize import command_parts, guess_os, normalize_exe, normalize_name
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,7 @@ MIB = 1024 * 1024
 # Names and paths repeat across snapshots; normalizing each once keeps ingestion cheap.
 _name_key = lru_cache(maxsize=65536)(normalize_name)
 _exe_key = lru_cache(maxsize=65536)(normalize_exe)
+_command_key = lru_cache(maxsize=65536)(command_parts)
 
 
 @dataclass
@@ -77,13 +78,15 @@ def _prepare(snap: SnapshotIn, known_os: str = "") -> _Prepared:
         if p.pid is not None:
             by_pid.setdefault(p.pid, name)
     parents = [by_pid.get(p.ppid, "") if p.ppid is not None else "" for p in snap.processes]
+    commands = [_command_key(p.cmdline, name, os_name) for p, name in zip(snap.processes, names)]
     hour = snap.timestamp.hour
     observations = [
         Observation(
             host=snap.hostname, os=os_name, name=name, exe=exe, parent=parent, user=p.username, hour=hour,
             cpu=p.cpu_percent, mem_mib=None if p.memory_rss is None else p.memory_rss / MIB,
+            script=command[0], args=command[1],
         )
-        for p, name, exe, parent in zip(snap.processes, names, exes, parents)
+        for p, name, exe, parent, command in zip(snap.processes, names, exes, parents, commands)
     ]
     return _Prepared(snap, os_name, _names_only(snap), _digest(snap), names, exes, parents, observations)
 
@@ -188,7 +191,8 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
             "snapshot_id": snapshot_id, "endpoint_id": endpoint_id, "observed_at": observed_at, "hour": snap.timestamp.hour,
             "index": i, "name": p.name, "name_norm": prep.names[i], "pid": p.pid, "ppid": p.ppid,
             "parent_name": prep.parents[i], "exe": p.exe, "exe_norm": prep.exes[i], "username": p.username,
-            "cmdline": p.cmdline, "cpu_percent": p.cpu_percent, "memory_rss": p.memory_rss,
+            "cmdline": p.cmdline, "script": prep.observations[i].script, "args_norm": prep.observations[i].args,
+            "cpu_percent": p.cpu_percent, "memory_rss": p.memory_rss,
             "score": verdicts.scores[i] if scored else None, "flagged": flagged,
             "reasons": ops.adapt_json_value(verdicts.reasons[i], None) if flagged else no_reasons,
             "model_version": verdicts.model_version, "status": ProcessRecord.Status.OPEN if flagged else "",

@@ -176,16 +176,31 @@ def test_cpu_z_is_clipped_and_relative_to_the_name(baseline):
     assert f.X[1, FEATURE_NAMES.index("cpu_z")] == 1.0
 
 
-def test_approval_matches_exactly_and_only_exactly():
-    approved = frozenset({("a", "obsidian.exe", r"c:\users\<user>\obsidian.exe", "explorer.exe")})
+def test_an_approval_covers_the_program_under_any_parent_and_its_install_folder_only():
+    approved = frozenset({("a", "obsidian.exe", r"c:\users\<user>\obsidian\obsidian.exe", "explorer.exe", "")})
     batch = _batch([
-        ("a", "obsidian.exe", r"c:\users\<user>\obsidian.exe", "explorer.exe", "u"),  # the key
+        ("a", "obsidian.exe", r"c:\users\<user>\obsidian\obsidian.exe", "explorer.exe", "u"),  # the key
         ("a", "obsidian.exe", r"c:\users\public\obsidian.exe", "explorer.exe", "u"),  # other path
-        ("a", "obsidian.exe", r"c:\users\<user>\obsidian.exe", "winword.exe", "u"),  # other parent
-        ("b", "obsidian.exe", r"c:\users\<user>\obsidian.exe", "explorer.exe", "u"),  # other host
+        ("a", "obsidian.exe", r"c:\users\<user>\obsidian\obsidian.exe", "onedrive.exe", "u"),  # other parent
+        ("b", "obsidian.exe", r"c:\users\<user>\obsidian\obsidian.exe", "explorer.exe", "u"),  # other host
+        ("a", "update.exe", r"c:\users\<user>\obsidian\update.exe", "obsidian.exe", "u"),  # its own updater
+        ("a", "update.exe", r"c:\users\<user>\other\update.exe", "obsidian.exe", "u"),  # someone else's
+        ("a", "obsidian.exe", r"c:\users\<user>\obsidian\obsidian.exe", "winword.exe", "u"),  # started by Word
     ])
-    assert approved_mask(batch, approved).tolist() == [True, False, False, False]
-    assert approved_mask(batch, frozenset()).tolist() == [False] * 4
+    assert approved_mask(batch, approved).tolist() == [True, False, True, False, True, False, False]
+    assert approved_mask(batch, frozenset()).tolist() == [False] * 7
+
+
+def test_an_interpreter_is_approved_with_its_script():
+    new = frozenset({("a", "python3", "/usr/bin/python3", "cron", "/opt/ci/report.py")})
+    old = frozenset({("a", "python3", "/usr/bin/python3", "cron")})  # approved before scripts counted
+    batch = _batch([("a", "python3", "/usr/bin/python3", "cron", "u")] * 2 + [("a", "python3", "/usr/bin/python3", "sshd", "u")])
+    batch.script = ["/opt/ci/report.py", "-c import socket", "/opt/ci/report.py"]
+    assert approved_mask(batch, new).tolist() == [True, False, True]
+    assert approved_mask(batch, old).tolist() == [True, True, False]
+    # A system folder holds no install folder: approving one program there approves no other.
+    assert approved_mask(_batch([("a", "evil", "/usr/bin/evil", "cron", "u")]),
+                         frozenset({("a", "tool", "/usr/bin/tool", "cron", "")})).tolist() == [False]
 
 
 def test_combo_table_from_rows_keeps_columns_and_rejects_bad_rows():

@@ -185,12 +185,13 @@ def test_approved_key_is_not_flagged_but_the_same_name_elsewhere_still_is(window
     batch = _batch([
         ("node0", "notes", "/home/<user>/notes/notes", "shell", _user("node0"), 14, 2.0, 100.0),  # approved
         ("node0", "notes", "/tmp/notes", "shell", _user("node0"), 14, 2.0, 100.0),  # other path
-        ("node0", "notes", "/home/<user>/notes/notes", "web", _user("node0"), 14, 2.0, 100.0),  # other parent
+        ("node0", "notes", "/home/<user>/notes/notes", "nginx", _user("node0"), 14, 2.0, 100.0),  # a web server parent
         ("node3", "notes", "/home/<user>/notes/notes", "shell", _user("node3"), 14, 2.0, 100.0),  # other host
+        ("node0", "notes", "/home/<user>/notes/notes", "web", _user("node0"), 14, 2.0, 100.0),  # an ordinary new parent
     ])
     result = m.score(batch)
-    assert result.flagged.tolist() == [False, True, True, True]
-    assert result.approved.tolist() == [True, False, False, False]
+    assert result.flagged.tolist() == [False, True, True, True, False]
+    assert result.approved.tolist() == [True, False, False, False, True]
     assert result.reasons[0] == [] and all(result.reasons[i] for i in (1, 2, 3))
 
 

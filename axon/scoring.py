@@ -11,33 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
 
+from telemetry.scoring import Observation, Verdicts
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Observation:
-    host: str
-    os: str
-    name: str
-    exe: str
-    parent: str
-    user: str
-    hour: int
-    cpu: float | None
-    mem_mib: float | None
-
-
-@dataclass
-class Verdicts:
-    model_version: int | None
-    scores: list[float | None] = field(default_factory=list)
-    flagged: list[bool | None] = field(default_factory=list)
-    reasons: list[list[str]] = field(default_factory=list)
 
 
 class ModelCache:

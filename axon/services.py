@@ -28,10 +28,11 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record, client_ip
 from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRun
-from axon.scoring import Observation, model_cache, score_with
+from axon.scoring import model_cache, score_with
 from axon.store import artifact_load, artifact_write
 from telemetry.models import Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import normalize_name
+from telemetry.scoring import Observation
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
-from axon.scoring import Observation, Verdicts, observations_score
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import guess_os, normalize_exe, normalize_name
+from telemetry.scoring import Observation, Verdicts, observations_score
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
 logger = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ def agent_hosts_allowed(*, agent: AgentKey | None, hostnames: set[str]) -> set[s
 
 
 def _refusal(agent: AgentKey | None, hostname: str, request) -> IngestRefused:
-    from voltaxe.authentication import Agent
+    from telemetry.authentication import Agent
 
     assert agent is not None  # only agent keys are bound to hosts; people never reach ingestion
 
@@ -294,7 +294,7 @@ def _refusal(agent: AgentKey | None, hostname: str, request) -> IngestRefused:
 def _conflict(agent: AgentKey | None, stored: Snapshot, key: tuple[str, datetime], request) -> IngestRefused:
     other_key = stored.agent_id != (agent.pk if agent else None)
     if agent is not None:
-        from voltaxe.authentication import Agent
+        from telemetry.authentication import Agent
 
         audit_record(
             action="ingest.conflict", actor=Agent(agent), request=request, resource_type="snapshot", resource_id=stored.pk,

@@ -1,6 +1,6 @@
 """The seam through which ingestion is scored: telemetry stores what arrives, a model above it judges.
 
-axon registers its scorer in AxonConfig.ready (telemetry never imports axon). With no scorer
+axon registers its scorer in AxonConfig.ready; telemetry knows nothing of it. With no scorer
 registered, or one that cannot score yet, records are stored unscored.
 """
 from __future__ import annotations

@@ -179,8 +179,7 @@ def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = Tr
             run = TrainingRun.objects.create(
                 trigger=actor.door, triggered_by=user,
                 triggered_by_name=actor_name(actor.user) or ("scheduler" if scheduled else ""),
-                reason=reason, exclude=exclude, approve=not scheduled, approved=approved,
-                stage="queued", message="Waiting for a worker.",
+                reason=reason, exclude=exclude, approve=not scheduled, approved=approved, message="Waiting for a worker.",
             )
     except IntegrityError:
         running = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
@@ -244,13 +243,11 @@ def _enqueue(run: TrainingRun) -> None:
         except Exception as exc:  # the broker is down: say so now instead of leaving a run nobody will pick up
             logger.exception("Could not queue run %s", run.pk)
             message = f"The run could not be queued ({exc.__class__.__name__}: {exc}). The previous model keeps serving."
-            if TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
-                status=Status.FAILED, finished_at=timezone.now(), message=message, stage="failed"
-            ):
+            if run.finish(Status.FAILED, message, only_from=[Status.QUEUED]):
                 audit_record(action="retrain.failed", actor=run.triggered_by, resource_type="training_run",
                              resource_id=run.pk, outcome=AuditEvent.Outcome.FAILURE, details={"message": message})
             return
-        TrainingRun.objects.filter(pk=run.pk).update(task_id=str(task_id or ""))
+        run.queued_as(str(task_id or ""))
 
     transaction.on_commit(send)
 
@@ -261,17 +258,17 @@ def _enqueue(run: TrainingRun) -> None:
 class _Heartbeat(threading.Thread):
     """Marks the run alive every few seconds, so a killed worker's run can be told from a slow one."""
 
-    def __init__(self, run_id: int, every: float = 5.0):
-        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
-        self.run_id, self.every = run_id, every
+    def __init__(self, run: TrainingRun, every: float = 5.0):
+        super().__init__(daemon=True, name=f"heartbeat-{run.pk}")
+        self.training_run, self.every = run, every
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(self.every):
-                TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+                self.training_run.beat()
         except Exception:
-            logger.exception("Heartbeat of run %s failed", self.run_id)
+            logger.exception("Heartbeat of run %s failed", self.training_run.pk)
         finally:
             connection.close()
 
@@ -286,22 +283,16 @@ class _Progress:
             raise RunTimedOut(f"Training took longer than {settings.RETRAIN_TIMEOUT_SECONDS} seconds and was stopped.")
         if line:
             self.lines.append(f"{timezone.now():%H:%M:%S} {line}")
-        TrainingRun.objects.filter(pk=self.run.pk).update(
-            stage=stage, progress=progress, heartbeat_at=timezone.now(), log="\n".join(self.lines)
-        )
+        self.run.report_progress(stage, progress, "\n".join(self.lines))
 
 
 def retrain_run(*, run_id: int) -> TrainingRun:
     """Carry out a queued run: approve, aggregate, train, gate, save, activate, re-score. Called by the task."""
-    claimed = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), stage="starting",
-        progress=2, message="Training…",
-    )
     run = TrainingRun.objects.get(pk=run_id)
-    if not claimed:
+    if not run.claim():
         logger.warning("Run %s was not queued (%s); not running it again", run_id, run.status)
         return run
-    heartbeat = _Heartbeat(run.pk)
+    heartbeat = _Heartbeat(run)
     heartbeat.start()
     progress = _Progress(run, time.monotonic() + settings.RETRAIN_TIMEOUT_SECONDS)
     started = time.monotonic()
@@ -342,12 +333,7 @@ def _finish(run, status, message, progress, action, outcome, version: ModelVersi
         approvals_revert(run=run)
     if progress.lines or message:
         progress.lines.append(f"{timezone.now():%H:%M:%S} {message}")
-    TrainingRun.objects.filter(pk=run.pk).update(
-        status=status, finished_at=timezone.now(), message=message, stage="done" if status == Status.SUCCEEDED else status,
-        progress=100 if status == Status.SUCCEEDED else F("progress"), log="\n".join(progress.lines),
-        model_version=version,
-    )
-    run.refresh_from_db()
+    run.finish(status, message, log="\n".join(progress.lines), version=version)
     details = {"message": message, "trigger": run.trigger, "reason": run.reason, "exclude": run.exclude,
                "duration_seconds": run.duration_seconds, "log_head": run.log[:500]}
     if version is not None:
@@ -908,11 +894,8 @@ def runs_reap(*, now: datetime | None = None) -> int:
             status, action = Status.FAILED, "retrain.failed"
             message = (f"The worker stopped responding during '{run.stage}' (no heartbeat for "
                        f"{settings.RETRAIN_REAP_GRACE_SECONDS} s); it was probably killed. The previous model keeps serving.")
-        if TrainingRun.objects.filter(pk=run.pk, status=run.status).update(
-            status=status, finished_at=now, message=message, stage=status
-        ):
+        if run.finish(status, message, only_from=[run.status]):
             ended += 1
-            run.refresh_from_db()
             audit_record(action=action, actor=run.triggered_by, resource_type="training_run", resource_id=run.pk,
                          outcome=AuditEvent.Outcome.FAILURE, details={"message": message, "reaped": True})
             _notify(run)

@@ -131,7 +131,6 @@ class ModelVersion(models.Model):
         HELD = "held", "held by the promotion gate"
 
     version = models.PositiveIntegerField(unique=True)
-    status = models.CharField(max_length=16, choices=Status.choices)
     is_active = models.BooleanField(default=False)
     trained_at = models.DateTimeField()
     window_start = models.DateTimeField()
@@ -162,6 +161,13 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version}"
+
+    @property
+    def status(self) -> str:
+        """Derived (one fact, one field): held = kept back by the gate and never activated."""
+        if self.is_active:
+            return self.Status.ACTIVE
+        return self.Status.HELD if self.gate_reason and self.activated_at is None else self.Status.RETIRED
 
 
 class Approval(models.Model):

@@ -307,7 +307,7 @@ def retrain_run(*, run_id: int) -> TrainingRun:
         _finish(run, Status.FAILED, f"Training failed: {exc}. The previous model keeps serving.", progress,
                 "retrain.failed", AuditEvent.Outcome.FAILURE)
     else:
-        held = version.status == ModelVersion.Status.HELD
+        held = bool(version.gate_reason)
         message = (
             f"Model v{version.version} trained but held back: {version.gate_reason} "
             f"The previous model keeps serving; a security admin can activate v{version.version} anyway."
@@ -408,7 +408,7 @@ def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
     path, sha256, size, data = artifact_write(model, version=number)
     with transaction.atomic():
         version = ModelVersion.objects.create(
-            version=number, status=ModelVersion.Status.HELD if gate_reason else ModelVersion.Status.RETIRED,
+            version=number,
             trained_at=timezone.now(), window_start=since, window_end=until, data_until=counts["data_until"],
             records=counts["records"], processes=counts["processes"], hosts=counts["hosts"],
             feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES),
@@ -770,17 +770,16 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
 
     check_compatible(model)
     with transaction.atomic():
-        ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).update(
-            is_active=False, status=ModelVersion.Status.RETIRED)
-        ModelVersion.objects.filter(pk=target.pk).update(
-            is_active=True, status=ModelVersion.Status.ACTIVE, activated_at=timezone.now())
+        ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=target.pk).update(is_active=True, activated_at=timezone.now())
     target.refresh_from_db()
     model_cache.reset()
     if run is None:
         audit_record(action="model.activated", actor=user, request=request, resource_type="model_version",
                      resource_id=version, details={"version": version})
     flags_rescore(model=model, version=version)
-    if Snapshot.objects.filter(scored=False, timestamp__gte=timezone.now() - timedelta(hours=settings.RESCORE_HOURS)).exists():
+    recent = timezone.now() - timedelta(hours=settings.RESCORE_HOURS)
+    if Snapshot.objects.filter(model_number__isnull=True, timestamp__gte=recent).exists():
         from django_q.tasks import async_task
 
         transaction.on_commit(lambda: async_task("axon.tasks.maintenance_task", task_name="score-pending"))
@@ -807,9 +806,9 @@ def flags_rescore(*, model, version: int, hours: int | None = None) -> int:
     with transaction.atomic():
         for chunk in _chunks([r.pk for r in cleared if r.status == ProcessRecord.Status.OPEN]):
             ProcessRecord.objects.filter(pk__in=chunk).update(
-                flagged=False, status=ProcessRecord.Status.CLEARED, model_version=version)
+                flagged=False, status=ProcessRecord.Status.CLEARED, model_number=version)
         for chunk in _chunks([r.pk for r in cleared if r.status != ProcessRecord.Status.OPEN]):
-            ProcessRecord.objects.filter(pk__in=chunk).update(flagged=False, model_version=version)
+            ProcessRecord.objects.filter(pk__in=chunk).update(flagged=False, model_number=version)
         _recount({r.snapshot_id for r in cleared})
     return len(cleared)
 
@@ -843,7 +842,7 @@ def snapshots_score_pending(*, model=None, version: int | None = None, batch: in
             return 0
     done, recent = 0, timezone.now() - timedelta(hours=settings.RESCORE_HOURS)
     while done < limit:
-        unscored = Snapshot.objects.filter(scored=False, timestamp__gte=recent).order_by("timestamp")
+        unscored = Snapshot.objects.filter(model_number__isnull=True, timestamp__gte=recent).order_by("timestamp")
         ids = list(unscored.values_list("pk", flat=True)[:batch])
         if not ids:
             break
@@ -854,14 +853,14 @@ def snapshots_score_pending(*, model=None, version: int | None = None, batch: in
             assert verdicts is not None  # records is not empty
             if verdicts.flagged[i]:
                 record.score, record.flagged, record.reasons = verdicts.scores[i], True, verdicts.reasons[i]
-                record.model_version, record.status = version, ProcessRecord.Status.OPEN
+                record.model_number, record.status = version, ProcessRecord.Status.OPEN
                 flagged.append(record)
         with transaction.atomic():
             ProcessRecord.objects.filter(snapshot_id__in=ids, flagged__isnull=True).exclude(
                 pk__in=[r.pk for r in flagged]
-            ).update(flagged=False, model_version=version, status="")
-            ProcessRecord.objects.bulk_update(flagged, ["score", "flagged", "reasons", "model_version", "status"], batch_size=500)
-            Snapshot.objects.filter(pk__in=ids).update(scored=True, model_version=version)
+            ).update(flagged=False, model_number=version, status="")
+            ProcessRecord.objects.bulk_update(flagged, ["score", "flagged", "reasons", "model_number", "status"], batch_size=500)
+            Snapshot.objects.filter(pk__in=ids).update(model_number=version)
             _recount({r.snapshot_id for r in flagged})
         done += len(ids)
     return done

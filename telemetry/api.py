@@ -110,7 +110,7 @@ def anomaly_json(r: ProcessRecord) -> dict:
     return {
         "id": r.pk, "hostname": r.endpoint.hostname, "timestamp": r.observed_at, "name": r.name, "exe": r.exe,
         "pid": r.pid, "parent": r.parent_name, "username": r.username,
-        "score": r.score, "reasons": r.reasons, "model_version": r.model_version, "status": r.status,
+        "score": r.score, "reasons": r.reasons, "model_version": r.model_number, "status": r.status,
     }
 
 

@@ -24,7 +24,7 @@ class Observation:
 
 @dataclass
 class Verdicts:
-    model_version: int | None  # the number of the version that judged them; None: unscored
+    model_number: int | None  # the number of the model version that judged them; None: unscored
     scores: list[float | None] = field(default_factory=list)
     flagged: list[bool | None] = field(default_factory=list)
     reasons: list[list[str]] = field(default_factory=list)
@@ -43,4 +43,4 @@ def register(scorer: Scorer) -> None:
 
 
 def observations_score(rows: list[Observation]) -> Verdicts:
-    return _scorer(rows) if _scorer is not None else Verdicts(model_version=None)
+    return _scorer(rows) if _scorer is not None else Verdicts(model_number=None)

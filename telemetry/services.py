@@ -117,7 +117,7 @@ def _result_body(snapshot: Snapshot, hostname: str) -> dict:
         "snapshot_id": snapshot.pk,
         "hostname": hostname,
         "processes": snapshot.process_count,
-        "model_version": snapshot.model_version,
+        "model_version": snapshot.model_number,
         "anomalies": anomalies,
     }
 
@@ -179,7 +179,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
     snap = prep.snapshot
     ops = connection.ops
     observed_at = ops.adapt_datetimefield_value(snap.timestamp)
-    scored = verdicts.model_version is not None
+    scored = verdicts.model_number is not None
     no_reasons = ops.adapt_json_value([], None)
     rows = []
     for i, p in enumerate(snap.processes):
@@ -191,16 +191,16 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
             "cmdline": p.cmdline, "cpu_percent": p.cpu_percent, "memory_rss": p.memory_rss,
             "score": verdicts.scores[i] if scored else None, "flagged": flagged,
             "reasons": ops.adapt_json_value(verdicts.reasons[i], None) if flagged else no_reasons,
-            "model_version": verdicts.model_version, "status": ProcessRecord.Status.OPEN if flagged else "",
+            "model_number": verdicts.model_number, "status": ProcessRecord.Status.OPEN if flagged else "",
         })
     return rows
 
 
 def _slice(verdicts: Verdicts, start: int, n: int) -> Verdicts:
-    if verdicts.model_version is None:
-        return Verdicts(model_version=None)
+    if verdicts.model_number is None:
+        return Verdicts(model_number=None)
     return Verdicts(
-        model_version=verdicts.model_version, scores=verdicts.scores[start:start + n],
+        model_number=verdicts.model_number, scores=verdicts.scores[start:start + n],
         flagged=verdicts.flagged[start:start + n], reasons=verdicts.reasons[start:start + n],
     )
 
@@ -219,8 +219,8 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
             with transaction.atomic():
                 snapshot = Snapshot.objects.create(
                     endpoint_id=endpoint_ids[key[0]], timestamp=key[1], process_count=len(prep.observations),
-                    anomaly_count=len(anomalies), model_version=part.model_version,
-                    scored=part.model_version is not None, agent=agent, digest=prep.digest,
+                    anomaly_count=len(anomalies), model_number=part.model_number, agent=agent,
+                    digest=prep.digest,
                 )
         except IntegrityError:  # a concurrent request stored it first
             raced.append((i, key))
@@ -228,7 +228,7 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
         rows += _record_rows(prep, part, snapshot.pk, endpoint_ids[key[0]])
         stored[i] = IngestResult({
             "snapshot_id": snapshot.pk, "hostname": key[0], "processes": len(prep.observations),
-            "model_version": part.model_version,
+            "model_version": part.model_number,
             "anomalies": [{"index": j, "name": prep.snapshot.processes[j].name, "pid": prep.snapshot.processes[j].pid,
                            "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
         }, created=True)
@@ -516,7 +516,7 @@ def telemetry_summary(*, recent: int = 10) -> dict:
         "collection_rate_per_hour": last_hour,
         "recent_snapshots": [
             {"id": s.pk, "hostname": s.endpoint.hostname, "timestamp": s.timestamp, "process_count": s.process_count,
-             "anomaly_count": s.anomaly_count, "scored": s.scored, "model_version": s.model_version,
+             "anomaly_count": s.anomaly_count, "scored": s.model_number is not None, "model_version": s.model_number,
              "names_only": s.endpoint.names_only}
             for s in recent_rows
         ],

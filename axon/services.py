@@ -97,8 +97,6 @@ class Actor:
     door: str = TrainingRun.Trigger.COMMAND
     ip: str | None = None
     user_agent: str = ""
-    # In-process callers that did their own checks (tests' helpers, shell scripts): no permission check, no limit.
-    trusted: bool = False
 
     @classmethod
     def from_request(cls, request, door: str) -> Actor:
@@ -106,7 +104,7 @@ class Actor:
 
     @property
     def is_person(self) -> bool:
-        return self.door in PERSON_DOORS and not self.trusted
+        return self.door in PERSON_DOORS
 
     def audit(self, action: str, **kwargs) -> None:
         # audit_record reads the address and user agent off a request; hand it just those.
@@ -129,8 +127,7 @@ class InvalidInput(Exception):
         self.detail, self.errors = detail, errors
 
 
-def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = True, user=None, trigger: str = "",
-                    reason: str = "", exclude=()) -> RetrainOutcome:
+def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> RetrainOutcome:
     """Check, record and queue a press, or join the run in flight; every outcome is audited the same for every door.
 
     body: {"reason", "exclude", "approve"} (see RetrainBody). What the run approves is
@@ -141,9 +138,6 @@ def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = Tr
     """
     from axon.serializers import RetrainBody, first_error
 
-    if actor is None:  # the older keyword form (tests' fleet helper): a user and a door, the body in parts
-        actor = Actor(user=user, door=trigger or TrainingRun.Trigger.COMMAND, trusted=True)
-        body = {"reason": reason, "exclude": list(exclude)}
     scheduled = actor.door == TrainingRun.Trigger.SCHEDULE
     if actor.is_person and not (actor.user is not None and actor.user.has_perm("axon.trigger_retrain")):
         actor.audit("retrain.denied", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,

@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('axon', '0005_triage_roles'),
+        ('axon', '0007_model_version_status_derived'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

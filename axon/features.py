@@ -158,6 +158,7 @@ class ObservationBatch:
     args: list[str] = field(default_factory=list)
     # The parent was named from the host's recent snapshots: it had exited when this one was taken.
     parent_gone: list[bool] = field(default_factory=list)
+    names_only: list[bool] = field(default_factory=list)  # the agent sends names only (legacy body)
 
     def __post_init__(self) -> None:
         for attr in ("host", "os", "name", "exe", "parent", "user", "script", "args"):
@@ -166,12 +167,13 @@ class ObservationBatch:
         self.script = self.script or [""] * n
         self.args = self.args or [""] * n
         self.parent_gone = list(self.parent_gone) or [False] * n
+        self.names_only = list(self.names_only) or [False] * n
         self.hour = np.asarray(self.hour, dtype=np.int64).reshape(-1)
         self.cpu = np.nan_to_num(np.asarray(self.cpu, dtype=np.float64).reshape(-1))
         self.mem = np.nan_to_num(np.asarray(self.mem, dtype=np.float64).reshape(-1))
         if {len(self.os), len(self.name), len(self.exe), len(self.parent), len(self.user),
                 len(self.hour), len(self.cpu), len(self.mem), len(self.script), len(self.args),
-                len(self.parent_gone)} - {n}:
+                len(self.parent_gone), len(self.names_only)} - {n}:
             raise ValueError("ObservationBatch columns differ in length")
 
     def __len__(self) -> int:

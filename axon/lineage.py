@@ -105,3 +105,16 @@ class CommandBaseline:
                 hit = cache[key] = self.unusual(*key)
             tokens[i], out[i] = hit
         return out, tokens
+
+
+def usual_parents(host: list[str], name: list[str], parent: list[str], count) -> dict[tuple[str, str], str]:
+    """(host, name) -> the parent it most often starts from in the window (for the reasons' words)."""
+    totals: dict[tuple[str, str, str], int] = defaultdict(int)
+    for h, n, p, c in zip(host, name, parent, count):
+        if p:
+            totals[(h, n, p)] += int(c)
+    best: dict[tuple[str, str], tuple[int, str]] = {}
+    for (h, n, p), c in totals.items():
+        if (h, n) not in best or c > best[(h, n)][0]:
+            best[(h, n)] = (c, p)
+    return {k: p for k, (_, p) in best.items()}

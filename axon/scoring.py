@@ -91,6 +91,7 @@ def to_batch(rows: list[Observation]):
         script=[r.script for r in rows],
         args=[r.args for r in rows],
         parent_gone=[r.parent_gone for r in rows],
+        names_only=[r.names_only for r in rows],
     )
 
 

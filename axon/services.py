@@ -495,7 +495,8 @@ def _observations(records) -> list[Observation]:
     return [
         Observation(host=r.endpoint.hostname, os=r.endpoint.os, name=r.name_norm, exe=r.exe_norm, parent=r.parent_name,
                     user=r.username, hour=r.hour, cpu=r.cpu_percent,
-                    mem_mib=None if r.memory_rss is None else r.memory_rss / 1048576, script=r.script, args=r.args_norm)
+                    mem_mib=None if r.memory_rss is None else r.memory_rss / 1048576, script=r.script, args=r.args_norm,
+                    names_only=r.pid is None and r.ppid is None and not r.exe_norm and not r.username)
         for r in records
     ]
 
@@ -505,6 +506,7 @@ def _recent_ordinary(*, limit: int) -> list[Observation]:
     records = (
         ProcessRecord.objects.filter(observed_at__gte=since).filter(_TRAINABLE).select_related("endpoint")
         .order_by("-observed_at").only("endpoint__hostname", "endpoint__os", "name_norm", "exe_norm", "parent_name",
+                                        "pid", "ppid",
                                         "username", "hour", "cpu_percent", "memory_rss", "script", "args_norm")[:limit]
     )
     return _observations(records)
@@ -817,7 +819,7 @@ def flags_rescore(*, model, version: int, hours: int | None = None) -> int:
     records = list(
         ProcessRecord.objects.filter(flagged=True, observed_at__gte=since)
         .exclude(status=ProcessRecord.Status.CLEARED).select_related("endpoint")
-        .only("pk", "snapshot_id", "status", "endpoint__hostname", "endpoint__os", "name_norm", "exe_norm",
+        .only("pk", "snapshot_id", "status", "endpoint__hostname", "endpoint__os", "name_norm", "exe_norm", "pid", "ppid",
               "parent_name", "username", "hour", "cpu_percent", "memory_rss", "script", "args_norm")
     )
     if not records:

@@ -71,7 +71,8 @@ from axon.features import (
     ObservationBatch,
     WindowData,
 )
-from axon.lineage import CommandBaseline
+from axon.lineage import CommandBaseline, usual_parents
+from telemetry.normalize import EXITED
 
 
 class InsufficientData(ValueError):
@@ -167,7 +168,7 @@ class DetectorModel:
 
     def __init__(self, *, baseline: Baseline, forest: CompiledForest, threshold: float,
                  approved: frozenset[ApprovalKey], params: TrainParams, stats: dict,
-                 commands: CommandBaseline | None = None) -> None:
+                 commands: CommandBaseline | None = None, usual_parent: dict | None = None) -> None:
         self.feature_version = FEATURE_VERSION
         self.feature_names = tuple(FEATURE_NAMES)
         self.baseline = baseline
@@ -176,6 +177,7 @@ class DetectorModel:
         self.approved = frozenset(approved)
         self.approvals = ApprovedSet(self.approved)
         self.commands = commands or CommandBaseline(None, {})
+        self.usual_parent: dict[tuple[str, str], str] = usual_parent or {}
         self.params = params
         self.stats = stats
 
@@ -237,7 +239,14 @@ class DetectorModel:
         if parts["exe"][i] > 0:
             out.append(f"unusual path for {name}")
         if parts["parent"][i] > 0:
-            out.append(f"unusual parent {batch.parent[i]} for {name}")
+            parent, usual = batch.parent[i], self.usual_parent.get((batch.host[i], name), "")
+            usually = f"{name} usually starts from {usual}" if usual else f"{name} has no usual parent here"
+            if batch.parent_gone[i]:
+                out.append(f"parent {parent} exited; {usually}")
+            elif parent == EXITED:
+                out.append(f"orphaned: the parent of {name} exited before any snapshot named it; {usually}")
+            else:
+                out.append(f"unusual parent {parent} for {name}")
         if parts["user"][i] > 0:
             out.append(f"unusual user {batch.user[i]} for {name}")
         if parts["cpu"][i] > 0:
@@ -265,6 +274,8 @@ class DetectorModel:
             if abs(X[i, MEM_Z]) > 0.4:
                 out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.mem_mean[i]:.0f} MiB")
             out.append(f"unusual combination for this host (isolation score {forest_score[i]:.2f})")
+        if batch.names_only[i]:
+            out.append("judged by name only: this agent does not send paths, parents or users")
         return out
 
 
@@ -330,7 +341,8 @@ def train(window: WindowData, *, approved: Collection[ApprovalKey] = (),
     commands = CommandBaseline(window.commands, window.host_os, params.novelty_support)
     model = DetectorModel(baseline=baseline, forest=forest, threshold=threshold,
                           approved=frozenset(cast(ApprovalKey, tuple(k)) for k in approved), params=params, stats={},
-                          commands=commands)
+                          commands=commands, usual_parent=usual_parents(combos.host, combos.name, combos.parent,
+                                                                        combos.count))
     novelty, _ = model.novelty(batch, feats)
     sample_scores = model._combine(forest_score[:m], novelty[:m])
     qs = (0.5, 0.9, 0.99, 0.999)

@@ -29,9 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from axon.features import ComboTable, ObservationBatch, WindowData  # noqa: E402
 from axon.lineage import CommandTable  # noqa: E402
 from axon.training import DetectorModel, train  # noqa: E402
-from telemetry.normalize import command_parts, guess_os, normalize_exe, normalize_name  # noqa: E402
+from telemetry.normalize import command_parts, guess_os, normalize_exe, normalize_name, resolve_parents  # noqa: E402
 
 MIB = 1024 * 1024
+PARENT_MEMORY = timedelta(hours=2)  # as telemetry.services
+PARENT_MEMORY_SNAPSHOTS = 6
 
 
 class Snapshot:
@@ -55,6 +57,7 @@ def load(directory: Path) -> tuple[dict, list[Snapshot]]:
 
     snapshots = []
     commands: dict[tuple, tuple[str, str]] = {}
+    memory: dict[str, list[tuple[datetime, dict[int, str]]]] = {}
 
     def command(cmdline, name, os_name) -> tuple[str, str]:
         key = (cmdline, name, os_name)
@@ -72,9 +75,15 @@ def load(directory: Path) -> tuple[dict, list[Snapshot]]:
             os_name = guess_os(payload.get("os"), [p.get("name", "") for p in procs])
             ts = _parse_ts(payload["timestamp"])
             names = [s(normalize_name(p["name"], os_name)) for p in procs]
-            by_pid: dict[int, str] = {}
-            for p, n in zip(procs, names):
-                by_pid.setdefault(p.get("pid"), n)  # first wins when the simulator repeats a pid
+            # Parents as ingestion names them: the snapshot, then the host's recent snapshots (pid memory).
+            host_memory = memory.setdefault(payload["hostname"], [])
+            host_memory[:] = [(t, m) for t, m in host_memory if ts - PARENT_MEMORY <= t < ts][-PARENT_MEMORY_SNAPSHOTS:]
+            remembered: dict[int, str] = {}
+            for _, m in host_memory:
+                remembered.update(m)
+            pids, ppids = [p.get("pid") for p in procs], [p.get("ppid") for p in procs]
+            parents, gone = resolve_parents(pids, ppids, names, remembered)
+            host_memory.append((ts, {pid: n for pid, n in zip(pids, names) if pid is not None}))
             n_rows = len(procs)
             parts = [command(p.get("cmdline"), n, os_name) for p, n in zip(procs, names)]
             batch = ObservationBatch(
@@ -82,7 +91,7 @@ def load(directory: Path) -> tuple[dict, list[Snapshot]]:
                 os=[os_name] * n_rows,
                 name=names,
                 exe=[s(normalize_exe(p.get("exe"), os_name)) for p in procs],
-                parent=[by_pid.get(p.get("ppid"), "") for p in procs],
+                parent=[s(x) for x in parents], parent_gone=gone,
                 user=[s(p.get("username")) for p in procs],
                 hour=np.full(n_rows, ts.hour),
                 cpu=np.array([float(p.get("cpu_percent") or 0.0) for p in procs]),

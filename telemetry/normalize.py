@@ -134,6 +134,8 @@ def normalize_exe(path: str | None, os_name: str = "linux") -> str:
 # --- command lines ------------------------------------------------------------------------
 
 # Programs that run what they are given: for these the script (or inline code) is what runs.
+# A command line with the program alone: a habit too (``-bash``), so arguments turning up are news.
+NO_ARGUMENTS = "<none>"
 _INTERPRETER = re.compile(
     r"^(python[\d.]*w?|pypy[\d.]*|node|nodejs|deno|perl[\d.]*|ruby[\d.]*|php[\d.]*|lua[\d.]*|tclsh[\d.]*|"
     r"bash|sh|dash|zsh|ksh|mksh|csh|tcsh|fish|busybox|osascript|pwsh|powershell|powershell_ise|cmd|wscript|cscript|"
@@ -202,13 +204,13 @@ def command_parts(cmdline: str | None, name: str, os_name: str = "linux") -> tup
     ``-e`` / ``-Command`` / ``/c`` (normalized, so the same one-liner is the same script);
     "" for other programs. tokens: the distinct normalized arguments after the program
     itself, sorted and space-separated, inline code split into its words: what the model
-    learns as usual per program.
+    learns as usual per program; NO_ARGUMENTS for the program alone.
     """
     if not cmdline:
         return "", ""
     args = _split(cmdline.strip(), os_name)
     if not args:
-        return "", ""
+        return "", NO_ARGUMENTS
     script = ""
     if is_interpreter(name):
         i = 0
@@ -243,3 +245,40 @@ def command_parts(cmdline: str | None, name: str, os_name: str = "linux") -> tup
             break
     tokens.discard("")
     return script[:512], " ".join(sorted(tokens))[:2048]
+
+
+# --- lineage --------------------------------------------------------------------------------
+
+EXITED = "<exited>"  # the parent of a shell or interpreter had exited, and no snapshot named it
+
+
+def resolve_parents(pids: list, ppids: list, names: list[str],
+                    remembered: dict[int, str] | None = None) -> tuple[list[str], list[bool]]:
+    """Each process's parent program, and whether it was named from memory (it had exited).
+
+    The snapshot first; then ``remembered`` (pid -> program in the host's recent snapshots);
+    then, for a shell or interpreter, EXITED: an orphan whose parent nobody saw is a value the
+    model learns like any parent (usual for a login shell on some hosts, news for most). For other
+    programs an unknown parent stays "" (not reported: neutral). ppid 0 is the kernel: no parent.
+    """
+    by_pid: dict[int, str] = {}
+    for pid, name in zip(pids, names):
+        if pid is not None:
+            by_pid.setdefault(pid, name)
+    remembered = remembered or {}
+    parents: list[str] = []
+    gone: list[bool] = []
+    for ppid, name in zip(ppids, names):
+        if not ppid:
+            parents.append("")
+            gone.append(False)
+        elif ppid in by_pid:
+            parents.append(by_pid[ppid])
+            gone.append(False)
+        elif ppid in remembered:
+            parents.append(remembered[ppid])
+            gone.append(True)
+        else:
+            parents.append(EXITED if is_interpreter(name) else "")
+            gone.append(False)
+    return parents, gone

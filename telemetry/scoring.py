@@ -23,6 +23,7 @@ class Observation:
     script: str = ""  # what an interpreter runs (telemetry.normalize.command_parts)
     args: str = ""  # normalized argument tokens, space-separated
     parent_gone: bool = False  # the parent was named from the host's recent snapshots: it had exited
+    names_only: bool = False  # the agent sent process names only (a legacy body)
 
 
 @dataclass

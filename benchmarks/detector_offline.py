@@ -29,7 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from axon.features import ComboTable, ObservationBatch, WindowData  # noqa: E402
 from axon.lineage import CommandTable  # noqa: E402
 from axon.training import DetectorModel, train  # noqa: E402
-from telemetry.normalize import command_parts, guess_os, normalize_exe, normalize_name, resolve_parents  # noqa: E402
+from telemetry.normalize import (  # noqa: E402
+    EXITED,
+    command_parts,
+    guess_os,
+    normalize_exe,
+    normalize_name,
+    resolve_parents,
+)
 
 MIB = 1024 * 1024
 PARENT_MEMORY = timedelta(hours=2)  # as telemetry.services
@@ -83,7 +90,9 @@ def load(directory: Path) -> tuple[dict, list[Snapshot]]:
                 remembered.update(m)
             pids, ppids = [p.get("pid") for p in procs], [p.get("ppid") for p in procs]
             parents, gone = resolve_parents(pids, ppids, names, remembered)
-            host_memory.append((ts, {pid: n for pid, n in zip(pids, names) if pid is not None}))
+            # A child already named after its parent carries that name on (a long-lived orphan).
+            told = {ppid: x for ppid, x in zip(ppids, parents) if ppid and x and x != EXITED}
+            host_memory.append((ts, {**told, **{pid: n for pid, n in zip(pids, names) if pid is not None}}))
             n_rows = len(procs)
             parts = [command(p.get("cmdline"), n, os_name) for p, n in zip(procs, names)]
             batch = ObservationBatch(

@@ -183,7 +183,7 @@ class Tally:
             entry[0] += 1
             entry[1] += hit
             if phase == "after" and kind != "new_software" and not hit:
-                self.missed[(kind, name, proc.get("exe") or "")] += 1
+                self.missed[(kind, name, (proc.get("exe") if isinstance(proc, dict) else "") or "")] += 1
 
     def n(self, phases, kind) -> tuple[int, int]:
         """(flagged, all) over the phases."""

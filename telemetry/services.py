@@ -12,13 +12,13 @@ from typing import cast
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Max, Min, Sum
+from django.db.models import Max, Min, Q, Sum
 from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
-from telemetry.normalize import command_parts, guess_os, normalize_exe, normalize_name, resolve_parents
+from telemetry.normalize import EXITED, command_parts, guess_os, normalize_exe, normalize_name, resolve_parents
 from telemetry.scoring import Observation, Verdicts, observations_score
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
@@ -101,9 +101,10 @@ def _parents_recall(preps: list[_Prepared]) -> None:
     """Name the parents that had exited before a snapshot from the host's few previous snapshots.
 
     Cheap: only snapshots with a parent pid missing from themselves ask; one query finds the
-    hosts' recent snapshots, one more their processes with those pids (by snapshot id, so the
-    index and, on PostgreSQL, the day's partitions answer). Earlier snapshots of the same batch,
-    not stored yet, count too.
+    hosts' recent snapshots, one more their processes with those pids, and the children already
+    named after them (so a long-lived orphan keeps its parent's name once the parent's last
+    snapshot is out of reach), by snapshot id, so the index and, on PostgreSQL, the day's
+    partitions answer. Earlier snapshots of the same batch, not stored yet, count too.
     """
     wanted = [(prep, missing) for prep in preps if (missing := _missing_parents(prep))]
     if not wanted:
@@ -123,13 +124,17 @@ def _parents_recall(preps: list[_Prepared]) -> None:
     snapshot_ids = {sid for ids in chosen.values() for sid in ids}
     known: dict[tuple[int, int], str] = {}
     if snapshot_ids:
+        pids = {pid for _, m in wanted for pid in m}
         rows = ProcessRecord.objects.filter(
-            snapshot_id__in=snapshot_ids, pid__in={pid for _, m in wanted for pid in m},
-            observed_at__gte=start, observed_at__lt=end,
-        ).values_list("snapshot_id", "pid", "name_norm")
-        for sid, pid, name in rows:
-            if pid is not None:
+            Q(pid__in=pids) | Q(ppid__in=pids), snapshot_id__in=snapshot_ids, observed_at__gte=start, observed_at__lt=end,
+        ).values_list("snapshot_id", "pid", "name_norm", "ppid", "parent_name")
+        named: dict[tuple[int, int], str] = {}
+        for sid, pid, name, ppid, parent in rows:
+            if pid in pids:
                 known.setdefault((sid, pid), name)
+            if ppid in pids and parent and parent != EXITED:
+                named.setdefault((sid, ppid), parent)
+        known = {**named, **known}  # the parent's own record wins over what a child was told
     for prep, missing in wanted:
         snap = prep.snapshot
         remembered: dict[int, str] = {}
@@ -139,6 +144,8 @@ def _parents_recall(preps: list[_Prepared]) -> None:
                           and snap.timestamp - PARENT_MEMORY <= o.snapshot.timestamp < snap.timestamp),
                          key=lambda o: o.snapshot.timestamp)
         for other in earlier:
+            remembered.update({p.ppid: n for p, n in zip(other.snapshot.processes, other.parents)
+                               if p.ppid in missing and n and n != EXITED})
             remembered.update({p.pid: n for p, n in zip(other.snapshot.processes, other.names) if p.pid in missing})
         if not remembered:
             continue

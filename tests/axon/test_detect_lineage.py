@@ -82,3 +82,21 @@ def test_unusual_command_lines_are_news_and_usual_ones_are_not(trained):
     assert any(r.startswith("unusual command line for python3: ") and "socket" in r for r in reasons["python3"])
     assert any("/dev/tcp" in r for r in reasons["bash"])
     assert second["anomalies"] == []
+
+
+@pytest.mark.clock
+@pytest.mark.django_db
+def test_a_long_lived_orphan_keeps_its_parents_name(trained):
+    before = stories.snapshot("laptop-ana", [], seconds_ago=150 * 60)
+    old_explorer = stories.pid_of(before, "explorer.exe")
+
+    def later(seconds_ago):
+        payload = stories.snapshot("laptop-ana", [{**POWERSHELL, "ppid": old_explorer, "pid": 31337}],
+                                   seconds_ago=seconds_ago)
+        payload["processes"] = [{**p, "pid": p["pid"] + 7} if p["name"] == "explorer.exe" else p
+                                for p in payload["processes"]]
+        return payload
+
+    # The last snapshot is more than two hours after the old explorer was seen: its child still knows it.
+    assert stories.flagged(fleet.ingest([before, later(100 * 60)])) == {}
+    assert stories.flagged(fleet.ingest([later(5)])) == {}

@@ -1,6 +1,6 @@
 import pytest
 
-from telemetry.normalize import guess_os, normalize_exe, normalize_name
+from telemetry.normalize import EXITED, command_parts, guess_os, normalize_exe, normalize_name, resolve_parents
 
 
 @pytest.mark.parametrize("raw, os_name, expected", [
@@ -83,3 +83,40 @@ def test_normalizing_a_normalized_path_changes_nothing(os_name):
                 "C:\\Program Files\\WindowsApps\\A.B_1.2.3.0_x64__8wekyb3d8bbwe\\a.exe"]:
         once = normalize_exe(raw, os_name)
         assert normalize_exe(once, os_name) == once
+
+
+@pytest.mark.parametrize("cmdline, name, os_name, script, tokens", [
+    ("/usr/bin/python3 /opt/app/manage.py runserver 0.0.0.0:8000", "python3", "linux",
+     "/opt/app/manage.py", {"/opt/app/manage.py", "runserver", "<n>.<n>.<n>.<n>:<n>"}),
+    ("python3 -m http.server 8000", "python3", "linux", "-m http.server", {"-m", "http.server", "<n>"}),
+    ("powershell.exe -NoP -w hidden -enc SQBFAFgAIAAoAE4AZQB3AC0ATwBiAGoAZQBjAHQA", "powershell.exe", "windows",
+     None, {"-nop", "-w", "hidden", "-enc", "<b64>"}),
+    ("C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe -ExecutionPolicy Bypass -File C:\\Ops\\backup.ps1",
+     "powershell.exe", "windows", "c:\\ops\\backup.ps1", {"-executionpolicy", "bypass", "-file", "c:\\ops\\backup.ps1"}),
+    ("C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe --type=renderer --lang=en-US", "chrome.exe", "windows",
+     "", {"--type=", "--lang="}),
+    ("-bash", "bash", "linux", "", {"<none>"}),
+    ("", "bash", "linux", "", set()),
+])
+def test_command_lines_reduce_to_a_script_and_usual_or_not_tokens(cmdline, name, os_name, script, tokens):
+    got_script, got_tokens = command_parts(cmdline, name, os_name)
+    if script is not None:
+        assert got_script == script
+    assert set(filter(None, got_tokens.split(" "))) == tokens
+
+
+def test_a_one_liner_is_its_own_script_and_its_words_are_tokens():
+    script, tokens = command_parts("python3 -c \"import socket;s=socket.socket()\"", "python3", "linux")
+    assert script.startswith("-c ") and "socket" in script
+    assert {"-c", "import", "socket"} <= set(tokens.split(" "))
+    # Other programs have no script: only interpreters run what they are given.
+    assert command_parts("/usr/sbin/nginx -g 'daemon off;'", "nginx", "linux")[0] == ""
+
+
+def test_parents_come_from_the_snapshot_then_from_memory_and_orphaned_shells_say_so():
+    pids, ppids = [10, 11, 12, 13, 14], [0, 10, 99, 77, 88]
+    names = ["init", "sshd", "bash", "tool", "python3"]
+    parents, gone = resolve_parents(pids, ppids, names, remembered={99: "winword.exe"})
+    assert parents == ["", "init", "winword.exe", "", EXITED]
+    assert gone == [False, False, True, False, False]
+    assert resolve_parents([None], [None], ["a"]) == ([""], [False])

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from axon.store import artifact_load, artifact_write
 from telemetry.models import Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import normalize_name
 from telemetry.scoring import Observation
+from voltaxe.rates import parse_rate
 
 logger = logging.getLogger(__name__)
 
@@ -196,15 +196,6 @@ def _in_flight_after_reaping() -> TrainingRun | None:
     if in_flight is not None and runs_reap():
         in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
     return in_flight
-
-
-def parse_rate(rate: str) -> tuple[int, timedelta]:
-    """'1/5m' → (1, 5 minutes); units s, m, h, d. Raises ValueError with the rate in the message."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*", rate or "")
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(f"{rate!r} is not a rate such as '1/5m' or '10/h'")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(3)]
-    return int(match.group(1)), timedelta(seconds=int(match.group(2) or 1) * unit)
 
 
 def _rate_limit_wait(user) -> tuple[int, str] | None:

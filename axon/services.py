@@ -485,7 +485,9 @@ def window_aggregate(*, since: datetime, until: datetime):
 
 def _observations(records) -> list[Observation]:
     return [
-        Observation(host=r.endpoint.hostname, os=r.endpoint.os, name=r.name_norm, exe=r.exe_norm, parent=r.parent_name,
+        # Stored exe_norm folded again, as window_aggregate does: old rows meet the current folding.
+        Observation(host=r.endpoint.hostname, os=r.endpoint.os, name=r.name_norm,
+                    exe=_exe_key(r.exe_norm, r.endpoint.os or "linux"), parent=r.parent_name,
                     user=r.username, hour=r.hour, cpu=r.cpu_percent,
                     mem_mib=None if r.memory_rss is None else r.memory_rss / 1048576, script=r.script, args=r.args_norm,
                     names_only=r.pid is None and r.ppid is None and not r.exe_norm and not r.username)

@@ -10,6 +10,7 @@ import logging
 import math
 import threading
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -440,22 +441,35 @@ def window_aggregate(*, since: datetime, until: datetime):
 
     cpu = Coalesce(F("cpu_percent"), Value(0.0))
     mem = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(1048576.0)
+    # One scan: the command-line tokens ride along in the GROUP BY and are split off here, so the
+    # combos the forest is drawn from do not multiply with a program's varying arguments.
     rows = (
         ProcessRecord.objects.filter(observed_at__gte=since, observed_at__lt=until).filter(_TRAINABLE)
         .order_by()
-        .values_list("endpoint_id", "name_norm", "exe_norm", "parent_name", "username", "hour")
+        .values_list("endpoint_id", "name_norm", "exe_norm", "parent_name", "username", "hour", "args_norm")
         .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))
     )
     hosts = dict(Endpoint.objects.values_list("pk", "hostname"))
     endpoint_os = dict(Endpoint.objects.values_list("pk", "os"))
-    # Rows stored before a normalization change (e.g. per-run random folders folded) keep their
-    # old exe_norm; normalizing is idempotent, so folding it again here lets them meet the new
-    # rows under one key. Once per distinct combination, not per record.
-    table = ComboTable.from_rows(
-        (hosts[r[0]], r[1], _exe_key(r[2], endpoint_os.get(r[0], "") or "linux"), r[3], r[4], r[5], r[6],
-         r[7] or 0.0, r[8] or 0.0, r[9] or 0.0, r[10] or 0.0)
-        for r in rows.iterator(chunk_size=20_000)
-    )
+    combos: dict[tuple, list] = {}
+    command_counts: dict[tuple[str, str, str], int] = defaultdict(int)
+    for endpoint_id, name, exe, parent, user, hour, args, n, *sums in rows.iterator(chunk_size=20_000):
+        host = hosts[endpoint_id]
+        # Rows stored before a normalization change (e.g. per-run random folders folded) keep their
+        # old exe_norm; normalizing is idempotent, so folding it again here lets them meet the new
+        # rows under one key. Once per distinct combination, not per record.
+        key = (host, name, _exe_key(exe, endpoint_os.get(endpoint_id, "") or "linux"), parent, user, hour)
+        acc = combos.get(key)
+        if acc is None:
+            combos[key] = [n, *(x or 0.0 for x in sums)]
+        else:
+            acc[0] += n
+            for j, x in enumerate(sums, start=1):
+                acc[j] += x or 0.0
+        if args:
+            command_counts[(host, name, args)] += n
+    table = ComboTable.from_rows((*k, *v) for k, v in combos.items())
+    command_table = CommandTable.from_rows((*k, n) for k, n in command_counts.items())
     per_host = (
         Snapshot.objects.filter(timestamp__gte=since, timestamp__lt=until).order_by()
         .values_list("endpoint_id").annotate(n=Count("id"), last=Max("timestamp"))
@@ -465,13 +479,6 @@ def window_aggregate(*, since: datetime, until: datetime):
         host_snapshots[hosts[endpoint_id]] = n
         data_until = last if data_until is None or last > data_until else data_until
     host_os = {h: os_ for h, os_ in Endpoint.objects.filter(hostname__in=host_snapshots).values_list("hostname", "os")}
-    # Command lines apart from the combos: one row per distinct (host, name, tokens), so a program's
-    # varying arguments do not multiply the combos the forest is drawn from.
-    commands = (
-        ProcessRecord.objects.filter(observed_at__gte=since, observed_at__lt=until).filter(_TRAINABLE)
-        .exclude(args_norm="").order_by().values_list("endpoint_id", "name_norm", "args_norm").annotate(n=Count("id"))
-    )
-    command_table = CommandTable.from_rows((hosts[e], n, a, c) for e, n, a, c in commands.iterator(chunk_size=20_000))
     window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - since).days,
                         commands=command_table)
     counts = {

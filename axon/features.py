@@ -28,7 +28,8 @@ Features (``FEATURE_NAMES``), each in [0, 1] except the two z-scores in [-1, 1]:
     How usual this path / parent / user is *for this name*: the larger of its share of the
     name's observations on this host and its mean share over the hosts of the same OS that
     run the name, on the same log scale (1.0 exactly when never seen with this name). An
-    empty value (agent did not report it, parent not in the snapshot) is neutral (0.0).
+    empty value (agent did not report it, parent of an ordinary program not found) is neutral
+    (0.0); an orphaned shell or interpreter has the parent ``<exited>``, a value like any other.
     Users seen on a single host, or personal in the sense below, are folded into one
     ``<personal>`` class first.
 ``cpu_z`` / ``mem_z``

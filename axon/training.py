@@ -33,10 +33,15 @@ row whose ``(host, name, exe, parent, user)`` key was observed at least ``min_re
 of the weighted sample are both considered, so rare-but-repeated combos count. A snapshot
 of ordinary processes can therefore come out with no flag at all.
 
-**Approvals**: ``(host, name, exe, parent)`` keys approved by an operator are never flagged
-when matched exactly; the same name from another path or under another parent is judged on
-its own. The Django side keeps flagged-and-unapproved observations out of later windows, so
-an attack never becomes ordinary by retraining.
+**Command lines** (``axon/lineage.py``): argument tokens never seen with a program add a
+novelty part weighed by how settled its command lines are; parents that exited are named by
+ingestion (the reasons say so), an orphaned shell or interpreter has the parent ``<exited>``.
+
+**Approvals**: what an operator approved is never flagged; ``axon/approved.py`` says what an
+approval covers (the program under any ordinary parent, its own install folder's helpers, an
+interpreter with its script only). The same name from another path is judged on its own. The
+Django side keeps flagged-and-unapproved observations out of later windows, so an attack never
+becomes ordinary by retraining.
 
 The hour of day is not a feature: ordinary desktop programs run at night at a few percent
 per hour and nightly jobs drift, so hour-rarity cost false positives without catching
@@ -240,7 +245,8 @@ class DetectorModel:
             out.append(f"unusual path for {name}")
         if parts["parent"][i] > 0:
             parent, usual = batch.parent[i], self.usual_parent.get((batch.host[i], name), "")
-            usually = f"{name} usually starts from {usual}" if usual else f"{name} has no usual parent here"
+            usually = (f"{name} usually runs orphaned" if usual == EXITED else
+                       f"{name} usually starts from {usual}" if usual else f"{name} has no usual parent here")
             if batch.parent_gone[i]:
                 out.append(f"parent {parent} exited; {usually}")
             elif parent == EXITED:

@@ -1,4 +1,4 @@
-"""The Live Telemetry page: server-rendered, refreshed by polling one small JSON view."""
+"""The Live Telemetry page: rendered on the server, refreshed by polling for its parts rendered the same way."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -14,15 +14,13 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.utils import timezone
 from django.views.decorators.http import require_POST
-from rest_framework.utils.encoders import JSONEncoder
 
 from axon import services as axon_services
 from axon.api import approval_json, candidate_json, retrain_response, run_json, status_json, version_json
 from axon.models import Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
-from telemetry.api import anomaly_json
 from telemetry.models import Snapshot
-from telemetry.services import anomalies_list, telemetry_summary
+from telemetry.services import telemetry_summary
 
 
 def _require_viewer(request) -> None:
@@ -50,34 +48,65 @@ def activity_24h() -> list[dict]:
 
 PAGE_PREVIEW_LIMIT = 2000
 
+# The page's live parts: the id of the element each one fills, and its template. The page includes
+# these templates on its first render; the poll renders the same ones from the same context and the
+# script swaps them in by id. One renderer: nothing on the page is built by the script.
+LIVE_FRAGMENTS = {
+    "updated-at": "telemetry/_updated.html",
+    "figures": "telemetry/_figures.html",
+    "training-banner": "telemetry/_training.html",
+    "activity-chart": "telemetry/_activity.html",
+    "snapshots-body": "telemetry/_snapshots.html",
+    "alerts-body": "telemetry/_alerts.html",
+    "runs-body": "telemetry/_runs.html",
+    "versions-body": "telemetry/_versions.html",
+    "approvals-body": "telemetry/_approvals.html",
+    "estimate": "telemetry/_estimate.html",
+}
 
-def live_state(user) -> dict:
-    rows, _ = anomalies_list(status="open", limit=25)
+
+def activity_chart(activity: list[dict], *, width: int = 600, height: int = 160, pad: int = 24) -> dict:
+    """The 24 h chart's geometry (an inline SVG): two bars an hour, each series on its own scale, so that a
+    few hundred anomalies do not flatten the snapshot bars."""
+    max_snap = max([1, *(h["snapshots"] for h in activity)])
+    max_anom = max([1, *(h["anomalies"] for h in activity)])
+    step = (width - pad) / len(activity)
+
+    def bar(x: float, value: int, top: int) -> dict:
+        y = height - pad - value / top * (height - 2 * pad)
+        return {"x": round(x, 2), "y": round(y, 2), "width": round(step / 2 - 1, 2), "height": round(height - pad - y, 2)}
+
+    hours = [{**h, "snap": bar(pad + i * step + 1, h["snapshots"], max_snap),
+              "anom": bar(pad + i * step + step / 2, h["anomalies"], max_anom),
+              "label_x": round(pad + i * step, 2) if i % 6 == 0 else None}
+             for i, h in enumerate(activity)]
+    return {"width": width, "height": height, "pad": pad, "axis_y": height - pad, "label_y": height - 6,
+            "max_snapshots": max_snap, "max_anomalies": max_anom, "hours": hours}
+
+
+def live_context(user) -> dict:
+    """What the page's live parts show: the first render and every poll use this, so they cannot differ."""
     alerts, _ = axon_services.alerts_list(limit=50)
-    runs = [run_json(r) for r in TrainingRun.objects.select_related("model_version")[:10]]
-    alerts_json = [candidate_json(a) for a in alerts]
-    approvals = [approval_json(a) for a in Approval.objects.all()[:50]] if user.has_perm("axon.delete_approval") else []
+    can_revoke = user.has_perm("axon.delete_approval")
     return {
         "summary": telemetry_summary(),
         "axon": status_json(),
-        "anomalies": [anomaly_json(r) for r in rows],
-        "alerts": alerts_json,
-        "approvals": approvals,
-        "runs": runs,
+        "alerts": [candidate_json(a) for a in alerts],
+        "approvals": [approval_json(a) for a in Approval.objects.all()[:50]] if can_revoke else [],
+        "runs": [run_json(r) for r in TrainingRun.objects.select_related("model_version")[:10]],
         "versions": [version_json(v) for v in ModelVersion.objects.all()[:10]],
-        "activity": activity_24h(),
+        "chart": activity_chart(activity_24h()),
         "can_retrain": user.has_perm("axon.trigger_retrain"),
         "can_activate": user.has_perm("axon.activate_modelversion"),
         "can_triage": user.has_perm("axon.triage_alert"),
-        "can_revoke": user.has_perm("axon.delete_approval"),
+        "can_revoke": can_revoke,
         "now": timezone.now(),
-        # The tables are rendered here only, and the script swaps them in: one renderer.
-        "fragments": {
-            "alerts": render_to_string("telemetry/_alerts.html", {"alerts": alerts_json}),
-            "runs": render_to_string("telemetry/_runs.html", {"runs": runs}),
-            "approvals": render_to_string("telemetry/_approvals.html", {"approvals": approvals}),
-        },
     }
+
+
+def live_fragments(request, context: dict) -> dict[str, str]:
+    """Every live part of the page, rendered (with the request, so that their forms carry a CSRF token)."""
+    return {key: render_to_string(name, context, request=request) for key, name in LIVE_FRAGMENTS.items()}
 
 
 def preview_context() -> dict:
@@ -102,12 +131,9 @@ def retrain_label(programs: int) -> str:
 @login_required
 def live_telemetry(request):
     _require_viewer(request)
-    state = live_state(request.user)
-    preview = preview_context() if state["can_retrain"] else {"preview": {"will_learn": []}}
-    return render(request, "telemetry/live.html", {
-        **state, **preview, "live": {k: v for k, v in state.items() if k != "fragments"},
-        "window_days": settings.TRAINING_WINDOW_DAYS,
-    })
+    context = live_context(request.user)
+    preview = preview_context() if context["can_retrain"] else {"preview": {"will_learn": []}}
+    return render(request, "telemetry/live.html", {**context, **preview, "window_days": settings.TRAINING_WINDOW_DAYS})
 
 
 @login_required
@@ -120,9 +146,9 @@ def live_preview(request):
 
 @login_required
 def live_data(request):
-    """What the page polls every 5 seconds."""
+    """What the page polls: its live parts, rendered, in one answer (the script swaps each in by id)."""
     _require_viewer(request)
-    return JsonResponse(live_state(request.user), encoder=JSONEncoder)
+    return JsonResponse({"fragments": live_fragments(request, live_context(request.user))})
 
 
 @login_required

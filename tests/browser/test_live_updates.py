@@ -1,0 +1,69 @@
+"""The Live page in Chromium between presses: what the poll brings is swapped in without a reload, and a
+hidden tab polls seldom."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import Page, expect
+
+from tests.payloads import rich
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+
+def figure(page: Page, label: str) -> int:
+    card = page.get_by_role("region", name="Fleet figures").locator(".card").filter(has_text=label)
+    return int(card.locator(".value").inner_text().replace(",", ""))
+
+
+def this_hour(page: Page):
+    """The chart's last snapshots bar (the current hour); its tooltip says how many snapshots it counts."""
+    return page.get_by_role("img", name=re.compile("last 24 hours")).locator("rect.snap title").last
+
+
+def test_a_new_snapshot_shows_in_the_table_the_figures_and_the_chart_at_the_next_poll_without_a_reload(
+        fleet_flagged, analyst, agent_client, login):
+    page = login("ann")
+    page.evaluate("window.__sameDocument = 'no reload since the snapshot'")
+    snapshots = page.get_by_role("region", name="Recent snapshots")
+    expect(snapshots.get_by_role("row").filter(has_text="lab-scanner")).to_have_count(0)
+    hosts = figure(page, "Hosts")
+    counted = int(re.search(r": (\d+) snapshots", this_hour(page).text_content()).group(1))
+
+    assert agent_client.post("/api/telemetry/snapshots/", rich("lab-scanner"), format="json").status_code == 201
+
+    expect(snapshots.get_by_role("row").filter(has_text="lab-scanner")).to_be_visible(timeout=10_000)
+    expect(this_hour(page)).to_have_text(re.compile(rf": {counted + 1} snapshots$"))
+    expect(page.get_by_role("region", name="Fleet figures").locator(".card").filter(has_text="Hosts")
+           ).to_contain_text(str(hosts + 1))
+    assert page.evaluate("window.__sameDocument") == "no reload since the snapshot", "the page was reloaded"
+
+
+def set_visibility(page: Page, state: str) -> None:
+    page.evaluate("""state => {
+        Object.defineProperty(document, "visibilityState", { value: state, configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""", state)
+
+
+def test_a_hidden_tab_polls_once_a_minute_and_at_once_when_it_is_seen_again(fleet_flagged, analyst, page, login):
+    page.clock.install()  # the page's timers run only when the test moves this clock: nothing here waits
+    login("ann")
+    # Count the polls as the script starts them (fetch is called synchronously when a timer fires).
+    page.evaluate("""() => {
+        window.__polls = 0;
+        const fetch = window.fetch;
+        window.fetch = (...args) => { window.__polls += 1; return fetch(...args); };
+    }""")
+    polls = lambda: page.evaluate("window.__polls")  # noqa: E731
+
+    set_visibility(page, "hidden")
+    page.clock.run_for(59_000)
+    assert polls() == 0, "a hidden tab polled before a minute was out"
+    page.clock.run_for(1_000)
+    assert polls() == 1
+
+    set_visibility(page, "visible")
+    assert polls() == 2, "the tab did not poll as soon as it was seen again"
+    expect(page.locator("#poll-error")).to_be_hidden()

@@ -143,14 +143,14 @@ def test_the_first_render_and_the_poll_render_the_same_fragments(client, admin_u
     fleet.train()
     fleet.recent(split)
     fleet.train(user=admin_user, trigger="api")  # an approval, a second version, a run with a user
-    TrainingRun.objects.create(trigger="api", status="running", stage="training", progress=40)
+    run = TrainingRun.objects.create(trigger="api", status="running", stage="training", progress=40)
     client.force_login(admin_user)
     with time_machine.travel(timezone.now(), tick=False):  # "updated at" and "trained … ago" do not move
         page = client.get("/live-telemetry/").content.decode()
         fragments = client.get("/live-telemetry/data/").json()["fragments"]
     page, fragments = unmask(page), {k: unmask(v) for k, v in fragments.items()}
     assert "Activate</button>" in fragments["versions-body"] and "Revoke</button>" in fragments["approvals-body"]
-    assert "Run 3: training (40%)" in fragments["training-banner"] and "rect" in fragments["activity-chart"]
+    assert f"Run {run.pk}: training (40%)" in fragments["training-banner"] and "rect" in fragments["activity-chart"]
     for key, html in fragments.items():
         opening = re.search(rf'id="{key}"[^>]*>', page)
         assert opening, key

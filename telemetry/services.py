@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -157,21 +158,44 @@ def _endpoints_touch(preps: list[_Prepared], agent: AgentKey | None) -> dict[str
 _RECORD_COLUMNS = [f for f in ProcessRecord._meta.concrete_fields if not f.primary_key]
 
 
+# COPY's text format: these four characters are escaped, \N is NULL.
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_value(value) -> str:
+    if value is None:
+        return "\\N"
+    if value is True:
+        return "t"
+    if value is False:
+        return "f"
+    if isinstance(value, str):
+        return value.translate(_COPY_ESCAPES)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)  # ints; floats are finite (validation refuses NaN and infinity)
+
+
 def _records_insert(rows: list[dict]) -> None:
-    """Insert process records in pages: the ORM's per-object work is most of ingestion's cost at this volume."""
+    """Insert process records without the ORM: its per-object work is most of ingestion's cost at this volume.
+
+    PostgreSQL takes them with COPY, one stream instead of a statement per page of 1000 rows: for a
+    batch of 100 snapshots of 300 processes, 1.36 s instead of 3.92 s with INSERT ... VALUES
+    (execute_values), measured side by side in one process on this 2-core machine. Validation has
+    refused NUL bytes and non-finite numbers already, so every value has a text form.
+    """
     if not rows:
         return
     table = connection.ops.quote_name(ProcessRecord._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(str(f.column)) for f in _RECORD_COLUMNS)
     attnames = [f.attname for f in _RECORD_COLUMNS]
-    values = [tuple(row[a] for a in attnames) for row in rows]
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            from psycopg2.extras import execute_values
-
-            execute_values(cursor.cursor, f"INSERT INTO {table} ({columns}) VALUES %s", values, page_size=1000)
+            body = "".join("\t".join([_copy_value(row[a]) for a in attnames]) + "\n" for row in rows)
+            cursor.cursor.copy_expert(f"COPY {table} ({columns}) FROM STDIN", io.StringIO(body))
         else:
             placeholders = ", ".join(["%s"] * len(attnames))
+            values = [tuple(row[a] for a in attnames) for row in rows]
             cursor.executemany(f"INSERT INTO {table} ({columns}) VALUES ({placeholders})", values)
 
 
@@ -180,7 +204,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
     ops = connection.ops
     observed_at = ops.adapt_datetimefield_value(snap.timestamp)
     scored = verdicts.model_version is not None
-    no_reasons = ops.adapt_json_value([], None)
+    no_reasons = "[]"
     rows = []
     for i, p in enumerate(snap.processes):
         flagged = verdicts.flagged[i] if scored else None
@@ -190,7 +214,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
             "parent_name": prep.parents[i], "exe": p.exe, "exe_norm": prep.exes[i], "username": p.username,
             "cmdline": p.cmdline, "cpu_percent": p.cpu_percent, "memory_rss": p.memory_rss,
             "score": verdicts.scores[i] if scored else None, "flagged": flagged,
-            "reasons": ops.adapt_json_value(verdicts.reasons[i], None) if flagged else no_reasons,
+            "reasons": json.dumps(verdicts.reasons[i]) if flagged else no_reasons,
             "model_version": verdicts.model_version, "status": ProcessRecord.Status.OPEN if flagged else "",
         })
     return rows

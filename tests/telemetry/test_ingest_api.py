@@ -30,6 +30,22 @@ def test_rich_snapshot_is_stored_with_normalized_keys_and_parents(agent_client):
 
 
 @pytest.mark.django_db
+def test_every_character_a_process_may_carry_is_stored_as_sent(agent_client):
+    # PostgreSQL takes records with COPY, whose text format gives tabs, newlines and backslashes meaning.
+    odd = "C:\\Temp\\a b\tc\nd\re \\N \\. \"q\" 'q' é 漢 🚀"
+    payload = rich("odd-host", processes=[
+        {"name": odd, "pid": 7, "ppid": 0, "exe": odd, "username": "\\N", "cmdline": odd + "\n--flag\\"},
+        {"name": "x", "pid": None, "ppid": None, "exe": "", "username": "", "cmdline": ""},
+    ])
+    response = agent_client.post(URL, payload, format="json")
+    assert response.status_code == 201, response.content
+    first, second = ProcessRecord.objects.filter(snapshot_id=response.json()["snapshot_id"]).order_by("index")
+    assert (first.name, first.exe, first.username, first.cmdline) == (odd, odd, "\\N", odd + "\n--flag\\")
+    assert (second.name, second.pid, second.ppid, second.exe, second.cmdline) == ("x", None, None, "", "")
+    assert first.reasons == [] and first.flagged is None
+
+
+@pytest.mark.django_db
 def test_legacy_payload_keeps_duplicates_on_both_paths(agent_client):
     for path in (URL, "/ingest/process-snapshot"):
         payload = legacy("kali", minutes_ago=5 if path == URL else 1)

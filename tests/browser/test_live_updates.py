@@ -7,6 +7,7 @@ import re
 import pytest
 from playwright.sync_api import Page, expect
 
+from tests.browser.test_live_page import pump
 from tests.payloads import rich
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
@@ -48,15 +49,22 @@ def set_visibility(page: Page, state: str) -> None:
 
 
 def test_a_hidden_tab_polls_once_a_minute_and_at_once_when_it_is_seen_again(fleet_flagged, analyst, page, login):
-    page.clock.install()  # the page's timers run only when the test moves this clock: nothing here waits
-    login("ann")
-    # Count the polls as the script starts them (fetch is called synchronously when a timer fires).
-    page.evaluate("""() => {
-        window.__polls = 0;
+    # Count the polls as the script starts them (fetch is called synchronously when a timer fires), and those in flight.
+    page.add_init_script("""(() => {
+        window.__polls = 0; window.__inflight = 0;
         const fetch = window.fetch;
-        window.fetch = (...args) => { window.__polls += 1; return fetch(...args); };
-    }""")
-    polls = lambda: page.evaluate("window.__polls")  # noqa: E731
+        window.fetch = (...args) => {
+            window.__polls += 1; window.__inflight += 1;
+            return fetch(...args).finally(() => { window.__inflight -= 1; });
+        };
+    })()""")
+    page.clock.install()
+    login("ann")
+    # From here the page's timers run only when the test moves its clock: nothing below waits for time to pass.
+    page.clock.pause_at(page.evaluate("Date.now()") + 1_000)
+    pump(page, lambda: page.evaluate("window.__inflight") == 0, 10, "the polls in flight to end")
+    before = page.evaluate("window.__polls")
+    polls = lambda: page.evaluate("window.__polls") - before  # noqa: E731
 
     set_visibility(page, "hidden")
     page.clock.run_for(59_000)
@@ -66,4 +74,5 @@ def test_a_hidden_tab_polls_once_a_minute_and_at_once_when_it_is_seen_again(flee
 
     set_visibility(page, "visible")
     assert polls() == 2, "the tab did not poll as soon as it was seen again"
+    pump(page, lambda: page.evaluate("window.__inflight") == 0, 10, "that poll to end")
     expect(page.locator("#poll-error")).to_be_hidden()

@@ -17,9 +17,9 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
-from axon.scoring import Observation, Verdicts, observations_score
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import guess_os, normalize_exe, normalize_name
+from telemetry.scoring import Observation, Verdicts, observations_score
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
 logger = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ def _result_body(snapshot: Snapshot, hostname: str) -> dict:
         "snapshot_id": snapshot.pk,
         "hostname": hostname,
         "processes": snapshot.process_count,
-        "model_version": snapshot.model_version,
+        "model_version": snapshot.model_number,
         "anomalies": anomalies,
     }
 
@@ -203,7 +203,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
     snap = prep.snapshot
     ops = connection.ops
     observed_at = ops.adapt_datetimefield_value(snap.timestamp)
-    scored = verdicts.model_version is not None
+    scored = verdicts.model_number is not None
     no_reasons = "[]"
     rows = []
     for i, p in enumerate(snap.processes):
@@ -215,16 +215,16 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
             "cmdline": p.cmdline, "cpu_percent": p.cpu_percent, "memory_rss": p.memory_rss,
             "score": verdicts.scores[i] if scored else None, "flagged": flagged,
             "reasons": json.dumps(verdicts.reasons[i]) if flagged else no_reasons,
-            "model_version": verdicts.model_version, "status": ProcessRecord.Status.OPEN if flagged else "",
+            "model_number": verdicts.model_number, "status": ProcessRecord.Status.OPEN if flagged else "",
         })
     return rows
 
 
 def _slice(verdicts: Verdicts, start: int, n: int) -> Verdicts:
-    if verdicts.model_version is None:
-        return Verdicts(model_version=None)
+    if verdicts.model_number is None:
+        return Verdicts(model_number=None)
     return Verdicts(
-        model_version=verdicts.model_version, scores=verdicts.scores[start:start + n],
+        model_number=verdicts.model_number, scores=verdicts.scores[start:start + n],
         flagged=verdicts.flagged[start:start + n], reasons=verdicts.reasons[start:start + n],
     )
 
@@ -243,8 +243,8 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
             with transaction.atomic():
                 snapshot = Snapshot.objects.create(
                     endpoint_id=endpoint_ids[key[0]], timestamp=key[1], process_count=len(prep.observations),
-                    anomaly_count=len(anomalies), model_version=part.model_version,
-                    scored=part.model_version is not None, agent=agent, digest=prep.digest,
+                    anomaly_count=len(anomalies), model_number=part.model_number, agent=agent,
+                    digest=prep.digest,
                 )
         except IntegrityError:  # a concurrent request stored it first
             raced.append((i, key))
@@ -252,7 +252,7 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
         rows += _record_rows(prep, part, snapshot.pk, endpoint_ids[key[0]])
         stored[i] = IngestResult({
             "snapshot_id": snapshot.pk, "hostname": key[0], "processes": len(prep.observations),
-            "model_version": part.model_version,
+            "model_version": part.model_number,
             "anomalies": [{"index": j, "name": prep.snapshot.processes[j].name, "pid": prep.snapshot.processes[j].pid,
                            "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
         }, created=True)
@@ -303,7 +303,7 @@ def agent_hosts_allowed(*, agent: AgentKey | None, hostnames: set[str]) -> set[s
 
 
 def _refusal(agent: AgentKey | None, hostname: str, request) -> IngestRefused:
-    from voltaxe.authentication import Agent
+    from telemetry.authentication import Agent
 
     assert agent is not None  # only agent keys are bound to hosts; people never reach ingestion
 
@@ -318,7 +318,7 @@ def _refusal(agent: AgentKey | None, hostname: str, request) -> IngestRefused:
 def _conflict(agent: AgentKey | None, stored: Snapshot, key: tuple[str, datetime], request) -> IngestRefused:
     other_key = stored.agent_id != (agent.pk if agent else None)
     if agent is not None:
-        from voltaxe.authentication import Agent
+        from telemetry.authentication import Agent
 
         audit_record(
             action="ingest.conflict", actor=Agent(agent), request=request, resource_type="snapshot", resource_id=stored.pk,
@@ -540,7 +540,7 @@ def telemetry_summary(*, recent: int = 10) -> dict:
         "collection_rate_per_hour": last_hour,
         "recent_snapshots": [
             {"id": s.pk, "hostname": s.endpoint.hostname, "timestamp": s.timestamp, "process_count": s.process_count,
-             "anomaly_count": s.anomaly_count, "scored": s.scored, "model_version": s.model_version,
+             "anomaly_count": s.anomaly_count, "scored": s.model_number is not None, "model_version": s.model_number,
              "names_only": s.endpoint.names_only}
             for s in recent_rows
         ],

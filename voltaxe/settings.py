@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "telemetry.apps.TelemetryConfig",
     "axon.apps.AxonConfig",
     "audit.apps.AuditConfig",
+    "voltaxe",  # the roles (a migration) and ensure_admin
 ]
 
 MIDDLEWARE = [
@@ -216,8 +217,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "voltaxe.authentication.AgentKeyAuthentication",
-        "voltaxe.authentication.AgentBasicAuthentication",
+        "telemetry.authentication.AgentKeyAuthentication",
+        "telemetry.authentication.AgentBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

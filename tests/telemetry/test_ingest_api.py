@@ -20,7 +20,7 @@ def test_rich_snapshot_is_stored_with_normalized_keys_and_parents(agent_client):
     assert body["hostname"] == "web-a" and body["processes"] == 3
     assert body["model_version"] is None and body["anomalies"] == []
     snapshot = Snapshot.objects.get(pk=body["snapshot_id"])
-    assert snapshot.process_count == 3 and snapshot.scored is False
+    assert snapshot.process_count == 3 and snapshot.model_number is None
     rows = list(ProcessRecord.objects.filter(snapshot=snapshot).order_by("index"))
     assert [r.name_norm for r in rows] == ["systemd", "postgres", "kworker"]
     assert [r.parent_name for r in rows] == ["", "systemd", ""]

@@ -76,3 +76,35 @@ def test_a_hidden_tab_polls_once_a_minute_and_at_once_when_it_is_seen_again(flee
     assert polls() == 2, "the tab did not poll as soon as it was seen again"
     pump(page, lambda: page.evaluate("window.__inflight") == 0, 10, "that poll to end")
     expect(page.locator("#poll-error")).to_be_hidden()
+
+
+def test_without_javascript_the_page_shows_everything_and_its_forms_post_and_render_it_again(
+        fleet_flagged, admin_user, browser, live_server):
+    from tests.browser.conftest import PASSWORD
+
+    context = browser.new_context(java_script_enabled=False, base_url=live_server.url)
+    try:
+        page = context.new_page()
+        page.goto("/live-telemetry/")
+        page.get_by_label("Username").fill("sam")
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Log in").click()
+        expect(page.get_by_role("heading", name="Live Telemetry", level=1)).to_be_visible()
+        # Everything the poll would bring is in the first render; no live controls that could not work.
+        expect(this_hour(page)).to_have_text(re.compile(r": \d+ snapshots$"))
+        expect(page.get_by_role("region", name="Recent snapshots").get_by_role("row")).to_have_count(11)  # header + 10
+        expect(page.get_by_role("region", name="Training status")).to_contain_text("Model v1 active")
+        expect(page.get_by_role("button", name="Pause")).to_be_hidden()
+
+        # The panic button's link opens the modal (CSS :target); its form posts and the page comes back rendered.
+        page.get_by_role("region", name="Training status").get_by_role("button").click()
+        dialog = page.get_by_role("dialog", name="Panic Button")
+        expect(dialog).to_be_visible()
+        dialog.get_by_label("Reason (optional)").fill("no script here")
+        dialog.get_by_role("button", name=re.compile(r"^Retrain")).click()
+        expect(page.locator("#banners")).to_contain_text("ML model retraining initiated")
+        runs = page.get_by_role("region", name="Training runs")
+        expect(runs.get_by_role("row").filter(has_text="dashboard")).to_contain_text("queued")
+        expect(page.get_by_role("region", name="Training status").get_by_role("button")).to_contain_text("Training")
+    finally:
+        context.close()

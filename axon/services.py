@@ -8,10 +8,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -28,11 +27,13 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record, client_ip
 from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRun
+from axon.risk import SPREADING_HOSTS, Candidate, Fleet, assess
 from axon.scoring import model_cache, score_with
 from axon.store import artifact_load, artifact_write
 from telemetry.models import Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import normalize_name
 from telemetry.scoring import Observation
+from voltaxe.rates import parse_rate
 
 logger = logging.getLogger(__name__)
 
@@ -196,15 +197,6 @@ def _in_flight_after_reaping() -> TrainingRun | None:
     if in_flight is not None and runs_reap():
         in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
     return in_flight
-
-
-def parse_rate(rate: str) -> tuple[int, timedelta]:
-    """'1/5m' → (1, 5 minutes); units s, m, h, d. Raises ValueError with the rate in the message."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*", rate or "")
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(f"{rate!r} is not a rate such as '1/5m' or '10/h'")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(3)]
-    return int(match.group(1)), timedelta(seconds=int(match.group(2) or 1) * unit)
 
 
 def _rate_limit_wait(user) -> tuple[int, str] | None:
@@ -525,50 +517,18 @@ def approval_key(hostname: str, name: str, exe: str, parent: str) -> str:
     return hashlib.sha256("\x1f".join((hostname, name, exe, parent)).encode()).hexdigest()[:24]
 
 
-@dataclass
-class Candidate:
-    """Flagged observations of one approval key, aggregated, with the risk of learning them."""
-
-    key: str
-    hostname: str
-    name_norm: str
-    exe_norm: str
-    parent: str
-    name: str = ""
-    exe: str = ""
-    user: str = ""
-    observations: int = 0
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
-    max_score: float | None = None
-    reasons: list = field(default_factory=list)
-    cpu_sum: float = 0.0
-    cpu_n: int = 0
-    risk: str = "low"
-    risk_reasons: list = field(default_factory=list)
-    status: str = Alert.Status.OPEN
-    note: str = ""
-    updated_by: str = ""
-
-    @property
-    def approval(self) -> dict:
-        return {"key": self.key, "hostname": self.hostname, "name": self.name_norm, "exe": self.exe_norm,
-                "parent": self.parent}
-
-
 def flagged_candidates(records) -> list[Candidate]:
     """Group flagged ProcessRecords by approval key, judge each group's risk, attach its triage."""
-    from axon.risk import SPREADING_HOSTS, Fleet, assess
-    from axon.risk import Candidate as Judged
-
     groups: dict[tuple, Candidate] = {}
+    cpu_total: dict[tuple, tuple[float, int]] = {}
     rows = records.order_by().values_list(
         "endpoint__hostname", "name_norm", "exe_norm", "parent_name", "name", "exe", "username", "observed_at",
         "score", "reasons", "cpu_percent")
     for host, name_norm, exe_norm, parent, name, exe, user, seen, score, reasons, cpu in rows.iterator(chunk_size=5000):
-        c = groups.get((host, name_norm, exe_norm, parent))
+        group = (host, name_norm, exe_norm, parent)
+        c = groups.get(group)
         if c is None:
-            c = groups[(host, name_norm, exe_norm, parent)] = Candidate(
+            c = groups[group] = Candidate(
                 key=approval_key(host, name_norm, exe_norm, parent), hostname=host, name_norm=name_norm,
                 exe_norm=exe_norm, parent=parent, name=name, exe=exe, user=user, first_seen=seen, last_seen=seen,
                 max_score=score, reasons=list(reasons or []))
@@ -577,16 +537,17 @@ def flagged_candidates(records) -> list[Candidate]:
         if score is not None and (c.max_score is None or score > c.max_score):
             c.max_score, c.reasons = score, list(reasons or [])
         if cpu is not None:
-            c.cpu_sum, c.cpu_n = c.cpu_sum + cpu, c.cpu_n + 1
+            total, n = cpu_total.get(group, (0.0, 0))
+            cpu_total[group] = (total + cpu, n + 1)
     hosts_by_name: dict[str, set] = {}
     for c in groups.values():
         hosts_by_name.setdefault(c.name_norm, set()).add(c.hostname)
     fleet = Fleet(spreading=tuple(sorted(n for n, hosts in hosts_by_name.items() if len(hosts) >= SPREADING_HOSTS)))
     triage = {a.key: a for a in Alert.objects.filter(key__in=[c.key for c in groups.values()])} if groups else {}
-    for c in groups.values():
-        c.risk, c.risk_reasons = assess(Judged(
-            name=c.name, exe=c.exe, parent=c.parent, user=c.user, hosts=len(hosts_by_name[c.name_norm]),
-            cpu=c.cpu_sum / c.cpu_n if c.cpu_n else None, reasons=tuple(c.reasons)), fleet)
+    for group, c in groups.items():
+        total, n = cpu_total.get(group, (0.0, 0))
+        c.hosts, c.cpu = len(hosts_by_name[c.name_norm]), total / n if n else None
+        c.risk, c.risk_reasons = assess(c, fleet)
         if c.key in triage:
             t = triage[c.key]
             c.status, c.note, c.updated_by = t.status, t.note, t.updated_by_name

@@ -56,9 +56,9 @@ class Panel(Protocol):
 
 panels: list[Panel] = []
 
-# The page's live parts: the id of the element each one fills, and its template. The page includes
-# these templates on its first render; the poll renders the same ones from the same context and the
-# script swaps them in by id. One renderer: nothing on the page is built by the script.
+# Telemetry's live parts of the page (a panel adds its own): the id of the element each one fills, and
+# its template. The page includes these templates on its first render; the poll renders the same ones
+# from the same context and the script swaps them in by id. One renderer: the script builds nothing.
 LIVE_FRAGMENTS = {
     "updated-at": "telemetry/_updated.html",
     "figures": "telemetry/_figures.html",

@@ -142,7 +142,7 @@ def test_the_first_render_and_the_poll_render_the_same_fragments(client, admin_u
     split = fleet.history(days=2)
     fleet.train()
     fleet.recent(split)
-    fleet.train(user=admin_user, trigger="api")  # an approval, a second version, a run with a user
+    fleet.train(user=admin_user)  # an approval, a second version, a run with a user
     run = TrainingRun.objects.create(trigger="api", status="running", stage="training", progress=40)
     client.force_login(admin_user)
     with time_machine.travel(timezone.now(), tick=False):  # "updated at" and "trained … ago" do not move

@@ -459,7 +459,7 @@ def replay(fleet: Fleet, *, user=None) -> dict[str, list[int]]:
             trained = True
         if phase == "after" and not pressed:
             flush()
-            run = stories.train(user=user, trigger="api", exclude=fleet.exclude_on_panic, reason="story")
+            run = stories.train(user=user, exclude=fleet.exclude_on_panic, reason="story")
             assert run.status == "succeeded", run.message
             pressed = True
         pending.append((payload, label))

@@ -28,7 +28,7 @@ def approved(db, admin_user):
                               [("laptop-ana", _figma()), ("build-01", _python(DEPLOY))])])
     assert set(stories.flagged(first)) == {"Figma.exe", "python3"}
     assert split
-    run = fleet.train(user=admin_user, trigger="api", reason="Figma and the deploy script")
+    run = fleet.train(user=admin_user, reason="Figma and the deploy script")
     assert run.status == "succeeded", run.message
     assert set(Approval.objects.values_list("name", flat=True)) == {"figma.exe", "python3"}
 

@@ -119,9 +119,10 @@ class ProcessRecord(models.Model):
     cmdline = models.TextField(blank=True)
     # From the command line at ingestion (telemetry.normalize.command_parts): what an interpreter
     # runs, and the normalized argument tokens the model learns as usual per program. Empty in
-    # rows stored before they existed: such rows say nothing about command lines.
-    script = models.CharField(max_length=512, blank=True, default="")
-    args_norm = models.TextField("normalized arguments", blank=True, default="")
+    # rows stored before they existed: such rows say nothing about command lines. A database
+    # default too, so writers that do not know them (older code mid-upgrade, SQL) keep working.
+    script = models.CharField(max_length=512, blank=True, default="", db_default="")
+    args_norm = models.TextField("normalized arguments", blank=True, default="", db_default="")
     cpu_percent = models.FloatField(null=True, blank=True)
     memory_rss = models.BigIntegerField(null=True, blank=True)
     score = models.FloatField(null=True, blank=True)

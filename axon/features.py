@@ -55,7 +55,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-FEATURE_VERSION = 1
+from axon.norms import ResourceNorms
+
+FEATURE_VERSION = 2
 FEATURE_NAMES: tuple[str, ...] = (
     "host_rarity",
     "fleet_rarity",
@@ -148,6 +150,11 @@ class ObservationBatch:
     hour: np.ndarray
     cpu: np.ndarray
     mem: np.ndarray  # MiB
+    # The memory across snapshots (axon/norms.py): each row's streak above its CPU norm in the
+    # host's previous stored snapshot, and which snapshot of the batch the row belongs to
+    # (numbered in time order), so several snapshots of one host in one batch chain up.
+    prior_streak: np.ndarray | None = None
+    snapshot: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for attr in ("host", "os", "name", "exe", "parent", "user"):
@@ -156,8 +163,11 @@ class ObservationBatch:
         self.cpu = np.nan_to_num(np.asarray(self.cpu, dtype=np.float64).reshape(-1))
         self.mem = np.nan_to_num(np.asarray(self.mem, dtype=np.float64).reshape(-1))
         n = len(self.host)
+        chain = [np.zeros(n, dtype=np.int64) if v is None else np.asarray(v, dtype=np.int64).reshape(-1)
+                 for v in (self.prior_streak, self.snapshot)]
+        self.prior_streak, self.snapshot = chain
         if {len(self.os), len(self.name), len(self.exe), len(self.parent), len(self.user),
-                len(self.hour), len(self.cpu), len(self.mem)} - {n}:
+                len(self.hour), len(self.cpu), len(self.mem), *map(len, chain)} - {n}:
             raise ValueError("ObservationBatch columns differ in length")
 
     def __len__(self) -> int:
@@ -195,6 +205,15 @@ class Features:
     mem_mean: np.ndarray
     mem_sd: np.ndarray
     folded_user: list[str] = field(default_factory=list)
+    # The resource norm each row is judged against (axon/norms.py): this host's own when it
+    # has enough history of the program (own_norm), else the pool above; and at this hour.
+    own_norm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    norm_cpu_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    norm_cpu_sd: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    norm_mem_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    norm_mem_sd: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hour_cpu_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hour_cpu_sd: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def novel(self, column: int) -> np.ndarray:
         """Rows at the novelty end of a rarity feature: never seen in the window."""
@@ -225,6 +244,7 @@ class Baseline:
         # "exe" | "parent" | "user" -> {(host, name, value): share} and {(os, name, value): mean share}
         self.host_share: dict[str, dict[tuple[str, str, str], float]] = {}
         self.fleet_share: dict[str, dict[tuple[str, str, str], float]] = {}
+        self.norms = ResourceNorms()
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -232,6 +252,7 @@ class Baseline:
         self = cls(params)
         p = self.params
         c = window.combos
+        self.norms = ResourceNorms.from_combos(c.host, c.name, c.hour, c.count, c.cpu_sum, c.cpu_sq, c.mem_sum, c.mem_sq)
         counts = c.count.tolist()
         hours = c.hour.tolist()
         cpu_sum, cpu_sq = c.cpu_sum.tolist(), c.cpu_sq.tolist()
@@ -395,7 +416,19 @@ class Baseline:
         mem_sd_eff = np.maximum.reduce([mem_sd, np.full(n, p.mem_floor), p.relative_floor * np.abs(mem_m)])
         X[:, CPU_Z] = np.where(known, np.clip((batch.cpu - cpu_m) / cpu_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
         X[:, MEM_Z] = np.where(known, np.clip((batch.mem - mem_m) / mem_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
+        own, h_cpu_m, h_cpu_sd, h_mem_m, h_mem_sd, hr_cpu_m, hr_cpu_sd = self.norms.lookup(batch.host, batch.name, batch.hour)
+
+        def floored(sd: np.ndarray, mean: np.ndarray, floor: float) -> np.ndarray:
+            return np.maximum.reduce([sd, np.full(n, floor), p.relative_floor * np.abs(mean)])
+
+        norm_cpu_m = np.where(own, h_cpu_m, cpu_m)
+        norm_mem_m = np.where(own, h_mem_m, mem_m)
+        hour_cpu_m = np.where(own, hr_cpu_m, cpu_m)
         return Features(
+            own_norm=own, norm_cpu_mean=norm_cpu_m, norm_mem_mean=norm_mem_m, hour_cpu_mean=hour_cpu_m,
+            norm_cpu_sd=np.where(own, floored(h_cpu_sd, h_cpu_m, p.cpu_floor), cpu_sd_eff),
+            norm_mem_sd=np.where(own, floored(h_mem_sd, h_mem_m, p.mem_floor), mem_sd_eff),
+            hour_cpu_sd=np.where(own, floored(hr_cpu_sd, hr_cpu_m, p.cpu_floor), cpu_sd_eff),
             X=X, support=info[:, 0], host_obs=info[:, 1], host_snapshots=info[:, 2],
             host_maturity=info[:, 3], hosts_with_name=info[:, 4].astype(np.int64),
             os_hosts=info[:, 5].astype(np.int64), os_label=os_label,

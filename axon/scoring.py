@@ -30,6 +30,10 @@ class Observation:
     hour: int
     cpu: float | None
     mem_mib: float | None
+    # Memory across snapshots (axon/norms.py): this program's streak above its CPU norm in the
+    # host's previous stored snapshot, and the position of this row's snapshot in the batch.
+    prior_streak: int = 0
+    snapshot: int = 0
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Verdicts:
     scores: list[float | None] = field(default_factory=list)
     flagged: list[bool | None] = field(default_factory=list)
     reasons: list[list[str]] = field(default_factory=list)
+    streaks: list[int] = field(default_factory=list)  # kept with each record: the next snapshot's prior
 
 
 class ModelCache:
@@ -108,6 +113,8 @@ def to_batch(rows: list[Observation]):
         hour=np.fromiter((r.hour for r in rows), dtype=np.int64, count=len(rows)),
         cpu=np.fromiter((np.nan if r.cpu is None else r.cpu for r in rows), dtype=np.float64, count=len(rows)),
         mem=np.fromiter((np.nan if r.mem_mib is None else r.mem_mib for r in rows), dtype=np.float64, count=len(rows)),
+        prior_streak=np.fromiter((r.prior_streak for r in rows), dtype=np.int64, count=len(rows)),
+        snapshot=np.fromiter((r.snapshot for r in rows), dtype=np.int64, count=len(rows)),
     )
 
 
@@ -118,6 +125,7 @@ def score_with(model, version: int | None, rows: list[Observation]) -> Verdicts:
         scores=np.round(np.asarray(result.scores, dtype=np.float64), 4).tolist(),
         flagged=np.asarray(result.flagged, dtype=bool).tolist(),
         reasons=[list(r) if f else [] for r, f in zip(result.reasons, result.flagged)],
+        streaks=(np.zeros(len(rows), dtype=np.int64) if result.streak is None else result.streak).tolist(),
     )
 
 

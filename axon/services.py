@@ -498,7 +498,8 @@ def _observations(records) -> list[Observation]:
     return [
         Observation(host=r.endpoint.hostname, os=r.endpoint.os, name=r.name_norm, exe=r.exe_norm, parent=r.parent_name,
                     user=r.username, hour=r.hour, cpu=r.cpu_percent,
-                    mem_mib=None if r.memory_rss is None else r.memory_rss / 1048576)
+                    mem_mib=None if r.memory_rss is None else r.memory_rss / 1048576,
+                    prior_streak=max(0, r.cpu_streak - 1))  # judged again with the memory it was judged with
         for r in records
     ]
 
@@ -508,7 +509,7 @@ def _recent_ordinary(*, limit: int) -> list[Observation]:
     records = (
         ProcessRecord.objects.filter(observed_at__gte=since).filter(_TRAINABLE).select_related("endpoint")
         .order_by("-observed_at").only("endpoint__hostname", "endpoint__os", "name_norm", "exe_norm", "parent_name",
-                                        "username", "hour", "cpu_percent", "memory_rss")[:limit]
+                                        "username", "hour", "cpu_percent", "memory_rss", "cpu_streak")[:limit]
     )
     return _observations(records)
 
@@ -811,7 +812,7 @@ def flags_rescore(*, model, version: int, hours: int | None = None) -> int:
         ProcessRecord.objects.filter(flagged=True, observed_at__gte=since)
         .exclude(status=ProcessRecord.Status.CLEARED).select_related("endpoint")
         .only("pk", "snapshot_id", "status", "endpoint__hostname", "endpoint__os", "name_norm", "exe_norm",
-              "parent_name", "username", "hour", "cpu_percent", "memory_rss")
+              "parent_name", "username", "hour", "cpu_percent", "memory_rss", "cpu_streak")
     )
     if not records:
         return 0

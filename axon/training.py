@@ -71,6 +71,28 @@ from axon.features import (
     WindowData,
     approved_mask,
 )
+from axon.norms import NormParams, streaks
+
+
+def resource_parts(batch: ObservationBatch, f: Features, p: TrainParams) -> dict[str, np.ndarray]:
+    """The novelty parts of CPU use: a spike far beyond the norm, and staying far above it.
+
+    The norm is the host's own for the program when it has enough history (else its OS pool);
+    a row is judged against the higher of the all-day norm and this hour's, so a job that is
+    busy at its usual hour is not news.
+    """
+    known = f.support > 0
+    ceiling = np.maximum(f.norm_cpu_mean + p.cpu_sigmas * f.norm_cpu_sd, f.hour_cpu_mean + p.cpu_sigmas * f.hour_cpu_sd)
+    cpu = np.where(known, np.clip((batch.cpu - ceiling) / p.cpu_excess, 0.0, 1.0), 0.0)
+    n = p.norms
+    # Far above the all-day norm, and clearly above what is usual at this hour: an hour's
+    # mean is trusted before its spread is (a month holds only ~30 snapshots of one hour).
+    usual = np.maximum(f.norm_cpu_mean, f.hour_cpu_mean)
+    above = known & (batch.cpu > f.norm_cpu_mean + n.above_sds * f.norm_cpu_sd) & (batch.cpu - usual >= n.above_points)
+    assert batch.prior_streak is not None and batch.snapshot is not None  # filled in by ObservationBatch
+    streak = streaks(batch.host, batch.name, batch.snapshot, above, batch.prior_streak)
+    sustained = np.where(streak >= n.sustained_snapshots, np.minimum(1.0, streak / (2.0 * n.sustained_snapshots)), 0.0)
+    return {"cpu": cpu, "sustained": sustained, "streak": streak}
 
 
 class InsufficientData(ValueError):
@@ -92,6 +114,7 @@ class TrainParams:
     cpu_sigmas: float = 6.0
     cpu_excess: float = 100.0  # percentage points above (mean + cpu_sigmas sd) for full cpu novelty
     mem_sigmas: float = 6.0  # for the reason only
+    norms: NormParams = field(default_factory=NormParams)
     features: FeatureParams = field(default_factory=FeatureParams)
 
 
@@ -101,6 +124,7 @@ class ScoreResult:
     flagged: np.ndarray  # bool
     reasons: list[list[str]]  # per row; non-empty for flagged rows
     approved: np.ndarray | None = None  # bool: rows matching an approved key exactly
+    streak: np.ndarray | None = None  # int: consecutive snapshots above the CPU norm, this one included
 
 
 def _average_path_length(n: np.ndarray) -> np.ndarray:
@@ -190,11 +214,11 @@ class DetectorModel:
         weight = f.support / (f.support + p.novelty_support)
         for label, col in (("exe", EXE), ("parent", PARENT), ("user", USER)):
             parts[label] = np.where(X[:, col] >= 1.0, weight, 0.0)
-        excess = batch.cpu - (f.cpu_mean + p.cpu_sigmas * f.cpu_sd)
-        parts["cpu"] = np.where(f.support > 0, np.clip(excess / p.cpu_excess, 0.0, 1.0), 0.0)
+        parts.update(resource_parts(batch, f, p))
         keep = np.ones(len(batch))
-        for v in parts.values():
-            keep *= 1.0 - v
+        for label, v in parts.items():
+            if label != "streak":  # a count, not a part
+                keep *= 1.0 - v
         return 1.0 - keep, parts
 
     def _combine(self, forest_score: np.ndarray, novelty: np.ndarray) -> np.ndarray:
@@ -212,19 +236,32 @@ class DetectorModel:
         novelty, parts = self.novelty(batch, f)
         scores = self._combine(forest_score, novelty)
         approved = approved_mask(batch, self.approved)
-        flagged = (scores >= self.threshold) & ~approved
+        # An approval vouches for what a program is, never for it burning the machine: an
+        # approved row is still flagged on its resource parts alone, with those reasons only.
+        resource = 1.0 - (1.0 - parts["cpu"]) * (1.0 - parts["sustained"])
+        by_resource = approved & (resource >= 0.5)
+        flagged = ((scores >= self.threshold) & ~approved) | by_resource
         reasons: list[list[str]] = [[] for _ in range(len(batch))]
         for i in np.flatnonzero(flagged):
-            reasons[i] = self._reasons(batch, f, parts, forest_score, int(i))
-        return ScoreResult(scores=scores, flagged=flagged, reasons=reasons, approved=approved)
+            reasons[i] = self._reasons(batch, f, parts, forest_score, int(i), resource_only=bool(by_resource[i]))
+        return ScoreResult(scores=scores, flagged=flagged, reasons=reasons, approved=approved,
+                           streak=parts["streak"].astype(np.int64))
 
     def _reasons(self, batch: ObservationBatch, f: Features, parts: dict, forest_score: np.ndarray,
-                 i: int) -> list[str]:
+                 i: int, resource_only: bool = False) -> list[str]:
         X = f.X
         name = batch.name[i]
         os_label = f.os_label[i]
         hosts_label = "hosts" if os_label == "*" else f"{os_label} hosts"
+        where = "on this host" if f.own_norm[i] else f"on {hosts_label}"
         out = []
+        if parts["sustained"][i] > 0:
+            out.append(f"CPU {batch.cpu[i]:.0f}% for {int(parts['streak'][i])} snapshots "
+                       f"vs usual {f.norm_cpu_mean[i]:.0f}% {where}")
+        elif parts["cpu"][i] > 0:
+            out.append(f"CPU {batch.cpu[i]:.0f}% vs usual {f.norm_cpu_mean[i]:.1f}% {where}")
+        if resource_only:
+            return out
         if X[i, HOST] >= 1.0:
             out.append("never seen on this host")
             out.append(f"seen on {f.hosts_with_name[i]} of {f.os_hosts[i]} {hosts_label}")
@@ -234,10 +271,8 @@ class DetectorModel:
             out.append(f"unusual parent {batch.parent[i]} for {name}")
         if parts["user"][i] > 0:
             out.append(f"unusual user {batch.user[i]} for {name}")
-        if parts["cpu"][i] > 0:
-            out.append(f"CPU {batch.cpu[i]:.0f}% vs usual {f.cpu_mean[i]:.1f}%")
-        if f.support[i] > 0 and batch.mem[i] > f.mem_mean[i] + self.params.mem_sigmas * f.mem_sd[i]:
-            out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.mem_mean[i]:.0f} MiB")
+        if f.support[i] > 0 and batch.mem[i] > f.norm_mem_mean[i] + self.params.mem_sigmas * f.norm_mem_sd[i]:
+            out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.norm_mem_mean[i]:.0f} MiB {where}")
         if not out:  # the forest alone: say which features made it stand out
             if X[i, HOST] > 0.5:
                 out.append(f"rare on this host ({int(f.host_obs[i])} of {int(f.host_snapshots[i])} snapshots)")

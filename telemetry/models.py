@@ -124,6 +124,9 @@ class ProcessRecord(models.Model):
     reasons = models.JSONField(default=list, blank=True)
     model_version = models.PositiveIntegerField(null=True, blank=True)
     status = models.CharField(max_length=16, choices=Status.choices, default="", blank=True)
+    # Consecutive snapshots of this host, this one included, in which this program's CPU was far
+    # above its norm (axon/norms.py): the next snapshot carries on from it. 0 when unscored.
+    cpu_streak = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["snapshot_id", "index"]

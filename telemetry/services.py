@@ -11,7 +11,7 @@ from typing import cast
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import Max, Min, Sum
+from django.db.models import Max, Min, Q, Sum
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -86,6 +86,34 @@ def _prepare(snap: SnapshotIn, known_os: str = "") -> _Prepared:
         for p, name, exe, parent in zip(snap.processes, names, exes, parents)
     ]
     return _Prepared(snap, os_name, _names_only(snap), _digest(snap), names, exes, parents, observations)
+
+
+def _streak_memory(preps: list[_Prepared]) -> None:
+    """Number the batch's snapshots in time order, and hand each host's first one the CPU streaks
+    of the host's previous stored snapshot (axon/norms.py): two indexed reads per batch."""
+    first: dict[str, _Prepared] = {}
+    for rank, prep in enumerate(sorted(preps, key=lambda p: p.snapshot.timestamp)):
+        for o in prep.observations:
+            o.snapshot = rank
+        first.setdefault(prep.snapshot.hostname, prep)
+    if not first:
+        return
+    previous = Q()
+    hostnames = {}
+    for hostname, endpoint_id, last_seen in Endpoint.objects.filter(hostname__in=first).values_list(
+            "hostname", "id", "last_seen"):
+        if last_seen < first[hostname].snapshot.timestamp:  # a late snapshot is judged on its own
+            previous |= Q(endpoint_id=endpoint_id, observed_at=last_seen)
+            hostnames[endpoint_id] = hostname
+    if not hostnames:
+        return
+    carried: dict[str, dict[str, int]] = {}
+    for endpoint_id, name, streak in ProcessRecord.objects.filter(previous, cpu_streak__gt=0).order_by().values_list(
+            "endpoint_id", "name_norm").annotate(streak=Max("cpu_streak")):
+        carried.setdefault(hostnames[endpoint_id], {})[name] = streak
+    for hostname, streaks in carried.items():
+        for o in first[hostname].observations:
+            o.prior_streak = streaks.get(o.name, 0)
 
 
 def _validate(payload) -> SnapshotIn:
@@ -192,6 +220,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
             "score": verdicts.scores[i] if scored else None, "flagged": flagged,
             "reasons": ops.adapt_json_value(verdicts.reasons[i], None) if flagged else no_reasons,
             "model_version": verdicts.model_version, "status": ProcessRecord.Status.OPEN if flagged else "",
+            "cpu_streak": min(verdicts.streaks[i], 32767) if scored and verdicts.streaks else 0,
         })
     return rows
 
@@ -202,6 +231,7 @@ def _slice(verdicts: Verdicts, start: int, n: int) -> Verdicts:
     return Verdicts(
         model_version=verdicts.model_version, scores=verdicts.scores[start:start + n],
         flagged=verdicts.flagged[start:start + n], reasons=verdicts.reasons[start:start + n],
+        streaks=verdicts.streaks[start:start + n],
     )
 
 
@@ -342,6 +372,7 @@ def _ingest(payloads: list, agent: AgentKey | None, request=None) -> list[Ingest
         else:
             fresh[key] = (i, _prepare(snap, known_os.get(snap.hostname, "")))
     preps = [prep for _, prep in fresh.values()]
+    _streak_memory(preps)
     verdicts = observations_score([o for prep in preps for o in prep.observations])
     if preps:
         stored, raced = _retrying_once(lambda: _store(fresh, preps, verdicts, agent))

@@ -1,0 +1,125 @@
+"""Per-host norms the detector judges against, beside the fleet view of ``axon/features.py``. Pure numpy.
+
+**Resources.** A program's CPU is judged against its own history *on this host* (and, when
+the host has enough of it, at this hour of the day), falling back to the pool of the hosts
+of the same OS while the host has too little history of the program. A pooled norm hides
+a miner called ``java`` on a build host where ``java`` is busy every day; a per-host norm
+does not, and a per-hour norm keeps a nightly job that is busy at its usual hour quiet.
+
+A single busy snapshot is ordinary (a compiler, a build); staying far above the norm over
+consecutive snapshots is not. The memory across snapshots is a *streak*: per row, how many
+consecutive snapshots of this host, this one included, the program was above its norm.
+Ingestion hands the model the streak each program had in the host's previous stored snapshot
+(``ObservationBatch.prior_streak``) and stores the new one, so the memory costs one indexed
+read per batch and a small integer per record. Several snapshots of one host in one batch
+are chained here, in the order of ``ObservationBatch.snapshot``.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class NormParams:
+    min_host_obs: int = 24  # observations of a program on a host before its own norm replaces the pool
+    min_hour_obs: int = 3  # observations at one hour of the day before that hour's norm counts
+    above_sds: float = 2.0  # "far above": beyond mean + this many sd of the norm...
+    above_points: float = 25.0  # ...and at least this many percentage points above its mean
+    sustained_snapshots: int = 3  # consecutive snapshots far above the norm that make news
+
+
+class ResourceNorms:
+    """CPU and memory norms per (host, program) and CPU norms per (host, program, hour). Picklable."""
+
+    def __init__(self, params: NormParams | None = None) -> None:
+        self.params = params or NormParams()
+        # (host, name) -> (observations, cpu mean, cpu sd, mem mean, mem sd)
+        self.host: dict[tuple[str, str], tuple[int, float, float, float, float]] = {}
+        # (host, name, hour) -> (observations, cpu mean, cpu sd)
+        self.hour: dict[tuple[str, str, int], tuple[int, float, float]] = {}
+
+    @classmethod
+    def from_combos(cls, host: list[str], name: list[str], hour: np.ndarray, count: np.ndarray,
+                    cpu_sum: np.ndarray, cpu_sq: np.ndarray, mem_sum: np.ndarray, mem_sq: np.ndarray,
+                    params: NormParams | None = None) -> ResourceNorms:
+        self = cls(params)
+        p = self.params
+        per_host: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
+        per_hour: dict[tuple[str, str, int], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+        counts, hours = count.tolist(), hour.tolist()
+        cs, cq, ms, mq = cpu_sum.tolist(), cpu_sq.tolist(), mem_sum.tolist(), mem_sq.tolist()
+        for i, h in enumerate(host):
+            n = counts[i]
+            if n <= 0:
+                continue
+            a = per_host[(h, name[i])]
+            a[0] += n
+            a[1] += cs[i]
+            a[2] += cq[i]
+            a[3] += ms[i]
+            a[4] += mq[i]
+            b = per_hour[(h, name[i], hours[i])]
+            b[0] += n
+            b[1] += cs[i]
+            b[2] += cq[i]
+        for key, a in per_host.items():
+            if a[0] >= p.min_host_obs:
+                cm, mm = a[1] / a[0], a[3] / a[0]
+                self.host[key] = (int(a[0]), cm, _sd(a[2], a[0], cm), mm, _sd(a[4], a[0], mm))
+        for (h, n, hr), b in per_hour.items():
+            if b[0] >= p.min_hour_obs and (h, n) in self.host:
+                cm = b[1] / b[0]
+                self.hour[(h, n, hr)] = (int(b[0]), cm, _sd(b[2], b[0], cm))
+        return self
+
+    def lookup(self, host: list[str], name: list[str], hour: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Per row: (own, cpu mean, cpu sd, mem mean, mem sd, hour cpu mean, hour cpu sd); own False → use the pool."""
+        n = len(host)
+        out = np.zeros((n, 7))
+        hours = hour.tolist()
+        for i in range(n):
+            norm = self.host.get((host[i], name[i]))
+            if norm is None:
+                continue
+            at_hour = self.hour.get((host[i], name[i], hours[i]))
+            out[i] = (1.0, *norm[1:], *(at_hour[1:] if at_hour else (norm[1], norm[2])))
+        return (out[:, 0] > 0, *(out[:, j] for j in range(1, 7)))
+
+
+def _sd(sq: float, n: float, mean: float) -> float:
+    return math.sqrt(max(0.0, sq / n - mean ** 2))
+
+
+def streaks(host: list[str], name: list[str], snapshot: np.ndarray, above: np.ndarray,
+            prior: np.ndarray) -> np.ndarray:
+    """Consecutive snapshots (this one included) each row's program has been above its norm on its host.
+
+    ``prior``: the program's streak in the host's previous stored snapshot. Rows of later
+    snapshots of the same host in this batch (a larger ``snapshot`` number) carry on from the
+    earlier ones instead.
+    """
+    out = np.zeros(len(host), dtype=np.int64)
+    if not above.any():
+        return out
+    if len(snapshot) == 0 or snapshot.min() == snapshot.max():  # one snapshot per host: the usual case
+        return np.where(above, prior + 1, 0)
+    order = np.argsort(snapshot, kind="stable")
+    carried: dict[str, dict[str, int]] = {}  # host -> {name: streak} of its latest snapshot so far
+    current: dict[str, dict[str, int]] = {}
+    group = None
+    for i in order.tolist():
+        if snapshot[i] != group:
+            carried.update(current)
+            current, group = {}, snapshot[i]
+        h = host[i]
+        mine = current.setdefault(h, {})
+        if not above[i]:
+            continue
+        before = carried[h].get(name[i], 0) if h in carried else int(prior[i])
+        out[i] = before + 1
+        mine[name[i]] = max(mine.get(name[i], 0), before + 1)
+    return out

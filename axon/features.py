@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from axon.norms import ResourceNorms
+from axon.norms import AccountSets, ResourceNorms
 
 FEATURE_VERSION = 2
 FEATURE_NAMES: tuple[str, ...] = (
@@ -245,6 +245,7 @@ class Baseline:
         self.host_share: dict[str, dict[tuple[str, str, str], float]] = {}
         self.fleet_share: dict[str, dict[tuple[str, str, str], float]] = {}
         self.norms = ResourceNorms()
+        self.accounts = AccountSets()
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -291,6 +292,8 @@ class Baseline:
         self.os_hosts[ALL_OS] = len(hosts)
 
         self.shared_users = self._shared_users(raw["user"])
+        self.accounts = AccountSets.from_pairs({(h, u) for h, _, u in raw["user"]},
+                                               mature={h for h, w in self.host_maturity.items() if w >= 1.0})
         folded: dict[tuple[str, str, str], int] = defaultdict(int)
         for (h, n, u), cnt in raw["user"].items():
             folded[(h, n, self.fold_user(u))] += cnt

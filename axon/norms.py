@@ -123,3 +123,62 @@ def streaks(host: list[str], name: list[str], snapshot: np.ndarray, above: np.nd
         out[i] = before + 1
         mine[name[i]] = max(mine.get(name[i], 0), before + 1)
     return out
+
+
+# Programs that mean a person is at the keyboard (or at a remote one): a login session, a
+# shell, a remote-access tool. An unknown account running one of these is the strongest news.
+INTERACTIVE = frozenset({
+    "login", "su", "sudo", "sshd", "sshd-session", "ssh", "scp", "sftp-server", "tmux", "screen", "mosh-server",
+    "bash", "sh", "dash", "zsh", "ksh", "csh", "tcsh", "fish", "python", "python3", "perl", "ruby",
+    "cmd.exe", "powershell.exe", "pwsh.exe", "pwsh", "wsmprovhost.exe", "winrshost.exe", "psexesvc.exe",
+    "rdpclip.exe", "mstsc.exe", "anydesk", "anydesk.exe", "teamviewer", "teamviewer.exe", "x11vnc", "vncserver",
+    "winvnc.exe", "nc", "ncat", "netcat", "socat", "telnet",
+})
+
+
+@dataclass
+class AccountParams:
+    roaming_hosts: int = 3  # an account seen on this many hosts logs in around (an admin): not news on one more
+    interactive: float = 0.9  # novelty of an unknown account running a session, a shell or a remote tool
+    other: float = 0.6  # ... running anything else
+
+
+class AccountSets:
+    """Which personal accounts each host has run anything under in the window. Picklable.
+
+    Shared service accounts (``root``, ``SYSTEM``, ``www-data``) are no news anywhere; a host
+    too young to know its own users judges none of them; an account the window saw on
+    ``roaming_hosts`` hosts or more is an admin's and no news on one more.
+    """
+
+    def __init__(self, params: AccountParams | None = None) -> None:
+        self.params = params or AccountParams()
+        self.host_users: dict[str, frozenset[str]] = {}
+        self.roaming: frozenset[str] = frozenset()
+        self.mature: frozenset[str] = frozenset()  # hosts with history enough to know their own users
+
+    @classmethod
+    def from_pairs(cls, host_user: set[tuple[str, str]], mature: set[str],
+                   params: AccountParams | None = None) -> AccountSets:
+        self = cls(params)
+        self.mature = frozenset(mature)
+        users: dict[str, set[str]] = defaultdict(set)
+        hosts: dict[str, set[str]] = defaultdict(set)
+        for h, u in host_user:
+            if u:
+                users[h].add(u)
+                hosts[u].add(h)
+        self.host_users = {h: frozenset(us) for h, us in users.items()}
+        self.roaming = frozenset(u for u, hs in hosts.items() if len(hs) >= self.params.roaming_hosts)
+        return self
+
+    def novelty(self, host: list[str], name: list[str], user: list[str], shared: frozenset[str]) -> np.ndarray:
+        """Per row: the novelty of the account on its host (0 when it is known, shared, roaming or the host young)."""
+        out = np.zeros(len(host))
+        p = self.params
+        for i, u in enumerate(user):
+            if not u or u in shared or u in self.roaming or host[i] not in self.mature:
+                continue
+            if u not in self.host_users.get(host[i], ()):
+                out[i] = p.interactive if name[i].lower() in INTERACTIVE else p.other
+        return out

@@ -215,6 +215,7 @@ class DetectorModel:
         for label, col in (("exe", EXE), ("parent", PARENT), ("user", USER)):
             parts[label] = np.where(X[:, col] >= 1.0, weight, 0.0)
         parts.update(resource_parts(batch, f, p))
+        parts["account"] = self.baseline.accounts.novelty(batch.host, batch.name, batch.user, self.baseline.shared_users)
         keep = np.ones(len(batch))
         for label, v in parts.items():
             if label != "streak":  # a count, not a part
@@ -265,6 +266,8 @@ class DetectorModel:
         if X[i, HOST] >= 1.0:
             out.append("never seen on this host")
             out.append(f"seen on {f.hosts_with_name[i]} of {f.os_hosts[i]} {hosts_label}")
+        if parts["account"][i] > 0:
+            out.append(f"account {batch.user[i]} never seen on this host")
         if parts["exe"][i] > 0:
             out.append(f"unusual path for {name}")
         if parts["parent"][i] > 0:

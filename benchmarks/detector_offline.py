@@ -228,6 +228,12 @@ def main() -> None:
     for name, (n_all, n_flag) in sorted(per_attack.items()):
         print(f"    {name:<14} {pct(n_flag, n_all)}")
     print(f"exclusion kept (excluded attack flagged)    : {rate('after', 'attack_excluded')}   target 100%")
+    # Adversarial fleets (tests/adversarial.py) label each story's rows attack:<class> or benign:<class>.
+    for kind in sorted({k for (_, k, _) in counts if ":" in k}):
+        flagged = sum(counts[(p, kind, "flagged")] for p in ("steady", "install", "after"))
+        seen = sum(counts[(p, kind, "all")] for p in ("steady", "install", "after"))
+        target = "target 100%" if kind.startswith("attack:") else "target 0%"
+        print(f"  {kind:<42} : flagged {pct(flagged, seen)}   {target}")
     print(f"  (install: excluded attack flagged by v1    : {rate('install', 'attack_excluded')}; "
           f"ordinary rows flagged {pct(install_fp, install_ordinary)})")
     print(f"training time v1 / v2                        : {train1:.2f} s / {train2:.2f} s  "

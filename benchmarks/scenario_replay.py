@@ -215,6 +215,13 @@ def figures(tally: Tally, panic: dict | None = None) -> dict:
     fig("attack_recall", "attack recall (after)", f, a, ATTACK_RECALL_MIN)
     f, a = tally.n("after", "attack_excluded")
     fig("exclusion_kept", "exclusion kept (excluded name flagged, after)", f, a, EXCLUSION_KEPT_MIN)
+    # Adversarial fleets (tests/adversarial.py): every row of an attack story flagged, of a benign one none.
+    for kind in sorted({k for (_, k) in tally.counts if ":" in k}):
+        f, a = tally.n(("steady", "install", "after"), kind)
+        if kind.startswith("attack:"):
+            fig(kind, f"{kind} flagged", f, a, ATTACK_RECALL_MIN)
+        else:
+            fig(kind, f"{kind} flagged", f, a, FP_RATE_MAX, at_most=True)
     if panic is not None:
         seconds = panic.get("press_to_active_seconds")
         memory = panic.get("peak_rss_mib")

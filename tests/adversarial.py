@@ -1,0 +1,372 @@
+"""An adversarial fleet: ordinary hosts of several roles, and one story per blind spot of a detector.
+
+    .venv/bin/python tests/adversarial.py --out /tmp/adv [--days 21] [--seed 11] [--stories a,b]
+    DATABASE_URL=postgres://127.0.0.1:5432/voltaxe_adv .venv/bin/python benchmarks/scenario_replay.py /tmp/adv --fresh
+
+It writes the fleetsim format of ../shared/scenarios (snapshots.jsonl.gz, labels.jsonl.gz,
+manifest.json) with the same phases (baseline, steady, install, panic button, after), so
+`benchmarks/scenario_replay.py` replays it through real ingestion and the real panic button and
+prints flagged/all per label. Labels are `attack:<class>` (must be flagged), `benign:<class>`
+(must not be), `new_software` (flagged before the press, not after) and ordinary (unmarked).
+
+A story is a function registered with `@story("name")` that adds processes to hosts with `Fleet.add`
+(a label, a time span, optionally fixed pids so that lineage across snapshots can be told) or changes
+a host from some time on with `Fleet.on`. Everything comes from the seed: the same arguments write the
+same bytes, whatever the clock says. Evaluation code: the product never sees these names.
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import random
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+WIN = "C:\\Windows\\System32\\"
+BUSINESS = frozenset(range(8, 19))  # UTC hours a workstation's user is at work
+
+
+@dataclass(frozen=True)
+class Proc:
+    name: str
+    exe: str = ""
+    user: str = "root"
+    parent: str = ""  # the parent's name, resolved to its pid in the same snapshot
+    cmdline: str = ""
+    cpu: float = 0.5  # mean percent
+    cpu_sd: float = 0.3
+    mem: float = 50.0  # MiB
+    count: int = 1
+    p: float = 1.0  # chance to run in a given snapshot (within `hours`)
+    hours: frozenset[int] | None = None  # UTC hours it can run in; None: any
+    p_off: float = 0.0  # chance outside `hours`
+    weekdays: frozenset[int] | None = None  # 0 = Monday
+    pid: int | None = None  # fixed pid (lineage stories); else stable per host for p == 1, fresh otherwise
+    ppid: int | None = None  # fixed parent pid, e.g. of a process that has exited
+
+
+@dataclass
+class Host:
+    name: str
+    os: str
+    role: str
+    procs: list[Proc]
+
+
+@dataclass
+class Event:
+    host: str
+    proc: Proc
+    label: str
+    start: datetime
+    stop: datetime
+
+
+@dataclass
+class Fleet:
+    seed: int
+    end: datetime
+    days: int
+    hosts: list[Host] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    changes: list[tuple[str, datetime, Callable[[Host], Host]]] = field(default_factory=list)
+    exclude_on_panic: list[str] = field(default_factory=list)
+    stories: list[str] = field(default_factory=list)
+
+    @property
+    def steady_start(self) -> datetime:
+        return self.end - timedelta(hours=8)
+
+    @property
+    def install_start(self) -> datetime:
+        return self.end - timedelta(hours=6)
+
+    @property
+    def panic_at(self) -> datetime:
+        return self.end - timedelta(hours=4)
+
+    @property
+    def start(self) -> datetime:
+        return self.steady_start - timedelta(days=self.days)
+
+    def host(self, name: str) -> Host:
+        return next(h for h in self.hosts if h.name == name)
+
+    def role(self, role: str) -> list[Host]:
+        return [h for h in self.hosts if h.role == role]
+
+    def add(self, host: str, proc: Proc, label: str, start: datetime, stop: datetime | None = None) -> None:
+        """`proc` runs on `host` (with its own p/hours) from start until stop (default: the end), marked `label`."""
+        self.events.append(Event(host, proc, label, start, stop or self.end))
+
+    def on(self, host: str, at: datetime, change: Callable[[Host], Host]) -> None:
+        """From `at` on, `host` is what `change` makes of it (a reinstall, a new role...)."""
+        self.changes.append((host, at, change))
+
+    def phase(self, t: datetime) -> str:
+        if t < self.steady_start:
+            return "baseline"
+        if t < self.install_start:
+            return "steady"
+        return "install" if t < self.panic_at else "after"
+
+    # -- output -------------------------------------------------------------------------------
+    def snapshots(self) -> Iterator[tuple[dict, dict]]:
+        """(payload, label line) in time order, one snapshot per host per hour."""
+        t, line = self.start, 0
+        while t < self.end:
+            for i, base in enumerate(self.hosts):
+                host = base
+                for name, at, change in self.changes:
+                    if name == host.name and t >= at:
+                        host = change(host)
+                if host.os == "":  # a host switched off
+                    continue
+                payload, marks = self._snapshot(host, t + timedelta(seconds=13 * i))
+                yield payload, {"line": line, "phase": self.phase(t), "hostname": host.name, "marks": marks}
+                line += 1
+            t += timedelta(hours=1)
+
+    def _snapshot(self, host: Host, t: datetime) -> tuple[dict, list]:
+        rng = random.Random(zlib.crc32(f"{self.seed}:{host.name}:{t.isoformat()}".encode()))
+        chosen = [(p, "") for p in host.procs if _runs(p, t, rng)]
+        chosen += [(e.proc, e.label) for e in self.events
+                   if e.host == host.name and e.start <= t < e.stop and _runs(e.proc, t, rng)]
+        rows, marks, pids, used = [], [], {}, set()
+        for proc, label in chosen:
+            for k in range(proc.count):
+                if proc.pid is not None:
+                    pid = proc.pid + k
+                elif proc.p >= 1.0 and proc.hours is None:  # long-running: the same pid all along
+                    pid = 300 + zlib.crc32(f"{host.name}:{proc.name}:{proc.exe}:{k}".encode()) % 60000
+                else:
+                    pid = rng.randrange(70000, 4_000_000)
+                    while pid in used:
+                        pid = rng.randrange(70000, 4_000_000)
+                used.add(pid)
+                pids.setdefault(proc.name, pid)
+                if label:
+                    marks.append([len(rows), label])
+                rows.append({"name": proc.name, "pid": pid, "ppid": proc.ppid, "parent": proc.parent,
+                             "exe": proc.exe or None, "username": proc.user, "cmdline": proc.cmdline or proc.exe,
+                             "cpu_percent": round(max(0.0, rng.gauss(proc.cpu, proc.cpu_sd)), 1),
+                             "memory_rss": int(max(1.0, rng.gauss(proc.mem, proc.mem * 0.1)) * 1024 * 1024)})
+        for row in rows:
+            parent = row.pop("parent")
+            if row["ppid"] is None:
+                row["ppid"] = pids.get(parent, 1) if parent else 1
+        return {"hostname": host.name, "os": host.os, "timestamp": t.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "processes": rows}, marks
+
+    def write(self, out: Path) -> dict:
+        out.mkdir(parents=True, exist_ok=True)
+        snapshots = records = 0
+        with gzip.open(out / "snapshots.jsonl.gz", "wt", encoding="utf-8") as snaps, \
+                gzip.open(out / "labels.jsonl.gz", "wt", encoding="utf-8") as labels:
+            for payload, label in self.snapshots():
+                snaps.write(json.dumps(payload, separators=(",", ":")) + "\n")
+                labels.write(json.dumps(label, separators=(",", ":")) + "\n")
+                snapshots += 1
+                records += len(payload["processes"])
+        manifest = {
+            "generator": "tests/adversarial.py", "seed": self.seed, "hosts": len(self.hosts), "every_minutes": 60,
+            "baseline_start": self.start.isoformat(), "steady_start": self.steady_start.isoformat(),
+            "install_start": self.install_start.isoformat(), "panic_at": self.panic_at.isoformat(),
+            "end": self.end.isoformat(), "exclude_on_panic": self.exclude_on_panic, "stories": self.stories,
+            "snapshots": snapshots, "process_records": records,
+        }
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+        return manifest
+
+
+def _runs(p: Proc, t: datetime, rng: random.Random) -> bool:
+    if p.weekdays is not None and t.weekday() not in p.weekdays:
+        return False
+    if p.hours is not None and t.hour not in p.hours:
+        return rng.random() < p.p_off
+    return p.p >= 1.0 or rng.random() < p.p
+
+
+# -- the ordinary fleet ---------------------------------------------------------------------------
+def _windows(user: str) -> list[Proc]:
+    home = f"C:\\Users\\{user}\\AppData\\Local\\"
+    work = dict(user=user, hours=BUSINESS, p_off=0.03)
+    return [
+        Proc("System", user="SYSTEM"), Proc("smss.exe", WIN + "smss.exe", "SYSTEM", "System"),
+        Proc("csrss.exe", WIN + "csrss.exe", "SYSTEM", count=2), Proc("wininit.exe", WIN + "wininit.exe", "SYSTEM"),
+        Proc("services.exe", WIN + "services.exe", "SYSTEM", "wininit.exe"),
+        Proc("lsass.exe", WIN + "lsass.exe", "SYSTEM", "wininit.exe", mem=20),
+        Proc("svchost.exe", WIN + "svchost.exe", "SYSTEM", "services.exe", WIN + "svchost.exe -k netsvcs", count=25),
+        Proc("MsMpEng.exe", "C:\\ProgramData\\Microsoft\\Windows Defender\\Platform\\4.18.24090-0\\MsMpEng.exe",
+             "SYSTEM", "services.exe", cpu=3, cpu_sd=2, mem=250),
+        Proc("explorer.exe", "C:\\Windows\\explorer.exe", user, mem=120),
+        Proc("OneDrive.exe", home + "Microsoft\\OneDrive\\OneDrive.exe", user, "explorer.exe", "/background"),
+        Proc("chrome.exe", "C:\\Program Files\\Google\\Chrome\\Application\\chrome.exe", parent="explorer.exe",
+             cpu=4, cpu_sd=3, mem=180, count=8, p=0.9, **work),
+        Proc("OUTLOOK.EXE", "C:\\Program Files\\Microsoft Office\\root\\Office16\\OUTLOOK.EXE",
+             parent="explorer.exe", mem=200, p=0.9, **work),
+        Proc("WINWORD.EXE", "C:\\Program Files\\Microsoft Office\\root\\Office16\\WINWORD.EXE",
+             parent="explorer.exe", mem=150, p=0.4, **work),
+        Proc("powershell.exe", WIN + "WindowsPowerShell\\v1.0\\powershell.exe", parent="explorer.exe",
+             cmdline="powershell.exe -NoLogo", p=0.1, **work),
+    ]
+
+
+def _mac(user: str) -> list[Proc]:
+    work = dict(user=user, hours=BUSINESS, p_off=0.05)
+    return [
+        Proc("launchd", "/sbin/launchd"), Proc("kernel_task", mem=500),
+        Proc("WindowServer", "/System/Library/PrivateFrameworks/SkyLight.framework/Resources/WindowServer",
+             "_windowserver", "launchd", cpu=5, cpu_sd=3, mem=300),
+        Proc("Finder", "/System/Library/CoreServices/Finder.app/Contents/MacOS/Finder", user, "launchd"),
+        Proc("Safari", "/Applications/Safari.app/Contents/MacOS/Safari", parent="launchd", cpu=3, cpu_sd=2,
+             mem=400, p=0.8, **work),
+        Proc("Terminal", "/System/Applications/Utilities/Terminal.app/Contents/MacOS/Terminal", parent="launchd",
+             p=0.4, **work),
+        Proc("zsh", "/bin/zsh", parent="Terminal", cmdline="-zsh", p=0.4, **work),
+    ]
+
+
+def _linux(role: str) -> list[Proc]:
+    base = [
+        Proc("systemd", "/usr/lib/systemd/systemd", cmdline="/sbin/init"),
+        Proc("kworker/0:1-events", count=4), Proc("ksoftirqd/0", count=2),
+        Proc("systemd-journald", "/usr/lib/systemd/systemd-journald", parent="systemd"),
+        Proc("sshd", "/usr/sbin/sshd", parent="systemd", cmdline="sshd: /usr/sbin/sshd -D [listener]"),
+        Proc("cron", "/usr/sbin/cron", parent="systemd", cmdline="/usr/sbin/cron -f"),
+        Proc("rsyslogd", "/usr/sbin/rsyslogd", "syslog", "systemd", "/usr/sbin/rsyslogd -n"),
+        Proc("logrotate", "/usr/sbin/logrotate", parent="cron", cmdline="/usr/sbin/logrotate /etc/logrotate.conf",
+             hours=frozenset({0})),
+    ]
+    if role == "web":
+        return base + [
+            Proc("nginx", "/usr/sbin/nginx", "www-data", "systemd", "nginx: worker process", cpu=2, cpu_sd=1, count=4),
+            Proc("gunicorn", "/opt/app/venv/bin/python3", "app", "systemd",
+                 "/opt/app/venv/bin/python3 /opt/app/venv/bin/gunicorn app.wsgi -w 4", cpu=6, cpu_sd=4, mem=120,
+                 count=5),
+        ]
+    if role == "db":
+        return base + [
+            Proc("postgres", "/usr/lib/postgresql/15/bin/postgres", "postgres", "systemd",
+                 "postgres: checkpointer", cpu=3, cpu_sd=2, mem=300, count=10),
+            Proc("pg_dump", "/usr/lib/postgresql/15/bin/pg_dump", "postgres", "cron", "pg_dump -Fc appdb",
+                 cpu=40, cpu_sd=10, hours=frozenset({2})),
+        ]
+    # build: busy all day, compilers spike
+    return base + [
+        Proc("dockerd", "/usr/bin/dockerd", parent="systemd", cmdline="/usr/bin/dockerd -H fd://", cpu=4, cpu_sd=2),
+        Proc("java", "/usr/lib/jvm/java-17/bin/java", "builder", "systemd",
+             "/usr/lib/jvm/java-17/bin/java -jar /opt/jenkins/agent.jar", cpu=60, cpu_sd=30, mem=2000),
+        Proc("cc1plus", "/usr/lib/gcc/x86_64-linux-gnu/12/cc1plus", "builder", "make", cpu=95, cpu_sd=10,
+             mem=400, count=2, p=0.6, hours=BUSINESS, p_off=0.2),
+        Proc("make", "/usr/bin/make", "builder", "java", "make -j4", p=0.6, hours=BUSINESS, p_off=0.2),
+    ]
+
+
+PEOPLE = ("amira", "bruno", "chen", "dana", "emeka", "fatima", "goran", "hana")
+
+
+def ordinary_fleet(*, seed: int = 11, end: datetime | None = None, days: int = 21) -> Fleet:
+    end = end or datetime(2026, 11, 11, 14, tzinfo=UTC)
+    fleet = Fleet(seed=seed, end=end.replace(minute=0, second=0, microsecond=0), days=days)
+    fleet.hosts += [Host(f"wks-{i:02d}", "windows", "workstation", _windows(PEOPLE[i])) for i in range(6)]
+    fleet.hosts += [Host(f"mac-{i:02d}", "darwin", "workstation", _mac(PEOPLE[6 + i])) for i in range(2)]
+    fleet.hosts += [Host(f"{role}-{i:02d}", "linux", role, _linux(role))
+                    for role, n in (("web", 3), ("db", 2), ("build", 3)) for i in range(n)]
+    return fleet
+
+
+# -- stories ------------------------------------------------------------------------------------
+STORIES: dict[str, Callable[[Fleet], None]] = {}
+
+
+def story(name: str):
+    def register(fn: Callable[[Fleet], None]) -> Callable[[Fleet], None]:
+        STORIES[name] = fn
+        return fn
+    return register
+
+
+@story("new-software")
+def new_software(fleet: Fleet) -> None:
+    """The panic button's own case: an installed app is flagged, approved by the press, then quiet."""
+    user = fleet.host("wks-02").procs[-1].user
+    fleet.add("wks-02", Proc("Notion.exe", f"C:\\Users\\{user}\\AppData\\Local\\Programs\\Notion\\Notion.exe", user,
+                             "explorer.exe", cpu=2, mem=200), "new_software", fleet.install_start)
+
+
+def build(*, seed: int = 11, end: datetime | None = None, days: int = 21, stories: list[str] | None = None) -> Fleet:
+    fleet = ordinary_fleet(seed=seed, end=end, days=days)
+    for name in stories or list(STORIES):
+        STORIES[name](fleet)
+        fleet.stories.append(name)
+    return fleet
+
+
+def replay(fleet: Fleet, *, user=None) -> dict[str, list[int]]:
+    """Tell the story through ingestion in this process: history, first model, the press, the rest.
+
+    Returns {label: [flagged, all]} over the scored phases (steady, install, after), "" for ordinary
+    rows. The press excludes `fleet.exclude_on_panic` and approves what the preview offers by default.
+    Needs the database (a django_db test); build the fleet with `end=timezone.now()` so that its
+    history is inside the training window.
+    """
+    from tests import fleet as stories
+
+    tally: dict[str, list[int]] = {}
+    pending: list[tuple[dict, dict]] = []
+    trained = pressed = False
+
+    def flush() -> None:
+        results = stories.ingest([payload for payload, _ in pending])
+        for (payload, label), result in zip(pending, results):
+            if label["phase"] == "baseline":
+                continue
+            hits = {a["index"] for a in result.get("anomalies", [])}
+            marks = dict(label["marks"])
+            for i in range(len(payload["processes"])):
+                entry = tally.setdefault(marks.get(i, ""), [0, 0])
+                entry[0] += i in hits
+                entry[1] += 1
+        pending.clear()
+
+    for payload, label in fleet.snapshots():
+        phase = label["phase"]
+        if phase != "baseline" and not trained:
+            flush()
+            run = stories.train(user=user)
+            assert run.status == "succeeded", run.message
+            trained = True
+        if phase == "after" and not pressed:
+            flush()
+            run = stories.train(user=user, trigger="api", exclude=fleet.exclude_on_panic, reason="story")
+            assert run.status == "succeeded", run.message
+            pressed = True
+        pending.append((payload, label))
+        if len(pending) >= 100:
+            flush()
+    flush()
+    return tally
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--days", type=int, default=21)
+    parser.add_argument("--end", help="ISO time the story ends (default 2026-11-11T14:00Z; keep it before now)")
+    parser.add_argument("--stories", help=f"comma-separated, of: {', '.join(STORIES)} (default all)")
+    args = parser.parse_args()
+    end = datetime.fromisoformat(args.end.replace("Z", "+00:00")) if args.end else None
+    fleet = build(seed=args.seed, end=end, days=args.days, stories=args.stories.split(",") if args.stories else None)
+    manifest = fleet.write(args.out)
+    print(f"{manifest['snapshots']:,} snapshots, {manifest['process_records']:,} process records, "
+          f"stories: {', '.join(manifest['stories'])} -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -75,15 +75,17 @@ from axon.norms import NormParams, streaks
 
 
 def resource_parts(batch: ObservationBatch, f: Features, p: TrainParams) -> dict[str, np.ndarray]:
-    """The novelty parts of CPU use: a spike far beyond the norm, and staying far above it.
+    """The novelty parts of CPU use: a spike far beyond the pool's norm, and staying far above the norm.
 
     The norm is the host's own for the program when it has enough history (else its OS pool);
-    a row is judged against the higher of the all-day norm and this hour's, so a job that is
-    busy at its usual hour is not news.
+    staying above it counts only above what is usual at this hour too, so a job that is busy
+    at its usual hours is not news.
     """
     known = f.support > 0
-    ceiling = np.maximum(f.norm_cpu_mean + p.cpu_sigmas * f.norm_cpu_sd, f.hour_cpu_mean + p.cpu_sigmas * f.hour_cpu_sd)
-    cpu = np.where(known, np.clip((batch.cpu - ceiling) / p.cpu_excess, 0.0, 1.0), 0.0)
+    # Where the host has a norm of its own, one busy snapshot is what programs do (a build, a
+    # compile); only staying above it is news. Judged by the pool, a far spike is news at once.
+    ceiling = f.norm_cpu_mean + p.cpu_sigmas * f.norm_cpu_sd
+    cpu = np.where(known & ~f.own_norm, np.clip((batch.cpu - ceiling) / p.cpu_excess, 0.0, 1.0), 0.0)
     n = p.norms
     # Far above the all-day norm, and clearly above what is usual at this hour: an hour's
     # mean is trusted before its spread is (a month holds only ~30 snapshots of one hour).

@@ -120,10 +120,20 @@ def timed_train(window: WindowData, approved=()) -> tuple[DetectorModel, float, 
     return model, seconds, peak / MIB
 
 
-def score_all(model: DetectorModel, snapshots: list[Snapshot]) -> dict[int, tuple]:
+def score_all(model: DetectorModel, snapshots: list[Snapshot], memory: dict[str, dict[str, int]]) -> dict[int, tuple]:
+    """Score snapshot by snapshot; `memory` carries each host's CPU streaks to its next snapshot, as ingestion does."""
     out = {}
     for snap in snapshots:
-        r = model.score(snap.batch)
+        b = snap.batch
+        prior = memory.get(snap.host, {})
+        b.prior_streak = np.fromiter((prior.get(n, 0) for n in b.name), dtype=np.int64, count=len(b))
+        r = model.score(b)
+        streaks: dict[str, int] = {}
+        if r.streak is not None:
+            for n, s in zip(b.name, r.streak.tolist()):
+                if s > streaks.get(n, 0):
+                    streaks[n] = s
+        memory[snap.host] = streaks
         out[id(snap)] = (r.flagged, r.reasons, r.scores)
     return out
 
@@ -156,7 +166,8 @@ def main() -> None:
 
     pre = [s for s in snapshots if s.phase in ("steady", "install")]
     after = [s for s in snapshots if s.phase == "after"]
-    res1 = score_all(v1, pre)
+    memory: dict[str, dict[str, int]] = {}
+    res1 = score_all(v1, pre, memory)
 
     # The panic button: approve what v1 flagged, minus the names the operator unticked.
     excluded_names = set(manifest.get("exclude_on_panic") or [])
@@ -183,7 +194,7 @@ def main() -> None:
     print(f"panic: {len(approved)} keys approved, {excluded_count} flagged-unapproved observations kept out")
     print(f"v2: {len(window2.combos)} combos from {window2.combos.records} records (GROUP BY emulation {agg2:.1f} s); "
           f"trained in {train2:.2f} s, peak {mem2:.0f} MiB; threshold {v2.threshold:.3f}")
-    res2 = score_all(v2, after)
+    res2 = score_all(v2, after, memory)
 
     # Figures
     fp = Counter()

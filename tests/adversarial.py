@@ -22,7 +22,7 @@ import json
 import random
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -297,6 +297,46 @@ def new_software(fleet: Fleet) -> None:
     user = fleet.host("wks-02").procs[-1].user
     fleet.add("wks-02", Proc("Notion.exe", f"C:\\Users\\{user}\\AppData\\Local\\Programs\\Notion\\Notion.exe", user,
                              "explorer.exe", cpu=2, mem=200), "new_software", fleet.install_start)
+
+
+@story("resources")
+def resources(fleet: Fleet) -> None:
+    """A throttled miner under the build host's busy name; an approved tool that starts burning cores.
+    Look-alikes: a one-snapshot build spike, a job busy for three hours at its usual hours."""
+    jvm = next(p for p in fleet.host("build-00").procs if p.name == "java")
+    # A second JVM: pids between the stable ones and the fresh ones, so none is taken twice.
+    fleet.add("build-00", replace(jvm, cpu=150, cpu_sd=5, pid=65001), "attack:resources", fleet.steady_start)
+    sync = Proc("acme-sync", "/opt/acme/bin/acme-sync", "app", "systemd", "/opt/acme/bin/acme-sync --watch", cpu=1)
+    fleet.add("web-01", sync, "new_software", fleet.install_start, fleet.panic_at + timedelta(hours=1))
+    fleet.add("web-01", replace(sync, cpu=400, cpu_sd=10), "attack:resources", fleet.panic_at + timedelta(hours=1))
+    spike = next(p for p in fleet.host("build-01").procs if p.name == "java")
+    fleet.add("build-01", replace(spike, cpu=350, cpu_sd=10, pid=65002), "benign:resources",
+              fleet.install_start + timedelta(hours=1), fleet.install_start + timedelta(hours=2))
+    busy = frozenset({7, 8, 9})
+    reports = Proc("report-runner", "/opt/reports/bin/report-runner", "reports", "systemd", cpu=1,
+                   hours=frozenset(range(24)) - busy)
+    fleet.add("db-00", reports, "benign:resources", fleet.start)
+    fleet.add("db-00", replace(reports, cpu=85, cpu_sd=5, hours=busy), "benign:resources", fleet.start)
+
+
+@story("accounts")
+def accounts(fleet: Fleet) -> None:
+    """A workstation user's credentials used on a database server. Look-alike: the admin on one more server."""
+    def session(user: str, p: float = 1.0) -> list[Proc]:
+        return [Proc("sshd-session", "/usr/sbin/sshd", user, "sshd", f"sshd-session: {user}@pts/0", p=p),
+                Proc("bash", "/usr/bin/bash", user, "sshd-session", "-bash", p=p)]
+
+    for host in fleet.role("web") + fleet.role("db") + fleet.role("build"):
+        if host.name not in ("db-01", "build-02"):
+            host.procs += session("ops", p=0.15)
+    for host in fleet.role("web"):
+        host.procs += session("deploy", p=0.3)
+    victim = fleet.host("wks-02").procs[-1].user
+    for proc in session(victim):
+        fleet.add("db-01", proc, "attack:accounts", fleet.steady_start)
+    fleet.exclude_on_panic += ["sshd-session", "bash"]  # the operator does not approve the intruder's session
+    for proc in session("ops"):
+        fleet.add("build-02", proc, "benign:accounts", fleet.steady_start)
 
 
 def build(*, seed: int = 11, end: datetime | None = None, days: int = 21, stories: list[str] | None = None) -> Fleet:

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from axon.norms import AccountSets, ResourceNorms
+from axon.norms import AccountSets, ResourceNorms, Schedules
 
 FEATURE_VERSION = 2
 FEATURE_NAMES: tuple[str, ...] = (
@@ -246,6 +246,7 @@ class Baseline:
         self.fleet_share: dict[str, dict[tuple[str, str, str], float]] = {}
         self.norms = ResourceNorms()
         self.accounts = AccountSets()
+        self.schedules = Schedules()
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -291,6 +292,8 @@ class Baseline:
             self.os_hosts[self.host_os[h]] = self.os_hosts.get(self.host_os[h], 0) + 1
         self.os_hosts[ALL_OS] = len(hosts)
 
+        self.schedules = Schedules.from_combos(c.host, c.name, c.hour, c.count,
+                                               around_the_clock={h for h, hs in host_hours.items() if len(hs) >= 20})
         self.shared_users = self._shared_users(raw["user"])
         self.accounts = AccountSets.from_pairs({(h, u) for h, _, u in raw["user"]},
                                                mature={h for h, w in self.host_maturity.items() if w >= 1.0})

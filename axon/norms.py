@@ -94,10 +94,12 @@ def _sd(sq: float, n: float, mean: float) -> float:
     return math.sqrt(max(0.0, sq / n - mean ** 2))
 
 
-def streaks(host: list[str], name: list[str], snapshot: np.ndarray, above: np.ndarray,
+def streaks(host: list[str], name: list[str], snapshot: np.ndarray, cpu: np.ndarray, above: np.ndarray,
             prior: np.ndarray) -> np.ndarray:
     """Consecutive snapshots (this one included) each row's program has been above its norm on its host.
 
+    The streak belongs to the program's busiest row of a snapshot; its other rows (an ordinary
+    process of the same name beside a miner) get 0, so they are never flagged for its streak.
     ``prior``: the program's streak in the host's previous stored snapshot. Rows of later
     snapshots of the same host in this batch (a larger ``snapshot`` number) carry on from the
     earlier ones instead.
@@ -105,23 +107,22 @@ def streaks(host: list[str], name: list[str], snapshot: np.ndarray, above: np.nd
     out = np.zeros(len(host), dtype=np.int64)
     if not above.any():
         return out
-    if len(snapshot) == 0 or snapshot.min() == snapshot.max():  # one snapshot per host: the usual case
-        return np.where(above, prior + 1, 0)
-    order = np.argsort(snapshot, kind="stable")
-    carried: dict[str, dict[str, int]] = {}  # host -> {name: streak} of its latest snapshot so far
-    current: dict[str, dict[str, int]] = {}
-    group = None
-    for i in order.tolist():
-        if snapshot[i] != group:
-            carried.update(current)
-            current, group = {}, snapshot[i]
-        h = host[i]
-        mine = current.setdefault(h, {})
-        if not above[i]:
-            continue
-        before = carried[h].get(name[i], 0) if h in carried else int(prior[i])
-        out[i] = before + 1
-        mine[name[i]] = max(mine.get(name[i], 0), before + 1)
+    busiest: dict[tuple[int, str, str], int] = {}  # (snapshot, host, name) -> its busiest row above the norm
+    for i in np.flatnonzero(above).tolist():
+        key = (int(snapshot[i]), host[i], name[i])
+        if key not in busiest or cpu[i] > cpu[busiest[key]]:
+            busiest[key] = i
+    previous: dict[tuple[int, str], int] = {}  # (snapshot, host) -> the host's snapshot before it in this batch
+    if snapshot.min() != snapshot.max():
+        last: dict[str, int] = {}
+        for g, h in sorted(set(zip(snapshot.tolist(), host))):
+            if h in last:
+                previous[(g, h)] = last[h]
+            last[h] = g
+    for (g, h, n), i in sorted(busiest.items()):
+        before = previous.get((g, h))
+        out[i] = (int(prior[i]) if before is None else int(out[busiest[(before, h, n)]]) if (before, h, n) in busiest
+                  else 0) + 1
     return out
 
 
@@ -182,3 +183,67 @@ class AccountSets:
             if u not in self.host_users.get(host[i], ()):
                 out[i] = p.interactive if name[i].lower() in INTERACTIVE else p.other
         return out
+
+
+@dataclass
+class ScheduleParams:
+    min_runs: int = 4  # observations before a program's hours count as a schedule
+    max_hours: int = 2  # a schedule: every observation within this many adjacent hours of the day
+    min_distance: int = 2  # hours away from every usual hour that make a run off schedule
+    min_host_hours: int = 20  # the host reports at this many hours of the day (so absence means something)
+    novelty: float = 0.6
+
+
+class Schedules:
+    """Programs that run on a tight schedule on a host (a nightly or weekly job), and their hours. Picklable.
+
+    A job seen at least ``min_runs`` times, always within ``max_hours`` adjacent hours of the
+    day, on a host that reports around the clock, runs on a schedule; the same job far from
+    those hours is news. A weekly or monthly job seen fewer times than that is no schedule yet,
+    and an hour next to the usual ones (a clock change, a slow night) is not far.
+    """
+
+    def __init__(self, params: ScheduleParams | None = None) -> None:
+        self.params = params or ScheduleParams()
+        self.hours: dict[tuple[str, str], frozenset[int]] = {}
+
+    @classmethod
+    def from_combos(cls, host: list[str], name: list[str], hour: np.ndarray, count: np.ndarray,
+                    around_the_clock: set[str], params: ScheduleParams | None = None) -> Schedules:
+        self = cls(params)
+        p = self.params
+        seen: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
+        for h, n, hr, c in zip(host, name, hour.tolist(), count.tolist()):
+            if c > 0 and h in around_the_clock:
+                seen[(h, n)][hr] += c
+        for key, by_hour in seen.items():
+            if sum(by_hour.values()) >= p.min_runs and _window_start(set(by_hour), p.max_hours) is not None:
+                self.hours[key] = frozenset(by_hour)
+        return self
+
+    def novelty(self, host: list[str], name: list[str], hour: np.ndarray) -> np.ndarray:
+        out = np.zeros(len(host))
+        if not self.hours:
+            return out
+        p = self.params
+        for i, hr in enumerate(hour.tolist()):
+            usual = self.hours.get((host[i], name[i]))
+            if usual is not None and min(_circular(hr, u) for u in usual) >= p.min_distance:
+                out[i] = p.novelty
+        return out
+
+    def describe(self, host: str, name: str, hour: int) -> str:
+        usual = self.hours.get((host, name), frozenset())
+        first = _window_start(usual, self.params.max_hours) or 0
+        span = "–".join(f"{h:02d}:00" for h in sorted(usual, key=lambda h: (h - first) % 24))
+        return f"{name} runs at {span} UTC on this host, not at {hour:02d}:00"
+
+
+def _circular(a: int, b: int) -> int:
+    d = abs(a - b) % 24
+    return min(d, 24 - d)
+
+
+def _window_start(hours: frozenset[int] | set[int], width: int) -> int | None:
+    """The first hour of a run of `width` adjacent hours of the day that holds all of `hours`, if any."""
+    return next((s for s in sorted(hours) if all((h - s) % 24 < width for h in hours)), None)

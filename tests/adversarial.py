@@ -329,7 +329,7 @@ def accounts(fleet: Fleet) -> None:
     for host in fleet.role("web") + fleet.role("db") + fleet.role("build"):
         if host.name not in ("db-01", "build-02"):
             host.procs += session("ops", p=0.15)
-    for host in fleet.role("web"):
+    for host in fleet.role("web") + fleet.role("build"):  # deployments log in too
         host.procs += session("deploy", p=0.3)
     victim = fleet.host("wks-02").procs[-1].user
     for proc in session(victim):
@@ -337,6 +337,23 @@ def accounts(fleet: Fleet) -> None:
     fleet.exclude_on_panic += ["sshd-session", "bash"]  # the operator does not approve the intruder's session
     for proc in session("ops"):
         fleet.add("build-02", proc, "benign:accounts", fleet.steady_start)
+
+
+@story("schedules")
+def schedules(fleet: Fleet) -> None:
+    """The nightly dump run in the middle of the day. Look-alikes: a weekly job seen three times and a
+    fortnightly one seen once, each at its usual hour."""
+    dump = next(p for p in fleet.host("db-01").procs if p.name == "pg_dump")
+    fleet.add("db-01", replace(dump, hours=frozenset({10, 11})), "attack:schedules", fleet.panic_at)
+    day = fleet.end.weekday()
+    weekly = Proc("report-weekly", "/opt/reports/bin/report-weekly", "reports", "cron", cpu=20, cpu_sd=5,
+                  hours=frozenset({9}), weekdays=frozenset({day}))
+    fleet.add("web-00", weekly, "benign:schedules", fleet.start)
+    fortnightly = Proc("audit-export", "/opt/audit/bin/audit-export", "root", "cron", cpu=10, cpu_sd=2,
+                       hours=frozenset({10}))
+    today = fleet.end.replace(hour=0)
+    fleet.add("web-01", fortnightly, "", today - timedelta(days=14), today - timedelta(days=13))
+    fleet.add("web-01", fortnightly, "benign:schedules", today, fleet.end)
 
 
 def build(*, seed: int = 11, end: datetime | None = None, days: int = 21, stories: list[str] | None = None) -> Fleet:

@@ -27,6 +27,7 @@ class Proc:
     # (rng, hour index, UTC hour of day) -> CPU percent
     cpu: Callable[[random.Random, int, int], float] = lambda rng, i, hod: round(rng.uniform(0, 3), 1)
     count: int = 1
+    mem: float | None = None  # MiB, give or take 10 %; None: anything from 20 to 200 MiB
 
 
 def linux_base() -> list[Proc]:
@@ -71,7 +72,8 @@ class Story:
                         pids.setdefault(p.name, pid)
                         rows.append({"name": p.name, "pid": pid, "ppid": pids.get(p.parent, 1), "exe": p.exe,
                                      "username": p.user, "cpu_percent": p.cpu(rng, i, t.hour),
-                                     "memory_rss": rng.randint(20, 200) * 1024 * 1024})
+                                     "memory_rss": int((rng.uniform(20, 200) if p.mem is None
+                                                        else rng.uniform(0.9, 1.1) * p.mem) * 1024 * 1024)})
                 out.append({"hostname": hostname, "os": os_name,
                             "timestamp": (t + timedelta(seconds=7 * k)).isoformat(), "processes": rows})
         return out

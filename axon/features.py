@@ -213,7 +213,6 @@ class Features:
     norm_mem_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
     norm_mem_sd: np.ndarray = field(default_factory=lambda: np.zeros(0))
     hour_cpu_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    hour_cpu_sd: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def novel(self, column: int) -> np.ndarray:
         """Rows at the novelty end of a rarity feature: never seen in the window."""
@@ -422,7 +421,7 @@ class Baseline:
         mem_sd_eff = np.maximum.reduce([mem_sd, np.full(n, p.mem_floor), p.relative_floor * np.abs(mem_m)])
         X[:, CPU_Z] = np.where(known, np.clip((batch.cpu - cpu_m) / cpu_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
         X[:, MEM_Z] = np.where(known, np.clip((batch.mem - mem_m) / mem_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
-        own, h_cpu_m, h_cpu_sd, h_mem_m, h_mem_sd, hr_cpu_m, hr_cpu_sd = self.norms.lookup(batch.host, batch.name, batch.hour)
+        own, h_cpu_m, h_cpu_sd, h_mem_m, h_mem_sd, hr_cpu_m = self.norms.lookup(batch.host, batch.name, batch.hour)
 
         def floored(sd: np.ndarray, mean: np.ndarray, floor: float) -> np.ndarray:
             return np.maximum.reduce([sd, np.full(n, floor), p.relative_floor * np.abs(mean)])
@@ -434,7 +433,6 @@ class Baseline:
             own_norm=own, norm_cpu_mean=norm_cpu_m, norm_mem_mean=norm_mem_m, hour_cpu_mean=hour_cpu_m,
             norm_cpu_sd=np.where(own, floored(h_cpu_sd, h_cpu_m, p.cpu_floor), cpu_sd_eff),
             norm_mem_sd=np.where(own, floored(h_mem_sd, h_mem_m, p.mem_floor), mem_sd_eff),
-            hour_cpu_sd=np.where(own, floored(hr_cpu_sd, hr_cpu_m, p.cpu_floor), cpu_sd_eff),
             X=X, support=info[:, 0], host_obs=info[:, 1], host_snapshots=info[:, 2],
             host_maturity=info[:, 3], hosts_with_name=info[:, 4].astype(np.int64),
             os_hosts=info[:, 5].astype(np.int64), os_label=os_label,

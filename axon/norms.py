@@ -27,20 +27,22 @@ import numpy as np
 class NormParams:
     min_host_obs: int = 24  # observations of a program on a host before its own norm replaces the pool
     min_hour_obs: int = 3  # observations at one hour of the day before that hour's norm counts
+    busy_hour_points: float = 5.0  # an hour this much busier than the all-day mean is a busy hour
     above_sds: float = 2.0  # "far above": beyond mean + this many sd of the norm...
     above_points: float = 25.0  # ...and at least this many percentage points above its mean
     sustained_snapshots: int = 3  # consecutive snapshots far above the norm that make news
 
 
 class ResourceNorms:
-    """CPU and memory norms per (host, program) and CPU norms per (host, program, hour). Picklable."""
+    """CPU and memory norms per (host, program), and the hours of the day a program is clearly busier. Picklable."""
 
     def __init__(self, params: NormParams | None = None) -> None:
         self.params = params or NormParams()
         # (host, name) -> (observations, cpu mean, cpu sd, mem mean, mem sd)
         self.host: dict[tuple[str, str], tuple[int, float, float, float, float]] = {}
-        # (host, name, hour) -> (observations, cpu mean, cpu sd)
-        self.hour: dict[tuple[str, str, int], tuple[int, float, float]] = {}
+        # (host, name, hour) -> cpu mean, only where it is busy_hour_points above the all-day mean:
+        # elsewhere the all-day norm stands, and the model stays small.
+        self.busy_hour: dict[tuple[str, str, int], float] = {}
 
     @classmethod
     def from_combos(cls, host: list[str], name: list[str], hour: np.ndarray, count: np.ndarray,
@@ -49,7 +51,7 @@ class ResourceNorms:
         self = cls(params)
         p = self.params
         per_host: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
-        per_hour: dict[tuple[str, str, int], list[float]] = defaultdict(lambda: [0, 0.0, 0.0])
+        per_hour: dict[tuple[str, str, int], list[float]] = defaultdict(lambda: [0, 0.0])
         counts, hours = count.tolist(), hour.tolist()
         cs, cq, ms, mq = cpu_sum.tolist(), cpu_sq.tolist(), mem_sum.tolist(), mem_sq.tolist()
         for i, h in enumerate(host):
@@ -65,29 +67,26 @@ class ResourceNorms:
             b = per_hour[(h, name[i], hours[i])]
             b[0] += n
             b[1] += cs[i]
-            b[2] += cq[i]
         for key, a in per_host.items():
             if a[0] >= p.min_host_obs:
                 cm, mm = a[1] / a[0], a[3] / a[0]
                 self.host[key] = (int(a[0]), cm, _sd(a[2], a[0], cm), mm, _sd(a[4], a[0], mm))
         for (h, n, hr), b in per_hour.items():
-            if b[0] >= p.min_hour_obs and (h, n) in self.host:
-                cm = b[1] / b[0]
-                self.hour[(h, n, hr)] = (int(b[0]), cm, _sd(b[2], b[0], cm))
+            norm = self.host.get((h, n))
+            if norm is not None and b[0] >= p.min_hour_obs and b[1] / b[0] >= norm[1] + p.busy_hour_points:
+                self.busy_hour[(h, n, hr)] = b[1] / b[0]
         return self
 
     def lookup(self, host: list[str], name: list[str], hour: np.ndarray) -> tuple[np.ndarray, ...]:
-        """Per row: (own, cpu mean, cpu sd, mem mean, mem sd, hour cpu mean, hour cpu sd); own False → use the pool."""
+        """Per row: (own, cpu mean, cpu sd, mem mean, mem sd, cpu mean at this hour); own False → use the pool."""
         n = len(host)
-        out = np.zeros((n, 7))
+        out = np.zeros((n, 6))
         hours = hour.tolist()
         for i in range(n):
             norm = self.host.get((host[i], name[i]))
-            if norm is None:
-                continue
-            at_hour = self.hour.get((host[i], name[i], hours[i]))
-            out[i] = (1.0, *norm[1:], *(at_hour[1:] if at_hour else (norm[1], norm[2])))
-        return (out[:, 0] > 0, *(out[:, j] for j in range(1, 7)))
+            if norm is not None:
+                out[i] = (1.0, *norm[1:], self.busy_hour.get((host[i], name[i], hours[i]), norm[1]))
+        return (out[:, 0] > 0, *(out[:, j] for j in range(1, 6)))
 
 
 def _sd(sq: float, n: float, mean: float) -> float:

@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from axon.norms import AccountSets, ResourceNorms, Schedules
+from axon.norms import AccountSets, ResourceNorms, Schedules, judged_hosts
 
 FEATURE_VERSION = 2
 FEATURE_NAMES: tuple[str, ...] = (
@@ -205,6 +205,9 @@ class Features:
     mem_mean: np.ndarray
     mem_sd: np.ndarray
     folded_user: list[str] = field(default_factory=list)
+    # The host each row is judged as: itself, or a young host with no history when the snapshot
+    # shows another machine under its name (axon/norms.py: judged_hosts).
+    judged_host: list[str] = field(default_factory=list)
     # The resource norm each row is judged against (axon/norms.py): this host's own when it
     # has enough history of the program (own_norm), else the pool above; and at this hour.
     own_norm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
@@ -368,6 +371,17 @@ class Baseline:
             return user
         return PERSONAL
 
+    def _without_own(self, host: str, name: str, o: str, k: int, big_n: int, f_fleet: float) -> tuple[int, int, float]:
+        """The fleet view of a name (hosts running it, hosts, mean share) without this host's own history."""
+        if o != ALL_OS and self.host_os.get(host) != o:
+            return k, big_n, f_fleet
+        own = self.host_name.get((host, name), 0)
+        own_share = min(1.0, own / self.host_snapshots[host]) if own else 0.0
+        others = big_n - 1
+        if others <= 0:
+            return 0, 0, 0.0
+        return k - (own > 0), others, max(0.0, (f_fleet * big_n - own_share) / others)
+
     # -- features ---------------------------------------------------------------------------
     def fleet_os(self, os_name: str) -> str:
         return os_name if self.os_hosts.get(os_name) else ALL_OS
@@ -383,8 +397,10 @@ class Baseline:
         decades, cap = p.rarity_decades, p.seen_cap
         host_shares = (self.host_share["exe"], self.host_share["parent"], self.host_share["user"])
         fleet_shares = (self.fleet_share["exe"], self.fleet_share["parent"], self.fleet_share["user"])
+        assert batch.snapshot is not None  # filled in by ObservationBatch
+        hosts = judged_hosts(batch.host, batch.os, batch.name, batch.snapshot, self.host_os, self.host_name)
         for i in range(n):
-            host, name = batch.host[i], batch.name[i]
+            host, name = hosts[i], batch.name[i]
             key = (host, batch.os[i], name, batch.exe[i], batch.parent[i], batch.user[i])
             hit = cache.get(key)
             if hit is None:
@@ -396,10 +412,12 @@ class Baseline:
                 ns = self.name_stats.get((o, name))
                 f_host = min(1.0, host_obs / snaps) if snaps else 0.0
                 f_fleet = ns[2] if ns else 0.0
-                row = [0.0] * 5
-                row[HOST] = _rarity(max(f_host, (1.0 - w) * f_fleet), decades, cap)
                 k = ns[0] if ns else 0
                 big_n = self.os_hosts.get(o, 0)
+                if host != batch.host[i]:  # another machine under an old name: its old life vouches for nothing
+                    k, big_n, f_fleet = self._without_own(batch.host[i], name, o, k, big_n, f_fleet)
+                row = [0.0] * 5
+                row[HOST] = _rarity(max(f_host, (1.0 - w) * f_fleet), decades, cap)
                 row[FLEET] = 1.0 - k / big_n if big_n else 1.0
                 for j, value in enumerate((batch.exe[i], batch.parent[i], user)):
                     if not value:
@@ -421,7 +439,7 @@ class Baseline:
         mem_sd_eff = np.maximum.reduce([mem_sd, np.full(n, p.mem_floor), p.relative_floor * np.abs(mem_m)])
         X[:, CPU_Z] = np.where(known, np.clip((batch.cpu - cpu_m) / cpu_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
         X[:, MEM_Z] = np.where(known, np.clip((batch.mem - mem_m) / mem_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
-        own, h_cpu_m, h_cpu_sd, h_mem_m, h_mem_sd, hr_cpu_m = self.norms.lookup(batch.host, batch.name, batch.hour)
+        own, h_cpu_m, h_cpu_sd, h_mem_m, h_mem_sd, hr_cpu_m = self.norms.lookup(hosts, batch.name, batch.hour)
 
         def floored(sd: np.ndarray, mean: np.ndarray, floor: float) -> np.ndarray:
             return np.maximum.reduce([sd, np.full(n, floor), p.relative_floor * np.abs(mean)])
@@ -430,7 +448,7 @@ class Baseline:
         norm_mem_m = np.where(own, h_mem_m, mem_m)
         hour_cpu_m = np.where(own, hr_cpu_m, cpu_m)
         return Features(
-            own_norm=own, norm_cpu_mean=norm_cpu_m, norm_mem_mean=norm_mem_m, hour_cpu_mean=hour_cpu_m,
+            judged_host=hosts, own_norm=own, norm_cpu_mean=norm_cpu_m, norm_mem_mean=norm_mem_m, hour_cpu_mean=hour_cpu_m,
             norm_cpu_sd=np.where(own, floored(h_cpu_sd, h_cpu_m, p.cpu_floor), cpu_sd_eff),
             norm_mem_sd=np.where(own, floored(h_mem_sd, h_mem_m, p.mem_floor), mem_sd_eff),
             X=X, support=info[:, 0], host_obs=info[:, 1], host_snapshots=info[:, 2],

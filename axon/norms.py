@@ -246,3 +246,39 @@ def _circular(a: int, b: int) -> int:
 def _window_start(hours: frozenset[int] | set[int], width: int) -> int | None:
     """The first hour of a run of `width` adjacent hours of the day that holds all of `hours`, if any."""
     return next((s for s in sorted(hours) if all((h - s) % 24 < width for h in hours)), None)
+
+
+REBORN = "\x00reborn:"  # a host judged as young: no history is kept under this name
+
+
+@dataclass
+class RebornParams:
+    min_names: int = 8  # distinct programs in a snapshot before its mix says anything
+    known_share: float = 0.5  # a snapshot whose programs the host mostly never ran is another machine
+
+
+def judged_hosts(host: list[str], os: list[str], name: list[str], snapshot: np.ndarray, host_os: dict[str, str],
+                 host_name: dict[tuple[str, str], int], params: RebornParams | None = None) -> list[str]:
+    """The host each row is judged as: itself, or a young host with no history when its snapshot
+    shows another machine under the old name (another OS, or mostly programs it never ran).
+
+    A reinstalled host's new programs are then judged with its peers, not flagged one by one as
+    never seen on it, and its old history vouches for nothing it runs now.
+    """
+    p = params or RebornParams()
+    seen: dict[tuple[int, str], set[str]] = defaultdict(set)
+    group_os: dict[tuple[int, str], str] = {}
+    for g, h, o, n in zip(snapshot.tolist(), host, os, name):
+        if h in host_os:
+            seen[(g, h)].add(n)
+            group_os.setdefault((g, h), o)
+    reborn = set()
+    for key, names in seen.items():
+        h = key[1]
+        before, now = host_os[h], group_os[key]
+        known = sum((h, n) in host_name for n in names)
+        if (before and now and before != now) or (len(names) >= p.min_names and known < p.known_share * len(names)):
+            reborn.add(key)
+    if not reborn:
+        return host
+    return [REBORN + h if (g, h) in reborn else h for g, h in zip(snapshot.tolist(), host)]

@@ -92,7 +92,7 @@ def resource_parts(batch: ObservationBatch, f: Features, p: TrainParams) -> dict
     usual = np.maximum(f.norm_cpu_mean, f.hour_cpu_mean)
     above = known & (batch.cpu > f.norm_cpu_mean + n.above_sds * f.norm_cpu_sd) & (batch.cpu - usual >= n.above_points)
     assert batch.prior_streak is not None and batch.snapshot is not None  # filled in by ObservationBatch
-    streak = streaks(batch.host, batch.name, batch.snapshot, batch.cpu, above, batch.prior_streak)
+    streak = streaks(f.judged_host, batch.name, batch.snapshot, batch.cpu, above, batch.prior_streak)
     sustained = np.where(streak >= n.sustained_snapshots, np.minimum(1.0, streak / (2.0 * n.sustained_snapshots)), 0.0)
     return {"cpu": cpu, "sustained": sustained, "streak": streak}
 
@@ -217,8 +217,9 @@ class DetectorModel:
         for label, col in (("exe", EXE), ("parent", PARENT), ("user", USER)):
             parts[label] = np.where(X[:, col] >= 1.0, weight, 0.0)
         parts.update(resource_parts(batch, f, p))
-        parts["account"] = self.baseline.accounts.novelty(batch.host, batch.name, batch.user, self.baseline.shared_users)
-        parts["schedule"] = self.baseline.schedules.novelty(batch.host, batch.name, batch.hour)
+        hosts = f.judged_host
+        parts["account"] = self.baseline.accounts.novelty(hosts, batch.name, batch.user, self.baseline.shared_users)
+        parts["schedule"] = self.baseline.schedules.novelty(hosts, batch.name, batch.hour)
         keep = np.ones(len(batch))
         for label, v in parts.items():
             if label != "streak":  # a count, not a part
@@ -270,7 +271,7 @@ class DetectorModel:
             out.append("never seen on this host")
             out.append(f"seen on {f.hosts_with_name[i]} of {f.os_hosts[i]} {hosts_label}")
         if parts["schedule"][i] > 0:
-            out.append(self.baseline.schedules.describe(batch.host[i], name, int(batch.hour[i])))
+            out.append(self.baseline.schedules.describe(f.judged_host[i], name, int(batch.hour[i])))
         if parts["account"][i] > 0:
             out.append(f"account {batch.user[i]} never seen on this host")
         if parts["exe"][i] > 0:

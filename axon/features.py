@@ -55,7 +55,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from axon.norms import AccountSets, ResourceNorms, Schedules, judged_hosts
+from axon.norms import AccountSets, ResourceNorms, Schedules, judged_hosts, staples
 
 FEATURE_VERSION = 2
 FEATURE_NAMES: tuple[str, ...] = (
@@ -152,7 +152,8 @@ class ObservationBatch:
     mem: np.ndarray  # MiB
     # The memory across snapshots (axon/norms.py): each row's streak above its CPU norm in the
     # host's previous stored snapshot, and which snapshot of the batch the row belongs to
-    # (numbered in time order), so several snapshots of one host in one batch chain up.
+    # (numbered from 1 in time order), so several snapshots of one host in one batch chain up;
+    # 0 for rows that are not whole snapshots (training, re-scoring flags).
     prior_streak: np.ndarray | None = None
     snapshot: np.ndarray | None = None
 
@@ -249,6 +250,7 @@ class Baseline:
         self.norms = ResourceNorms()
         self.accounts = AccountSets()
         self.schedules = Schedules()
+        self.staples: dict[str, frozenset[str]] = {}  # what each host always runs: to recognise it by
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -327,6 +329,8 @@ class Baseline:
             self.name_stats[(o, n)] = (int(s[0]), int(obs), s[2] / self.os_hosts[o],
                                        cpu_mean, cpu_sd, mem_mean, mem_sd)
 
+        self.staples = staples(self.host_name, self.host_snapshots, {
+            (h, n): self.name_stats[(self.host_os[h], n)][0] / self.os_hosts[self.host_os[h]] for h, n in host_name})
         for kind, table in raw.items():
             host_share: dict[tuple[str, str, str], float] = {}
             fleet_sum: dict[tuple[str, str, str], float] = defaultdict(float)
@@ -398,7 +402,7 @@ class Baseline:
         host_shares = (self.host_share["exe"], self.host_share["parent"], self.host_share["user"])
         fleet_shares = (self.fleet_share["exe"], self.fleet_share["parent"], self.fleet_share["user"])
         assert batch.snapshot is not None  # filled in by ObservationBatch
-        hosts = judged_hosts(batch.host, batch.os, batch.name, batch.snapshot, self.host_os, self.host_name)
+        hosts = judged_hosts(batch.host, batch.os, batch.name, batch.snapshot, self.host_os, self.staples)
         for i in range(n):
             host, name = hosts[i], batch.name[i]
             key = (host, batch.os[i], name, batch.exe[i], batch.parent[i], batch.user[i])

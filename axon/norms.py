@@ -253,14 +253,33 @@ REBORN = "\x00reborn:"  # a host judged as young: no history is kept under this 
 
 @dataclass
 class RebornParams:
-    min_names: int = 8  # distinct programs in a snapshot before its mix says anything
-    known_share: float = 0.5  # a snapshot whose programs the host mostly never ran is another machine
+    staple_share: float = 0.9  # a program in this share of a host's snapshots is one of its staples
+    common_share: float = 0.9  # ...unless this share of the hosts of its OS run it too (a base program)
+    min_staples: int = 2  # staples a host needs before their absence says anything
+    present_share: float = 0.5  # a snapshot with fewer of its host's staples than this is another machine
+
+
+def staples(host_name: dict[tuple[str, str], int], host_snapshots: dict[str, int],
+            share_of_hosts: dict[tuple[str, str], float], params: RebornParams | None = None) -> dict[str, frozenset[str]]:
+    """What each host runs in (nearly) every snapshot and most of its peers do not: what it is recognised by.
+
+    ``share_of_hosts[(host, name)]``: the share of the hosts of the host's OS that run the name.
+    A reinstall keeps the OS's base programs, so they say nothing of which machine this is.
+    """
+    p = params or RebornParams()
+    found: dict[str, set[str]] = defaultdict(set)
+    for (h, n), obs in host_name.items():
+        if obs >= p.staple_share * host_snapshots.get(h, 0) > 0 and share_of_hosts.get((h, n), 1.0) < p.common_share:
+            found[h].add(n)
+    return {h: frozenset(ns) for h, ns in found.items() if len(ns) >= p.min_staples}
 
 
 def judged_hosts(host: list[str], os: list[str], name: list[str], snapshot: np.ndarray, host_os: dict[str, str],
-                 host_name: dict[tuple[str, str], int], params: RebornParams | None = None) -> list[str]:
+                 host_staples: dict[str, frozenset[str]], params: RebornParams | None = None) -> list[str]:
     """The host each row is judged as: itself, or a young host with no history when its snapshot
-    shows another machine under the old name (another OS, or mostly programs it never ran).
+    shows another machine under the old name: another OS, or most of the programs the host was
+    recognised by gone. (Programs added to a host never make it another machine: its staples are
+    still there.)
 
     A reinstalled host's new programs are then judged with its peers, not flagged one by one as
     never seen on it, and its old history vouches for nothing it runs now.
@@ -269,15 +288,15 @@ def judged_hosts(host: list[str], os: list[str], name: list[str], snapshot: np.n
     seen: dict[tuple[int, str], set[str]] = defaultdict(set)
     group_os: dict[tuple[int, str], str] = {}
     for g, h, o, n in zip(snapshot.tolist(), host, os, name):
-        if h in host_os:
+        if g and h in host_os:  # 0: rows picked out of snapshots (a re-scoring), which say nothing of the mix
             seen[(g, h)].add(n)
             group_os.setdefault((g, h), o)
     reborn = set()
     for key, names in seen.items():
         h = key[1]
         before, now = host_os[h], group_os[key]
-        known = sum((h, n) in host_name for n in names)
-        if (before and now and before != now) or (len(names) >= p.min_names and known < p.known_share * len(names)):
+        usual = host_staples.get(h)
+        if (before and now and before != now) or (usual and len(usual & names) < p.present_share * len(usual)):
             reborn.add(key)
     if not reborn:
         return host

@@ -31,7 +31,8 @@ class Observation:
     cpu: float | None
     mem_mib: float | None
     # Memory across snapshots (axon/norms.py): this program's streak above its CPU norm in the
-    # host's previous stored snapshot, and the position of this row's snapshot in the batch.
+    # host's previous stored snapshot, and the position of this row's snapshot in the batch
+    # (from 1; 0: the row is not part of a whole snapshot).
     prior_streak: int = 0
     snapshot: int = 0
 
@@ -43,6 +44,7 @@ class Verdicts:
     flagged: list[bool | None] = field(default_factory=list)
     reasons: list[list[str]] = field(default_factory=list)
     streaks: list[int] = field(default_factory=list)  # kept with each record: the next snapshot's prior
+    reborn: list[bool] = field(default_factory=list)  # the row's host came back as another machine
 
 
 class ModelCache:
@@ -126,6 +128,7 @@ def score_with(model, version: int | None, rows: list[Observation]) -> Verdicts:
         flagged=np.asarray(result.flagged, dtype=bool).tolist(),
         reasons=[list(r) if f else [] for r, f in zip(result.reasons, result.flagged)],
         streaks=(np.zeros(len(rows), dtype=np.int64) if result.streak is None else result.streak).tolist(),
+        reborn=(np.zeros(len(rows), dtype=bool) if result.reborn is None else result.reborn).tolist(),
     )
 
 

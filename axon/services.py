@@ -464,9 +464,15 @@ def window_aggregate(*, since: datetime, until: datetime):
 
     cpu = Coalesce(F("cpu_percent"), Value(0.0))
     mem = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(1048576.0)
+    # A host that came back as another machine: what it ran before is forgotten (usually no host).
+    reborn = list(Endpoint.objects.filter(reborn_at__gt=since).values_list("pk", "reborn_at"))
+    past_lives, past_snapshots = Q(), Q()
+    for endpoint_id, reborn_at in reborn:
+        past_lives |= Q(endpoint_id=endpoint_id, observed_at__lt=reborn_at)
+        past_snapshots |= Q(endpoint_id=endpoint_id, timestamp__lt=reborn_at)
     rows = (
         ProcessRecord.objects.filter(observed_at__gte=since, observed_at__lt=until).filter(_TRAINABLE)
-        .order_by()
+        .exclude(past_lives).order_by()
         .values_list("endpoint_id", "name_norm", "exe_norm", "parent_name", "username", "hour")
         .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))
     )
@@ -476,7 +482,8 @@ def window_aggregate(*, since: datetime, until: datetime):
         for r in rows.iterator(chunk_size=20_000)
     )
     per_host = (
-        Snapshot.objects.filter(timestamp__gte=since, timestamp__lt=until).order_by()
+        Snapshot.objects.filter(timestamp__gte=since, timestamp__lt=until)
+        .exclude(past_snapshots).order_by()
         .values_list("endpoint_id").annotate(n=Count("id"), last=Max("timestamp"))
     )
     host_snapshots, data_until = {}, None

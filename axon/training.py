@@ -85,7 +85,8 @@ def resource_parts(batch: ObservationBatch, f: Features, p: TrainParams) -> dict
     # Where the host has a norm of its own, one busy snapshot is what programs do (a build, a
     # compile); only staying above it is news. Judged by the pool, a far spike is news at once.
     ceiling = f.norm_cpu_mean + p.cpu_sigmas * f.norm_cpu_sd
-    cpu = np.where(known & ~f.own_norm, np.clip((batch.cpu - ceiling) / p.cpu_excess, 0.0, 1.0), 0.0)
+    spike = np.where(known, np.clip((batch.cpu - ceiling) / p.cpu_excess, 0.0, 1.0), 0.0)
+    cpu = np.where(f.own_norm, 0.0, spike)
     n = p.norms
     # Far above the all-day norm, and clearly above what is usual at this hour: an hour's
     # mean is trusted before its spread is (a month holds only ~30 snapshots of one hour).
@@ -94,7 +95,8 @@ def resource_parts(batch: ObservationBatch, f: Features, p: TrainParams) -> dict
     assert batch.prior_streak is not None and batch.snapshot is not None  # filled in by ObservationBatch
     streak = streaks(f.judged_host, batch.name, batch.snapshot, batch.cpu, above, batch.prior_streak)
     sustained = np.where(streak >= n.sustained_snapshots, np.minimum(1.0, streak / (2.0 * n.sustained_snapshots)), 0.0)
-    return {"cpu": cpu, "sustained": sustained, "streak": streak}
+    # "spike" is for the reasons only: a row flagged for something else says its CPU stood out too
+    return {"cpu": cpu, "sustained": sustained, "streak": streak, "spike": spike}
 
 
 class InsufficientData(ValueError):
@@ -127,6 +129,7 @@ class ScoreResult:
     reasons: list[list[str]]  # per row; non-empty for flagged rows
     approved: np.ndarray | None = None  # bool: rows matching an approved key exactly
     streak: np.ndarray | None = None  # int: consecutive snapshots above the CPU norm, this one included
+    reborn: np.ndarray | None = None  # bool: the row's snapshot shows another machine under its host's name
 
 
 def _average_path_length(n: np.ndarray) -> np.ndarray:
@@ -222,7 +225,7 @@ class DetectorModel:
         parts["schedule"] = self.baseline.schedules.novelty(hosts, batch.name, batch.hour)
         keep = np.ones(len(batch))
         for label, v in parts.items():
-            if label != "streak":  # a count, not a part
+            if label not in ("streak", "spike"):  # not parts of the novelty: for the reasons
                 keep *= 1.0 - v
         return 1.0 - keep, parts
 
@@ -250,7 +253,9 @@ class DetectorModel:
         for i in np.flatnonzero(flagged):
             reasons[i] = self._reasons(batch, f, parts, forest_score, int(i), resource_only=bool(by_resource[i]))
         return ScoreResult(scores=scores, flagged=flagged, reasons=reasons, approved=approved,
-                           streak=parts["streak"].astype(np.int64))
+                           streak=parts["streak"].astype(np.int64),
+                           reborn=np.fromiter((j != h for j, h in zip(f.judged_host, batch.host)), dtype=bool,
+                                              count=len(batch)))
 
     def _reasons(self, batch: ObservationBatch, f: Features, parts: dict, forest_score: np.ndarray,
                  i: int, resource_only: bool = False) -> list[str]:
@@ -263,7 +268,7 @@ class DetectorModel:
         if parts["sustained"][i] > 0:
             out.append(f"CPU {batch.cpu[i]:.0f}% for {int(parts['streak'][i])} snapshots "
                        f"vs usual {f.norm_cpu_mean[i]:.0f}% {where}")
-        elif parts["cpu"][i] > 0:
+        elif parts["spike"][i] > 0:
             out.append(f"CPU {batch.cpu[i]:.0f}% vs usual {f.norm_cpu_mean[i]:.1f}% {where}")
         if resource_only:
             return out

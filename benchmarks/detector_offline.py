@@ -120,13 +120,16 @@ def timed_train(window: WindowData, approved=()) -> tuple[DetectorModel, float, 
     return model, seconds, peak / MIB
 
 
-def score_all(model: DetectorModel, snapshots: list[Snapshot], memory: dict[str, dict[str, int]]) -> dict[int, tuple]:
-    """Score snapshot by snapshot; `memory` carries each host's CPU streaks to its next snapshot, as ingestion does."""
+def score_all(model: DetectorModel, snapshots: list[Snapshot], memory: dict[str, dict[str, int]],
+              reborn: dict[str, datetime] | None = None) -> dict[int, tuple]:
+    """Score snapshot by snapshot; `memory` carries each host's CPU streaks to its next snapshot, and
+    `reborn` notes when the model first saw a host come back as another machine, as ingestion does."""
     out = {}
     for snap in snapshots:
         b = snap.batch
         prior = memory.get(snap.host, {})
         b.prior_streak = np.fromiter((prior.get(n, 0) for n in b.name), dtype=np.int64, count=len(b))
+        b.snapshot = np.ones(len(b), dtype=np.int64)  # a whole snapshot
         r = model.score(b)
         streaks: dict[str, int] = {}
         if r.streak is not None:
@@ -134,6 +137,8 @@ def score_all(model: DetectorModel, snapshots: list[Snapshot], memory: dict[str,
                 if s > streaks.get(n, 0):
                     streaks[n] = s
         memory[snap.host] = streaks
+        if reborn is not None and r.reborn is not None and r.reborn.any():
+            reborn.setdefault(snap.host, snap.ts)
         out[id(snap)] = (r.flagged, r.reasons, r.scores)
     return out
 
@@ -167,7 +172,8 @@ def main() -> None:
     pre = [s for s in snapshots if s.phase in ("steady", "install")]
     after = [s for s in snapshots if s.phase == "after"]
     memory: dict[str, dict[str, int]] = {}
-    res1 = score_all(v1, pre, memory)
+    rebirths: dict[str, datetime] = {}
+    res1 = score_all(v1, pre, memory, rebirths)
 
     # The panic button: approve what v1 flagged, minus the names the operator unticked.
     excluded_names = set(manifest.get("exclude_on_panic") or [])
@@ -185,7 +191,8 @@ def main() -> None:
         keys = snap.batch.keys()
         exclude_rows[id(snap)] = np.array([flagged[i] and keys[i] not in approved for i in range(len(keys))], dtype=bool)
     window_start = panic_at - timedelta(days=30)
-    history = [s for s in snapshots if window_start <= s.ts < panic_at]
+    # Training forgets what a host that came back as another machine ran before (telemetry reborn_at).
+    history = [s for s in snapshots if window_start <= s.ts < panic_at and s.ts >= rebirths.get(s.host, s.ts)]
     t0 = time.perf_counter()
     window2 = aggregate(history, exclude_rows)
     agg2 = time.perf_counter() - t0

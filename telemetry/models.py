@@ -58,6 +58,9 @@ class Endpoint(models.Model):
     last_agent = models.ForeignKey(AgentKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # The newest snapshot listed process names only (a Voltaxe Sentinel): judged by name rarity alone.
     names_only = models.BooleanField(default=False)
+    # When the host came back as another machine (another OS, or after a silence mostly other
+    # programs): training forgets what it ran before, so its old life vouches for nothing.
+    reborn_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["hostname"]

@@ -89,10 +89,10 @@ def _prepare(snap: SnapshotIn, known_os: str = "") -> _Prepared:
 
 
 def _streak_memory(preps: list[_Prepared]) -> None:
-    """Number the batch's snapshots in time order, and hand each host's first one the CPU streaks
-    of the host's previous stored snapshot (axon/norms.py): two indexed reads per batch."""
+    """Number the batch's snapshots in time order (from 1), and hand each host's first one the CPU
+    streaks of the host's previous stored snapshot (axon/norms.py): two indexed reads per batch."""
     first: dict[str, _Prepared] = {}
-    for rank, prep in enumerate(sorted(preps, key=lambda p: p.snapshot.timestamp)):
+    for rank, prep in enumerate(sorted(preps, key=lambda p: p.snapshot.timestamp), start=1):
         for o in prep.observations:
             o.snapshot = rank
         first.setdefault(prep.snapshot.hostname, prep)
@@ -114,6 +114,16 @@ def _streak_memory(preps: list[_Prepared]) -> None:
     for hostname, streaks in carried.items():
         for o in first[hostname].observations:
             o.prior_streak = streaks.get(o.name, 0)
+
+
+def _rebirths_record(reborn: dict[int, datetime]) -> None:
+    """Hosts the model saw come back as another machine: later training forgets what they ran before
+    (their old life vouches for nothing). The first such snapshot counts: the model says so of every
+    snapshot of the new life until it is retrained without the old one."""
+    for endpoint_id, at in reborn.items():
+        Endpoint.objects.filter(pk=endpoint_id).filter(
+            Q(reborn_at__isnull=True) | Q(reborn_at__lt=at - timedelta(days=settings.TRAINING_WINDOW_DAYS))
+        ).update(reborn_at=at)
 
 
 def _validate(payload) -> SnapshotIn:
@@ -231,7 +241,7 @@ def _slice(verdicts: Verdicts, start: int, n: int) -> Verdicts:
     return Verdicts(
         model_version=verdicts.model_version, scores=verdicts.scores[start:start + n],
         flagged=verdicts.flagged[start:start + n], reasons=verdicts.reasons[start:start + n],
-        streaks=verdicts.streaks[start:start + n],
+        streaks=verdicts.streaks[start:start + n], reborn=verdicts.reborn[start:start + n],
     )
 
 
@@ -240,11 +250,14 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
     stored: dict[int, IngestResult] = {}
     raced: list[tuple[int, tuple[str, datetime]]] = []
     endpoint_ids = _endpoints_touch(preps, agent)
+    reborn: dict[int, datetime] = {}
     rows, offset = [], 0
     for key, (i, prep) in fresh.items():
         part = _slice(verdicts, offset, len(prep.observations))
         offset += len(prep.observations)
         anomalies = [j for j, f in enumerate(part.flagged) if f]
+        if any(part.reborn):
+            reborn.setdefault(endpoint_ids[key[0]], key[1])
         try:
             with transaction.atomic():
                 snapshot = Snapshot.objects.create(
@@ -263,6 +276,7 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
                            "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
         }, created=True)
     _records_insert(rows)
+    _rebirths_record(reborn)
     return stored, raced
 
 

@@ -356,6 +356,24 @@ def schedules(fleet: Fleet) -> None:
     fleet.add("web-01", fortnightly, "benign:schedules", today, fleet.end)
 
 
+@story("reborn")
+def reborn(fleet: Fleet) -> None:
+    """Two hosts go quiet for two days and come back as other machines: a web server reinstalled as a build
+    host, whose old relay then runs again (attack: its old life must not vouch for it), and a Mac back as
+    a Windows workstation. Look-alike: the programs of their new lives, judged with their new peers."""
+    off, back = fleet.steady_start - timedelta(days=2), fleet.steady_start
+    relay = Proc("socat", "/usr/bin/socat", "ops", "systemd", "socat TCP-LISTEN:9000,fork TCP:10.0.0.5:5432")
+    fleet.add("web-02", relay, "", fleet.start, off)
+    for name, os_name, role, procs in (("web-02", "linux", "build", _linux("build")),
+                                       ("mac-01", "windows", "workstation", _windows("ivan"))):
+        fleet.on(name, off, lambda h: Host(h.name, "", h.role, []))
+        fleet.on(name, back, lambda h, os_name=os_name, role=role: Host(h.name, os_name, role, []))
+        for proc in procs:
+            fleet.add(name, proc, "benign:reborn", back)
+    fleet.add("web-02", relay, "attack:reborn", fleet.install_start)
+    fleet.exclude_on_panic.append("socat")  # the operator does not approve the relay
+
+
 def build(*, seed: int = 11, end: datetime | None = None, days: int = 21, stories: list[str] | None = None) -> Fleet:
     fleet = ordinary_fleet(seed=seed, end=end, days=days)
     for name in stories or list(STORIES):

@@ -81,3 +81,18 @@ def test_a_host_back_from_silence_as_another_machine_is_judged_young(trained):
     relay = Proc("socat", "/usr/bin/socat", user="lab")  # just as in its first life
     results = trained.ingest(HISTORY + 3, HISTORY + 4, only={"lab-07"}, extra={"lab-07": [relay]})
     assert flags(results) == [("lab-07", "socat", ("never seen on this host", "seen on 0 of 3 linux hosts"))]
+
+
+@pytest.mark.django_db
+def test_after_the_next_training_the_old_life_is_forgotten(trained):
+    from telemetry.models import Endpoint
+
+    trained.hosts["lab-07"] = ("linux", _web())
+    trained.ingest(HISTORY, HISTORY + 3, only={"lab-07"})
+    reborn_at = Endpoint.objects.get(hostname="lab-07").reborn_at
+    assert reborn_at is not None and reborn_at.hour == (trained.start.hour + HISTORY) % 24
+    run = fleet.train()
+    assert run.status == "succeeded", run.message
+    relay = Proc("socat", "/usr/bin/socat", user="lab")
+    results = trained.ingest(HISTORY + 3, HISTORY + 4, only={"lab-07"}, extra={"lab-07": [relay]})
+    assert flags(results) == [("lab-07", "socat", ("never seen on this host", "seen on 0 of 4 linux hosts"))]

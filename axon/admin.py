@@ -65,7 +65,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
 class ModelVersionAdmin(ReadOnlyAdmin):
     list_display = ["version", "status", "is_active", "trained_at", "records", "processes", "hosts", "flag_rate",
                     "training_seconds", "gate_reason"]
-    list_filter = ["status", "is_active"]
+    list_filter = ["is_active"]
     actions = ["activate_version"]
 
     @admin.display(description="recent flag rate")

@@ -7,6 +7,8 @@ from pathlib import Path
 from django.conf import settings
 from django.core.checks import Error, Warning, register
 
+from voltaxe.rates import parse_rate
+
 
 def store_writable(directory: Path) -> str:
     """'' when a file can be created in `directory`, else why not (os.access lies to root)."""
@@ -54,8 +56,6 @@ def task_timeout_below_retry(app_configs, **kwargs):
 @register()
 def retrain_rates_parse(app_configs, **kwargs):
     """A typo in a limit would otherwise be a 500 at the first press."""
-    from axon.services import parse_rate
-
     problems = []
     for name in ("RETRAIN_USER_RATE", "RETRAIN_GLOBAL_RATE"):
         try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 
 class TrainingRun(models.Model):
@@ -23,12 +24,27 @@ class TrainingRun(models.Model):
         COMMAND = "command"
         SCHEDULE = "schedule"
 
+    class Stage(models.TextChoices):
+        QUEUED = "queued"
+        STARTING = "starting"
+        APPROVING = "approving"
+        AGGREGATING = "aggregating"
+        TRAINING = "training"
+        EVALUATING = "evaluating"
+        SAVING = "saving"
+        ACTIVATING = "activating"
+        RESCORING = "rescoring"
+        DONE = "done"
+        FAILED = "failed"
+        TIMED_OUT = "timed_out", "timed out"
+        REJECTED = "rejected"
+
     IN_FLIGHT = (Status.QUEUED, Status.RUNNING)
 
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED, db_index=True)
     # Constant; with the partial unique constraint below it admits one run in flight.
     slot = models.CharField(max_length=16, default="retrain", editable=False)
-    stage = models.CharField(max_length=64, blank=True)
+    stage = models.CharField(max_length=64, choices=Stage.choices, default=Stage.QUEUED, blank=True)
     progress = models.PositiveSmallIntegerField(default=0)
     trigger = models.CharField(max_length=16, choices=Trigger.choices)
     triggered_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
@@ -60,6 +76,47 @@ class TrainingRun(models.Model):
     def __str__(self) -> str:
         return f"run {self.pk} ({self.status})"
 
+    # The lifecycle, queued → running → succeeded / failed / timed out / rejected: every write of the
+    # status is here, each one UPDATE guarded by the status it expects, so two writers cannot both win.
+
+    def _set(self, *, only_from=None, **values) -> bool:
+        rows = TrainingRun.objects.filter(pk=self.pk)
+        if only_from is not None:
+            rows = rows.filter(status__in=only_from)
+        changed = bool(rows.update(**values))
+        if changed:
+            self.refresh_from_db()
+        return changed
+
+    def claim(self) -> bool:
+        """The worker takes a queued run; False if it was not queued (another worker has it, or it ended)."""
+        now = timezone.now()
+        return self._set(only_from=[self.Status.QUEUED], status=self.Status.RUNNING, started_at=now, heartbeat_at=now,
+                         stage=self.Stage.STARTING, progress=2, message="Training…")
+
+    def report_progress(self, stage: str, progress: int, log: str) -> None:
+        self._set(stage=stage, progress=progress, heartbeat_at=timezone.now(), log=log)
+
+    def beat(self) -> None:
+        """Alive: lets the reaper tell a killed worker's run from a slow one."""
+        TrainingRun.objects.filter(pk=self.pk, status=self.Status.RUNNING).update(heartbeat_at=timezone.now())
+
+    def queued_as(self, task_id: str) -> None:
+        TrainingRun.objects.filter(pk=self.pk).update(task_id=task_id)
+
+    def finish(self, status: str, message: str, *, only_from=None, log: str | None = None,
+               version: ModelVersion | None = None) -> bool:
+        """End the run with `status`; with `only_from`, only if it is still in one of those statuses."""
+        values: dict = {"status": status, "finished_at": timezone.now(), "message": message,
+                        "stage": self.Stage.DONE if status == self.Status.SUCCEEDED else status}
+        if status == self.Status.SUCCEEDED:
+            values["progress"] = 100
+        if log is not None:
+            values["log"] = log
+        if version is not None:
+            values["model_version"] = version
+        return self._set(only_from=only_from, **values)
+
     @property
     def duration_seconds(self) -> float | None:
         if self.started_at and self.finished_at:
@@ -74,7 +131,6 @@ class ModelVersion(models.Model):
         HELD = "held", "held by the promotion gate"
 
     version = models.PositiveIntegerField(unique=True)
-    status = models.CharField(max_length=16, choices=Status.choices)
     is_active = models.BooleanField(default=False)
     trained_at = models.DateTimeField()
     window_start = models.DateTimeField()
@@ -105,6 +161,13 @@ class ModelVersion(models.Model):
 
     def __str__(self) -> str:
         return f"v{self.version}"
+
+    @property
+    def status(self) -> str:
+        """Derived (one fact, one field): held = kept back by the gate and never activated."""
+        if self.is_active:
+            return self.Status.ACTIVE
+        return self.Status.HELD if self.gate_reason and self.activated_at is None else self.Status.RETIRED
 
 
 class Approval(models.Model):

@@ -7,7 +7,8 @@ whitelists it.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 LOW, HIGH = "low", "high"
 
@@ -56,17 +57,36 @@ HIGH_CPU = 80.0  # percent of one core, on average: what miners and runaway loop
 SPREADING_HOSTS = 3  # new software on this many hosts or more is being rolled out
 
 
-@dataclass(frozen=True)
+@dataclass
 class Candidate:
-    """A flagged program, as the preview and the alerts list see it."""
+    """A flagged program (one approval key: host, name, path, parent), as `assess`, the preview and the alerts list see it."""
 
     name: str
     exe: str = ""
     parent: str = ""
     user: str = ""
     hosts: int = 1
-    cpu: float | None = None
-    reasons: tuple[str, ...] = ()  # what the model said when it flagged it
+    cpu: float | None = None  # average percent of one core
+    reasons: tuple[str, ...] | list[str] = ()  # what the model said when it flagged it
+    # The rest says which it is and what was seen and decided; `assess` reads none of it.
+    key: str = ""
+    hostname: str = ""
+    name_norm: str = ""
+    exe_norm: str = ""
+    observations: int = 0
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    max_score: float | None = None
+    risk: str = LOW
+    risk_reasons: list[str] = field(default_factory=list)
+    status: str = "open"  # the triage (axon.models.Alert.Status)
+    note: str = ""
+    updated_by: str = ""
+
+    @property
+    def approval(self) -> dict:
+        return {"key": self.key, "hostname": self.hostname, "name": self.name_norm, "exe": self.exe_norm,
+                "parent": self.parent}
 
 
 @dataclass(frozen=True)

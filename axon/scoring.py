@@ -11,40 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
 
+from telemetry.scoring import Observation, Verdicts
+
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class Observation:
-    host: str
-    os: str
-    name: str
-    exe: str
-    parent: str
-    user: str
-    hour: int
-    cpu: float | None
-    mem_mib: float | None
-    # Memory across snapshots (axon/norms.py): this program's streak above its CPU norm in the
-    # host's previous stored snapshot, and the position of this row's snapshot in the batch
-    # (from 1; 0: the row is not part of a whole snapshot).
-    prior_streak: int = 0
-    snapshot: int = 0
-
-
-@dataclass
-class Verdicts:
-    model_version: int | None
-    scores: list[float | None] = field(default_factory=list)
-    flagged: list[bool | None] = field(default_factory=list)
-    reasons: list[list[str]] = field(default_factory=list)
-    streaks: list[int] = field(default_factory=list)  # kept with each record: the next snapshot's prior
-    reborn: list[bool] = field(default_factory=list)  # the row's host came back as another machine
 
 
 class ModelCache:
@@ -123,7 +96,7 @@ def to_batch(rows: list[Observation]):
 def score_with(model, version: int | None, rows: list[Observation]) -> Verdicts:
     result = model.score(to_batch(rows))
     return Verdicts(
-        model_version=version,
+        model_number=version,
         scores=np.round(np.asarray(result.scores, dtype=np.float64), 4).tolist(),
         flagged=np.asarray(result.flagged, dtype=bool).tolist(),
         reasons=[list(r) if f else [] for r, f in zip(result.reasons, result.flagged)],
@@ -133,14 +106,14 @@ def score_with(model, version: int | None, rows: list[Observation]) -> Verdicts:
 
 
 def observations_score(rows: list[Observation]) -> Verdicts:
-    """The active model's verdict on each row; model_version None when no model can score."""
+    """The active model's verdict on each row; model_number None when no model can score."""
     version, model = model_cache.get()
     if model is None or not rows:
-        return Verdicts(model_version=version if model is not None else None)
+        return Verdicts(model_number=version if model is not None else None)
     try:
         return score_with(model, version, rows)
     except Exception:
         # Never lose a snapshot over a scoring fault: it is stored unscored and scored later.
         logger.exception("Scoring with model v%s failed; storing unscored", version)
         model_cache.error = f"Scoring with model v{version} failed; snapshots are stored unscored until it is fixed."
-        return Verdicts(model_version=None)
+        return Verdicts(model_number=None)

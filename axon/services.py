@@ -8,10 +8,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import re
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
@@ -28,10 +27,13 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record, client_ip
 from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRun
-from axon.scoring import Observation, model_cache, score_with
+from axon.risk import SPREADING_HOSTS, Candidate, Fleet, assess
+from axon.scoring import model_cache, score_with
 from axon.store import artifact_load, artifact_write
 from telemetry.models import Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import normalize_name
+from telemetry.scoring import Observation
+from voltaxe.rates import parse_rate
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +98,6 @@ class Actor:
     door: str = TrainingRun.Trigger.COMMAND
     ip: str | None = None
     user_agent: str = ""
-    # In-process callers that did their own checks (tests' helpers, shell scripts): no permission check, no limit.
-    trusted: bool = False
 
     @classmethod
     def from_request(cls, request, door: str) -> Actor:
@@ -105,7 +105,7 @@ class Actor:
 
     @property
     def is_person(self) -> bool:
-        return self.door in PERSON_DOORS and not self.trusted
+        return self.door in PERSON_DOORS
 
     def audit(self, action: str, **kwargs) -> None:
         # audit_record reads the address and user agent off a request; hand it just those.
@@ -128,8 +128,7 @@ class InvalidInput(Exception):
         self.detail, self.errors = detail, errors
 
 
-def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = True, user=None, trigger: str = "",
-                    reason: str = "", exclude=()) -> RetrainOutcome:
+def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> RetrainOutcome:
     """Check, record and queue a press, or join the run in flight; every outcome is audited the same for every door.
 
     body: {"reason", "exclude", "approve"} (see RetrainBody). What the run approves is
@@ -140,9 +139,6 @@ def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = Tr
     """
     from axon.serializers import RetrainBody, first_error
 
-    if actor is None:  # the older keyword form (tests' fleet helper): a user and a door, the body in parts
-        actor = Actor(user=user, door=trigger or TrainingRun.Trigger.COMMAND, trusted=True)
-        body = {"reason": reason, "exclude": list(exclude)}
     scheduled = actor.door == TrainingRun.Trigger.SCHEDULE
     if actor.is_person and not (actor.user is not None and actor.user.has_perm("axon.trigger_retrain")):
         actor.audit("retrain.denied", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
@@ -178,8 +174,7 @@ def retrain_request(*, actor: Actor | None = None, body=None, enqueue: bool = Tr
             run = TrainingRun.objects.create(
                 trigger=actor.door, triggered_by=user,
                 triggered_by_name=actor_name(actor.user) or ("scheduler" if scheduled else ""),
-                reason=reason, exclude=exclude, approve=not scheduled, approved=approved,
-                stage="queued", message="Waiting for a worker.",
+                reason=reason, exclude=exclude, approve=not scheduled, approved=approved, message="Waiting for a worker.",
             )
     except IntegrityError:
         running = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
@@ -202,15 +197,6 @@ def _in_flight_after_reaping() -> TrainingRun | None:
     if in_flight is not None and runs_reap():
         in_flight = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
     return in_flight
-
-
-def parse_rate(rate: str) -> tuple[int, timedelta]:
-    """'1/5m' → (1, 5 minutes); units s, m, h, d. Raises ValueError with the rate in the message."""
-    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([smhd])\s*", rate or "")
-    if not match or int(match.group(1)) < 1:
-        raise ValueError(f"{rate!r} is not a rate such as '1/5m' or '10/h'")
-    unit = {"s": 1, "m": 60, "h": 3600, "d": 86400}[match.group(3)]
-    return int(match.group(1)), timedelta(seconds=int(match.group(2) or 1) * unit)
 
 
 def _rate_limit_wait(user) -> tuple[int, str] | None:
@@ -243,13 +229,11 @@ def _enqueue(run: TrainingRun) -> None:
         except Exception as exc:  # the broker is down: say so now instead of leaving a run nobody will pick up
             logger.exception("Could not queue run %s", run.pk)
             message = f"The run could not be queued ({exc.__class__.__name__}: {exc}). The previous model keeps serving."
-            if TrainingRun.objects.filter(pk=run.pk, status=Status.QUEUED).update(
-                status=Status.FAILED, finished_at=timezone.now(), message=message, stage="failed"
-            ):
+            if run.finish(Status.FAILED, message, only_from=[Status.QUEUED]):
                 audit_record(action="retrain.failed", actor=run.triggered_by, resource_type="training_run",
                              resource_id=run.pk, outcome=AuditEvent.Outcome.FAILURE, details={"message": message})
             return
-        TrainingRun.objects.filter(pk=run.pk).update(task_id=str(task_id or ""))
+        run.queued_as(str(task_id or ""))
 
     transaction.on_commit(send)
 
@@ -260,17 +244,17 @@ def _enqueue(run: TrainingRun) -> None:
 class _Heartbeat(threading.Thread):
     """Marks the run alive every few seconds, so a killed worker's run can be told from a slow one."""
 
-    def __init__(self, run_id: int, every: float = 5.0):
-        super().__init__(daemon=True, name=f"heartbeat-{run_id}")
-        self.run_id, self.every = run_id, every
+    def __init__(self, run: TrainingRun, every: float = 5.0):
+        super().__init__(daemon=True, name=f"heartbeat-{run.pk}")
+        self.training_run, self.every = run, every
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
             while not self.stopped.wait(self.every):
-                TrainingRun.objects.filter(pk=self.run_id, status=Status.RUNNING).update(heartbeat_at=timezone.now())
+                self.training_run.beat()
         except Exception:
-            logger.exception("Heartbeat of run %s failed", self.run_id)
+            logger.exception("Heartbeat of run %s failed", self.training_run.pk)
         finally:
             connection.close()
 
@@ -285,22 +269,16 @@ class _Progress:
             raise RunTimedOut(f"Training took longer than {settings.RETRAIN_TIMEOUT_SECONDS} seconds and was stopped.")
         if line:
             self.lines.append(f"{timezone.now():%H:%M:%S} {line}")
-        TrainingRun.objects.filter(pk=self.run.pk).update(
-            stage=stage, progress=progress, heartbeat_at=timezone.now(), log="\n".join(self.lines)
-        )
+        self.run.report_progress(stage, progress, "\n".join(self.lines))
 
 
 def retrain_run(*, run_id: int) -> TrainingRun:
     """Carry out a queued run: approve, aggregate, train, gate, save, activate, re-score. Called by the task."""
-    claimed = TrainingRun.objects.filter(pk=run_id, status=Status.QUEUED).update(
-        status=Status.RUNNING, started_at=timezone.now(), heartbeat_at=timezone.now(), stage="starting",
-        progress=2, message="Training…",
-    )
     run = TrainingRun.objects.get(pk=run_id)
-    if not claimed:
+    if not run.claim():
         logger.warning("Run %s was not queued (%s); not running it again", run_id, run.status)
         return run
-    heartbeat = _Heartbeat(run.pk)
+    heartbeat = _Heartbeat(run)
     heartbeat.start()
     progress = _Progress(run, time.monotonic() + settings.RETRAIN_TIMEOUT_SECONDS)
     started = time.monotonic()
@@ -315,7 +293,7 @@ def retrain_run(*, run_id: int) -> TrainingRun:
         _finish(run, Status.FAILED, f"Training failed: {exc}. The previous model keeps serving.", progress,
                 "retrain.failed", AuditEvent.Outcome.FAILURE)
     else:
-        held = version.status == ModelVersion.Status.HELD
+        held = bool(version.gate_reason)
         message = (
             f"Model v{version.version} trained but held back: {version.gate_reason} "
             f"The previous model keeps serving; a security admin can activate v{version.version} anyway."
@@ -341,12 +319,7 @@ def _finish(run, status, message, progress, action, outcome, version: ModelVersi
         approvals_revert(run=run)
     if progress.lines or message:
         progress.lines.append(f"{timezone.now():%H:%M:%S} {message}")
-    TrainingRun.objects.filter(pk=run.pk).update(
-        status=status, finished_at=timezone.now(), message=message, stage="done" if status == Status.SUCCEEDED else status,
-        progress=100 if status == Status.SUCCEEDED else F("progress"), log="\n".join(progress.lines),
-        model_version=version,
-    )
-    run.refresh_from_db()
+    run.finish(status, message, log="\n".join(progress.lines), version=version)
     details = {"message": message, "trigger": run.trigger, "reason": run.reason, "exclude": run.exclude,
                "duration_seconds": run.duration_seconds, "log_head": run.log[:500]}
     if version is not None:
@@ -421,7 +394,7 @@ def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
     path, sha256, size, data = artifact_write(model, version=number)
     with transaction.atomic():
         version = ModelVersion.objects.create(
-            version=number, status=ModelVersion.Status.HELD if gate_reason else ModelVersion.Status.RETIRED,
+            version=number,
             trained_at=timezone.now(), window_start=since, window_end=until, data_until=counts["data_until"],
             records=counts["records"], processes=counts["processes"], hosts=counts["hosts"],
             feature_version=FEATURE_VERSION, feature_names=list(FEATURE_NAMES),
@@ -552,50 +525,18 @@ def approval_key(hostname: str, name: str, exe: str, parent: str) -> str:
     return hashlib.sha256("\x1f".join((hostname, name, exe, parent)).encode()).hexdigest()[:24]
 
 
-@dataclass
-class Candidate:
-    """Flagged observations of one approval key, aggregated, with the risk of learning them."""
-
-    key: str
-    hostname: str
-    name_norm: str
-    exe_norm: str
-    parent: str
-    name: str = ""
-    exe: str = ""
-    user: str = ""
-    observations: int = 0
-    first_seen: datetime | None = None
-    last_seen: datetime | None = None
-    max_score: float | None = None
-    reasons: list = field(default_factory=list)
-    cpu_sum: float = 0.0
-    cpu_n: int = 0
-    risk: str = "low"
-    risk_reasons: list = field(default_factory=list)
-    status: str = Alert.Status.OPEN
-    note: str = ""
-    updated_by: str = ""
-
-    @property
-    def approval(self) -> dict:
-        return {"key": self.key, "hostname": self.hostname, "name": self.name_norm, "exe": self.exe_norm,
-                "parent": self.parent}
-
-
 def flagged_candidates(records) -> list[Candidate]:
     """Group flagged ProcessRecords by approval key, judge each group's risk, attach its triage."""
-    from axon.risk import SPREADING_HOSTS, Fleet, assess
-    from axon.risk import Candidate as Judged
-
     groups: dict[tuple, Candidate] = {}
+    cpu_total: dict[tuple, tuple[float, int]] = {}
     rows = records.order_by().values_list(
         "endpoint__hostname", "name_norm", "exe_norm", "parent_name", "name", "exe", "username", "observed_at",
         "score", "reasons", "cpu_percent")
     for host, name_norm, exe_norm, parent, name, exe, user, seen, score, reasons, cpu in rows.iterator(chunk_size=5000):
-        c = groups.get((host, name_norm, exe_norm, parent))
+        group = (host, name_norm, exe_norm, parent)
+        c = groups.get(group)
         if c is None:
-            c = groups[(host, name_norm, exe_norm, parent)] = Candidate(
+            c = groups[group] = Candidate(
                 key=approval_key(host, name_norm, exe_norm, parent), hostname=host, name_norm=name_norm,
                 exe_norm=exe_norm, parent=parent, name=name, exe=exe, user=user, first_seen=seen, last_seen=seen,
                 max_score=score, reasons=list(reasons or []))
@@ -604,16 +545,17 @@ def flagged_candidates(records) -> list[Candidate]:
         if score is not None and (c.max_score is None or score > c.max_score):
             c.max_score, c.reasons = score, list(reasons or [])
         if cpu is not None:
-            c.cpu_sum, c.cpu_n = c.cpu_sum + cpu, c.cpu_n + 1
+            total, n = cpu_total.get(group, (0.0, 0))
+            cpu_total[group] = (total + cpu, n + 1)
     hosts_by_name: dict[str, set] = {}
     for c in groups.values():
         hosts_by_name.setdefault(c.name_norm, set()).add(c.hostname)
     fleet = Fleet(spreading=tuple(sorted(n for n, hosts in hosts_by_name.items() if len(hosts) >= SPREADING_HOSTS)))
     triage = {a.key: a for a in Alert.objects.filter(key__in=[c.key for c in groups.values()])} if groups else {}
-    for c in groups.values():
-        c.risk, c.risk_reasons = assess(Judged(
-            name=c.name, exe=c.exe, parent=c.parent, user=c.user, hosts=len(hosts_by_name[c.name_norm]),
-            cpu=c.cpu_sum / c.cpu_n if c.cpu_n else None, reasons=tuple(c.reasons)), fleet)
+    for group, c in groups.items():
+        total, n = cpu_total.get(group, (0.0, 0))
+        c.hosts, c.cpu = len(hosts_by_name[c.name_norm]), total / n if n else None
+        c.risk, c.risk_reasons = assess(c, fleet)
         if c.key in triage:
             t = triage[c.key]
             c.status, c.note, c.updated_by = t.status, t.note, t.updated_by_name
@@ -791,17 +733,16 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
 
     check_compatible(model)
     with transaction.atomic():
-        ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).update(
-            is_active=False, status=ModelVersion.Status.RETIRED)
-        ModelVersion.objects.filter(pk=target.pk).update(
-            is_active=True, status=ModelVersion.Status.ACTIVE, activated_at=timezone.now())
+        ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).update(is_active=False)
+        ModelVersion.objects.filter(pk=target.pk).update(is_active=True, activated_at=timezone.now())
     target.refresh_from_db()
     model_cache.reset()
     if run is None:
         audit_record(action="model.activated", actor=user, request=request, resource_type="model_version",
                      resource_id=version, details={"version": version})
     flags_rescore(model=model, version=version)
-    if Snapshot.objects.filter(scored=False, timestamp__gte=timezone.now() - timedelta(hours=settings.RESCORE_HOURS)).exists():
+    recent = timezone.now() - timedelta(hours=settings.RESCORE_HOURS)
+    if Snapshot.objects.filter(model_number__isnull=True, timestamp__gte=recent).exists():
         from django_q.tasks import async_task
 
         transaction.on_commit(lambda: async_task("axon.tasks.maintenance_task", task_name="score-pending"))
@@ -828,9 +769,9 @@ def flags_rescore(*, model, version: int, hours: int | None = None) -> int:
     with transaction.atomic():
         for chunk in _chunks([r.pk for r in cleared if r.status == ProcessRecord.Status.OPEN]):
             ProcessRecord.objects.filter(pk__in=chunk).update(
-                flagged=False, status=ProcessRecord.Status.CLEARED, model_version=version)
+                flagged=False, status=ProcessRecord.Status.CLEARED, model_number=version)
         for chunk in _chunks([r.pk for r in cleared if r.status != ProcessRecord.Status.OPEN]):
-            ProcessRecord.objects.filter(pk__in=chunk).update(flagged=False, model_version=version)
+            ProcessRecord.objects.filter(pk__in=chunk).update(flagged=False, model_number=version)
         _recount({r.snapshot_id for r in cleared})
     return len(cleared)
 
@@ -864,7 +805,7 @@ def snapshots_score_pending(*, model=None, version: int | None = None, batch: in
             return 0
     done, recent = 0, timezone.now() - timedelta(hours=settings.RESCORE_HOURS)
     while done < limit:
-        unscored = Snapshot.objects.filter(scored=False, timestamp__gte=recent).order_by("timestamp")
+        unscored = Snapshot.objects.filter(model_number__isnull=True, timestamp__gte=recent).order_by("timestamp")
         ids = list(unscored.values_list("pk", flat=True)[:batch])
         if not ids:
             break
@@ -875,14 +816,14 @@ def snapshots_score_pending(*, model=None, version: int | None = None, batch: in
             assert verdicts is not None  # records is not empty
             if verdicts.flagged[i]:
                 record.score, record.flagged, record.reasons = verdicts.scores[i], True, verdicts.reasons[i]
-                record.model_version, record.status = version, ProcessRecord.Status.OPEN
+                record.model_number, record.status = version, ProcessRecord.Status.OPEN
                 flagged.append(record)
         with transaction.atomic():
             ProcessRecord.objects.filter(snapshot_id__in=ids, flagged__isnull=True).exclude(
                 pk__in=[r.pk for r in flagged]
-            ).update(flagged=False, model_version=version, status="")
-            ProcessRecord.objects.bulk_update(flagged, ["score", "flagged", "reasons", "model_version", "status"], batch_size=500)
-            Snapshot.objects.filter(pk__in=ids).update(scored=True, model_version=version)
+            ).update(flagged=False, model_number=version, status="")
+            ProcessRecord.objects.bulk_update(flagged, ["score", "flagged", "reasons", "model_number", "status"], batch_size=500)
+            Snapshot.objects.filter(pk__in=ids).update(model_number=version)
             _recount({r.snapshot_id for r in flagged})
         done += len(ids)
     return done
@@ -915,11 +856,8 @@ def runs_reap(*, now: datetime | None = None) -> int:
             status, action = Status.FAILED, "retrain.failed"
             message = (f"The worker stopped responding during '{run.stage}' (no heartbeat for "
                        f"{settings.RETRAIN_REAP_GRACE_SECONDS} s); it was probably killed. The previous model keeps serving.")
-        if TrainingRun.objects.filter(pk=run.pk, status=run.status).update(
-            status=status, finished_at=now, message=message, stage=status
-        ):
+        if run.finish(status, message, only_from=[run.status]):
             ended += 1
-            run.refresh_from_db()
             audit_record(action=action, actor=run.triggered_by, resource_type="training_run", resource_id=run.pk,
                          outcome=AuditEvent.Outcome.FAILURE, details={"message": message, "reaped": True})
             _notify(run)

@@ -15,6 +15,8 @@
   swap     POST /api/axon/models/<v>/activate/, then small ingestion POSTs on keep-alive connections pinned to
            every gunicorn worker: the delay until every worker answers with the new model_version.
   big      fleetsim --every 10 (~6 M records) into its own database, then the same retrains.
+  pickup   press -> the worker starts the run (TrainingRun.started_at - created_at), --presses times on each broker:
+           Redis (REDIS_URL) and the ORM broker of the embedded default (no REDIS_URL), demo data in --db-pickup.
 
 Databases (created when missing; names containing "bench"): --db-ref, --db-big, --db-ingest; Redis --redis (db
 10-14, emptied). Scenario files are kept in --data and made again when older than two hours.
@@ -47,6 +49,7 @@ from tests.harness import (  # noqa: E402
     QCluster,
     agent_create,
     check_local,
+    db_fresh,
     encode,
     jwt_headers,
     manage,
@@ -62,7 +65,7 @@ from tests.harness import (  # noqa: E402
 )
 
 FLEETSIM = REPO.parent / "shared" / "scenarios" / "fleetsim.py"
-SECTIONS = ("ingest", "retrain", "live", "request", "swap", "big")
+SECTIONS = ("ingest", "retrain", "live", "request", "swap", "big", "pickup")
 # figure: (title, target as (">=" | "<=", number) or None, unit format)
 FIGURES = {
     "ingest_records_per_s": ("ingest throughput (batch, with model)", (">=", 20_000), "{:,.0f} records/s"),
@@ -78,6 +81,8 @@ FIGURES = {
     "live_page_p95_ms": ("Live page p95", None, "{:.0f} ms"),
     "summary_api_p95_ms": ("summary API p95", None, "{:.0f} ms"),
     "swap_seconds": ("model swap, all workers", ("<=", 2), "{:.2f} s"),
+    "pickup_redis_max_s": ("press -> run started, Redis (max)", ("<=", 0.5), "{:.3f} s"),
+    "pickup_orm_max_s": ("press -> run started, ORM broker (max)", None, "{:.3f} s"),
 }
 
 
@@ -174,6 +179,54 @@ def section_stack(args, res: dict, which: set[str]) -> None:
         stop_all([cluster, web])
         if res["errors"]:
             say(f"logs kept in {tmp}:\n{web.tail(10)}\n{cluster.tail(10)}")
+
+
+def section_pickup(args, res: dict) -> None:
+    """How long a press waits for a worker: the broker's part of press -> active."""
+    out = res["pickup"] = {}
+    for broker, redis in (("redis", args.redis), ("orm", "")):
+        waits = pickup_waits(args, redis)
+        out[broker] = {"presses": len(waits), "p50_s": percentile(waits, 50), "max_s": max(waits),
+                       "waits_s": [round(w, 3) for w in waits]}
+        res["figures"][f"pickup_{broker}_max_s"] = max(waits)
+        say(f"pickup on {broker}: {out[broker]}")
+
+
+def pickup_waits(args, redis: str) -> list[float]:
+    tmp = Path(tempfile.mkdtemp(prefix="voltaxe-all-pickup-"))
+    env = server_env(database=args.db_pickup, redis=redis, model_dir=tmp / "models", tmp=tmp,
+                     extra={"RETRAIN_USER_RATE": "100000/h", "RETRAIN_GLOBAL_RATE": "100000/h"})
+    if redis:
+        redis_flush(redis)
+    db_fresh(env)
+    manage(env, "demo_data", "--days", "2")
+    admin = {"username": "bench-pickup", "password": "bench-" + os.urandom(6).hex(), "group": "Security Admin"}
+    users_create(env, [admin])
+    web, cluster = Gunicorn(env, tmp / "gunicorn.log", workers=2, threads=2), QCluster(env, tmp / "qcluster.log")
+    try:
+        web.start()
+        cluster.start()
+        wait_for(lambda: web.request("GET", "/healthz")[1].get("worker") == "ok", 90, "the worker's heartbeat", every=1)
+        token = jwt_headers(web.port, admin["username"], admin["password"])
+
+        def run(path: str) -> dict:
+            return web.request("GET", path, headers=token)[1]
+
+        waits = []
+        for i in range(args.presses):
+            wait_for(lambda: runs_idle(web, token), 120, "the runs to end", every=0.5)
+            time.sleep(random.uniform(0, 1))  # press at any point of the broker's poll cycle
+            status, body = web.request("POST", "/api/axon/retrain", {"reason": f"all.py: pickup {i}"}, token)
+            if status != 200 or body.get("status") != "training_started":
+                raise RuntimeError(f"press {i} answered {status}: {body}")
+            path = f"/api/axon/runs/{body['run_id']}/"
+            wait_for(lambda p=path: run(p).get("started_at"), 60, "the run to start", 0.1)
+            r = run(path)
+            waits.append((datetime.fromisoformat(r["started_at"].replace("Z", "+00:00"))
+                          - datetime.fromisoformat(r["created_at"].replace("Z", "+00:00"))).total_seconds())
+        return waits
+    finally:
+        stop_all([cluster, web])
 
 
 def timed_gets(client: Http, path: str, n: int, seconds: float) -> dict:
@@ -381,12 +434,14 @@ def parse_args(argv=None):
                    "first gives the table's figure (0: each client presses again as soon as answered)")
     p.add_argument("--request-max", type=int, default=2000, help="presses per client at most")
     p.add_argument("--swaps", type=int, default=4)
+    p.add_argument("--presses", type=int, default=8, help="presses per broker in the pickup section")
+    p.add_argument("--db-pickup", default="postgres://127.0.0.1:5432/voltaxe_bench_pickup")
     p.add_argument("--swap-timeout", type=float, default=15)
     args = p.parse_args(argv)
     args.which = {s.strip() for s in args.only.split(",") if s.strip()}
     if args.which - set(SECTIONS):
         p.error(f"unknown section(s): {', '.join(sorted(args.which - set(SECTIONS)))}")
-    for url in (args.db_ref, args.db_big, args.db_ingest, args.redis):
+    for url in (args.db_ref, args.db_big, args.db_ingest, args.db_pickup, args.redis):
         check_local(url, names=("bench",))
     return args
 
@@ -405,6 +460,8 @@ def main(argv=None) -> int:
         run_section(res, "stack", lambda: section_stack(args, res, args.which))
     if "big" in args.which:
         run_section(res, "big", lambda: section_retrain(args, res, big=True))
+    if "pickup" in args.which:
+        run_section(res, "pickup", lambda: section_pickup(args, res))
     print("\n" + "=" * 100 + "\n" + table(res))
     print(f"total {time.monotonic() - started:.0f} s on {os.cpu_count()} CPUs (other work on the machine skews every figure)")
     print("=" * 100)

@@ -66,8 +66,9 @@ def main() -> int:
                        "VALUES ('bench-host', 'linux', %s, %s, false) RETURNING id", [start, now])
         endpoint = cursor.fetchone()[0]
         cursor.execute(
-            "INSERT INTO telemetry_snapshot (endpoint_id, timestamp, received_at, process_count, anomaly_count, scored, digest) "
-            "SELECT %s, %s + g * %s, %s, 300, 0, true, '' FROM generate_series(0, %s - 1) g",
+            "INSERT INTO telemetry_snapshot (endpoint_id, timestamp, received_at, process_count, anomaly_count, model_number, "
+            "digest) "
+            "SELECT %s, %s + g * %s, %s, 300, 0, 1, '' FROM generate_series(0, %s - 1) g",
             [endpoint, start, step, now, snapshots])
         cursor.execute(
             "INSERT INTO telemetry_processrecord (snapshot_id, endpoint_id, observed_at, hour, index, name, name_norm, "

@@ -328,8 +328,7 @@ def retrain_inprocess(*, exclude: list[str], reason: str) -> dict:
 
     press = timezone.now()
     started = time.monotonic()
-    outcome = services.retrain_request(user=None, trigger=TrainingRun.Trigger.COMMAND, reason=reason,
-                                       exclude=exclude, enqueue=False)
+    outcome = services.retrain_request(actor=services.Actor(), body={"reason": reason, "exclude": exclude}, enqueue=False)
     run = services.retrain_run(run_id=outcome.run.pk)
     summary = _run_summary(run.pk, press, time.monotonic() - started)
     summary["returncode"] = 0 if run.status == TrainingRun.Status.SUCCEEDED else 1

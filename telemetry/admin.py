@@ -110,9 +110,9 @@ class EndpointAdmin(admin.ModelAdmin):
 
 @admin.register(Snapshot)
 class SnapshotAdmin(TelemetryAdmin):
-    list_display = ["id", "endpoint", "timestamp", "received_at", "process_count", "anomaly_count", "model_version", "scored",
+    list_display = ["id", "endpoint", "timestamp", "received_at", "process_count", "anomaly_count", "model_number",
                     "agent"]
-    list_filter = ["scored", "model_version", "endpoint__os"]
+    list_filter = ["model_number", "endpoint__os"]
     search_fields = ["endpoint__hostname"]
     date_hierarchy = "timestamp"
     list_select_related = ["endpoint", "agent"]
@@ -122,8 +122,8 @@ class SnapshotAdmin(TelemetryAdmin):
 @admin.register(ProcessRecord)
 class ProcessRecordAdmin(TelemetryAdmin):
     list_display = ["observed_at", "endpoint", "name", "pid", "parent_name", "username", "exe", "score", "flagged", "status",
-                    "model_version"]
-    list_filter = ["flagged", "status", "model_version"]
+                    "model_number"]
+    list_filter = ["flagged", "status", "model_number"]
     search_fields = ["name", "name_norm", "exe", "endpoint__hostname"]
     date_hierarchy = "observed_at"
     list_select_related = ["endpoint"]

@@ -9,6 +9,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
+from telemetry.authentication import AgentBasicAuthentication, AgentKeyAuthentication, IsAgent
 from telemetry.models import ProcessRecord
 from telemetry.services import (
     IngestRefused,
@@ -19,8 +20,7 @@ from telemetry.services import (
     telemetry_summary,
 )
 from telemetry.validation import PayloadError
-from voltaxe.api import BadRequest, CanViewTelemetry, IsAgent, next_page_url, parse_int, parse_since, query_text
-from voltaxe.authentication import AgentBasicAuthentication, AgentKeyAuthentication
+from voltaxe.api import BadRequest, CanViewTelemetry, next_page_url, parse_int, parse_since, query_text
 
 
 def bad_request(detail: str, errors: dict | None = None) -> Response:
@@ -110,7 +110,7 @@ def anomaly_json(r: ProcessRecord) -> dict:
     return {
         "id": r.pk, "hostname": r.endpoint.hostname, "timestamp": r.observed_at, "name": r.name, "exe": r.exe,
         "pid": r.pid, "parent": r.parent_name, "username": r.username,
-        "score": r.score, "reasons": r.reasons, "model_version": r.model_version, "status": r.status,
+        "score": r.score, "reasons": r.reasons, "model_version": r.model_number, "status": r.status,
     }
 
 

@@ -75,8 +75,8 @@ class Snapshot(models.Model):
     received_at = models.DateTimeField(auto_now_add=True)
     process_count = models.PositiveIntegerField()
     anomaly_count = models.PositiveIntegerField(default=0)
-    model_version = models.PositiveIntegerField(null=True, blank=True, help_text="Empty while unscored.")
-    scored = models.BooleanField(default=False)
+    # The number of the model version that scored it (an integer: telemetry knows no model); empty while unscored.
+    model_number = models.PositiveIntegerField(null=True, blank=True, help_text="Empty while unscored.")
     # Who delivered it and what it said: a repeat is recognised only from the same key with the same content.
     agent = models.ForeignKey(AgentKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     digest = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the validated content; empty before it was kept.")
@@ -88,7 +88,7 @@ class Snapshot(models.Model):
         ]
         indexes = [
             models.Index(fields=["timestamp"], name="snapshot_timestamp"),
-            models.Index(fields=["scored"], condition=Q(scored=False), name="snapshot_unscored"),
+            models.Index(fields=["timestamp"], condition=Q(model_number__isnull=True), name="snapshot_unscored"),
         ]
 
     def __str__(self) -> str:
@@ -125,7 +125,7 @@ class ProcessRecord(models.Model):
     score = models.FloatField(null=True, blank=True)
     flagged = models.BooleanField(null=True, blank=True, help_text="Empty while unscored.")
     reasons = models.JSONField(default=list, blank=True)
-    model_version = models.PositiveIntegerField(null=True, blank=True)
+    model_number = models.PositiveIntegerField(null=True, blank=True, help_text="The number of the model version that scored it.")
     status = models.CharField(max_length=16, choices=Status.choices, default="", blank=True)
     # Consecutive snapshots of this host, this one included, in which this program's CPU was far
     # above its norm (axon/norms.py): the next snapshot carries on from it. 0 when unscored.

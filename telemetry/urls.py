@@ -9,9 +9,4 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("live-telemetry/", views.live_telemetry, name="live-telemetry"),
     path("live-telemetry/data/", views.live_data, name="live-data"),
-    path("live-telemetry/retrain/", views.live_retrain, name="live-retrain"),
-    path("live-telemetry/triage/", views.live_triage, name="live-triage"),
-    path("live-telemetry/preview/", views.live_preview, name="live-preview"),
-    path("live-telemetry/approvals/<int:pk>/revoke/", views.live_revoke, name="live-revoke"),
-    path("live-telemetry/models/<int:version>/activate/", views.live_activate, name="live-activate"),
 ]

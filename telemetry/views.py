@@ -2,24 +2,18 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Protocol
 
 from django.conf import settings
-from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Sum
 from django.db.models.functions import TruncHour
 from django.http import JsonResponse
-from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
+from django.shortcuts import render
 from django.utils import timezone
-from django.views.decorators.http import require_POST
 from rest_framework.utils.encoders import JSONEncoder
 
-from axon import services as axon_services
-from axon.api import approval_json, candidate_json, retrain_response, run_json, status_json, version_json
-from axon.models import Approval, ModelVersion, TrainingRun
-from axon.store import ArtifactError
 from telemetry.api import anomaly_json
 from telemetry.models import Snapshot
 from telemetry.services import anomalies_list, telemetry_summary
@@ -48,74 +42,45 @@ def activity_24h() -> list[dict]:
     ]
 
 
-PAGE_PREVIEW_LIMIT = 2000
+class Panel(Protocol):
+    """A part of the Live page an app above telemetry owns (axon's model panel), registered in its AppConfig.ready."""
+
+    def state(self, user) -> dict:
+        """Merged into what the page polls; its "fragments" are merged into the page's."""
+
+    def page(self, user) -> dict:
+        """Only for the first render (the modal's list, say)."""
+
+
+panels: list[Panel] = []
 
 
 def live_state(user) -> dict:
     rows, _ = anomalies_list(status="open", limit=25)
-    alerts, _ = axon_services.alerts_list(limit=50)
-    runs = [run_json(r) for r in TrainingRun.objects.select_related("model_version")[:10]]
-    alerts_json = [candidate_json(a) for a in alerts]
-    approvals = [approval_json(a) for a in Approval.objects.all()[:50]] if user.has_perm("axon.delete_approval") else []
-    return {
+    state: dict = {
         "summary": telemetry_summary(),
-        "axon": status_json(),
         "anomalies": [anomaly_json(r) for r in rows],
-        "alerts": alerts_json,
-        "approvals": approvals,
-        "runs": runs,
-        "versions": [version_json(v) for v in ModelVersion.objects.all()[:10]],
         "activity": activity_24h(),
-        "can_retrain": user.has_perm("axon.trigger_retrain"),
-        "can_activate": user.has_perm("axon.activate_modelversion"),
-        "can_triage": user.has_perm("axon.triage_alert"),
-        "can_revoke": user.has_perm("axon.delete_approval"),
         "now": timezone.now(),
-        # The tables are rendered here only, and the script swaps them in: one renderer.
-        "fragments": {
-            "alerts": render_to_string("telemetry/_alerts.html", {"alerts": alerts_json}),
-            "runs": render_to_string("telemetry/_runs.html", {"runs": runs}),
-            "approvals": render_to_string("telemetry/_approvals.html", {"approvals": approvals}),
-        },
+        # The tables are rendered on the server only, and the script swaps them in: one renderer.
+        "fragments": {},
     }
-
-
-def preview_context() -> dict:
-    """The modal's candidates grouped by program (name and path), and what the button will say."""
-    preview = axon_services.retrain_preview(limit=PAGE_PREVIEW_LIMIT)
-    groups: dict[tuple, dict] = {}
-    for item in preview["will_learn"]:
-        group = groups.setdefault((item["name"], item["exe"]), {"name": item["name"], "exe": item["exe"], "items": []})
-        group["items"].append(item)
-    ticked = sum(1 for g in groups.values() if any(i["default"] for i in g["items"]))
-    return {"preview": preview, "preview_groups": list(groups.values()), "preview_shown": len(preview["will_learn"]),
-            "retrain_label": retrain_label(ticked)}
-
-
-def retrain_label(programs: int) -> str:
-    """What the button will do (the script says the same as boxes are ticked)."""
-    if not programs:
-        return "Retrain, learn nothing new"
-    return f"Retrain and learn {programs} program{'s' if programs != 1 else ''}"
+    for panel in panels:
+        part = panel.state(user)
+        state["fragments"].update(part.pop("fragments", {}))
+        state.update(part)
+    return state
 
 
 @login_required
 def live_telemetry(request):
     _require_viewer(request)
     state = live_state(request.user)
-    preview = preview_context() if state["can_retrain"] else {"preview": {"will_learn": []}}
+    page = {k: v for panel in panels for k, v in panel.page(request.user).items()}
     return render(request, "telemetry/live.html", {
-        **state, **preview, "live": {k: v for k, v in state.items() if k != "fragments"},
+        **state, **page, "live": {k: v for k, v in state.items() if k != "fragments"},
         "window_days": settings.TRAINING_WINDOW_DAYS,
     })
-
-
-@login_required
-def live_preview(request):
-    """The modal's list, rendered by the same template as the page's first load."""
-    if not request.user.has_perm("axon.trigger_retrain"):
-        raise PermissionDenied("Only security admins may retrain the model.")
-    return render(request, "telemetry/_preview.html", preview_context())
 
 
 @login_required
@@ -125,77 +90,3 @@ def live_data(request):
     return JsonResponse(live_state(request.user), encoder=JSONEncoder)
 
 
-@login_required
-@require_POST
-def live_retrain(request):
-    """The confirmation modal's form, for browsers without JavaScript (the script posts to the API instead).
-
-    It sends the preview keys that were ticked, so it approves exactly those; the service
-    checks the permission and the body and audits the outcome, as for every other door.
-    """
-    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
-    body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve")}
-    try:
-        outcome = axon_services.retrain_request(actor=actor, body=body)
-    except axon_services.Denied as exc:
-        raise PermissionDenied(str(exc)) from None
-    except axon_services.InvalidInput as exc:
-        messages.error(request, exc.detail)
-    except axon_services.RateLimited as exc:
-        messages.error(request, str(exc))
-    else:
-        body = retrain_response(outcome, request.user)
-        if outcome.started:
-            messages.success(request, body["message"])
-        else:  # the script removes it once that run is over
-            messages.info(request, body["message"], extra_tags="joined")
-    return redirect("live-telemetry")
-
-
-@login_required
-@require_POST
-def live_triage(request):
-    """Triage from the anomalies table without JavaScript: the ticked keys get one status."""
-    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
-    body = {"keys": request.POST.getlist("key"), "status": request.POST.get("status", ""), "note": request.POST.get("note", "")}
-    try:
-        updated = axon_services.alerts_triage(actor=actor, body=body)
-    except axon_services.Denied as exc:
-        raise PermissionDenied(str(exc)) from None
-    except axon_services.InvalidInput as exc:
-        messages.error(request, exc.detail)
-    else:
-        messages.success(request, f"{len(updated)} alert(s) marked {body['status']}.")
-    return redirect("live-telemetry")
-
-
-@login_required
-@require_POST
-def live_revoke(request, pk: int):
-    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
-    try:
-        approval = axon_services.approval_revoke(actor=actor, approval_id=pk)
-    except axon_services.Denied as exc:
-        raise PermissionDenied(str(exc)) from None
-    except Approval.DoesNotExist:
-        messages.error(request, "That approval no longer exists.")
-    else:
-        messages.success(request, f"Revoked the approval of {approval.name} on {approval.hostname}. "
-                                  "The active model still honours it; the next model version will not.")
-    return redirect("live-telemetry")
-
-
-@login_required
-@require_POST
-def live_activate(request, version: int):
-    if not request.user.has_perm("axon.activate_modelversion"):
-        raise PermissionDenied("Only security admins may activate a model version.")
-    try:
-        axon_services.model_version_activate(version=version, user=request.user, request=request)
-    except ModelVersion.DoesNotExist:
-        messages.error(request, f"There is no model v{version}.")
-    except (ArtifactError, ValueError) as exc:
-        messages.error(request, f"Model v{version} was not activated: {exc}")
-    else:
-        messages.success(request, f"Model v{version} is now active.")
-    return redirect("live-telemetry")

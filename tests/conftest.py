@@ -69,16 +69,13 @@ def _isolated(settings, tmp_path):
 
 def _role(name: str) -> Group:
     """The role the data migration creates; tests that flush the database (transaction=True) lose it, so make it again."""
-    import importlib
+    from django.apps import apps
 
-    from django.contrib.auth.models import Permission
+    from voltaxe.roles import roles_sync
 
-    roles = importlib.import_module("axon.migrations.0002_roles")
-    group, created = Group.objects.get_or_create(name=name)
-    if created:
-        for app_label, codename in {"Analyst": roles.ANALYST, "Security Admin": roles.SECURITY_ADMIN}[name]:
-            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
-    return group
+    if not Group.objects.filter(name=name).exists():
+        roles_sync(apps)
+    return Group.objects.get(name=name)
 
 
 def _user(username: str, group: str | None, **extra) -> User:

@@ -39,5 +39,6 @@ def train(user=None, trigger="command", exclude=(), reason=""):
     """A press carried out in this process (the worker's code path, without the queue)."""
     from axon import services
 
-    outcome = services.retrain_request(user=user, trigger=trigger, exclude=list(exclude), reason=reason, enqueue=False)
+    outcome = services.retrain_request(actor=services.Actor(user=user, door=trigger),
+                                       body={"exclude": list(exclude), "reason": reason}, enqueue=False)
     return services.retrain_run(run_id=outcome.run.pk)

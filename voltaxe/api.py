@@ -1,4 +1,4 @@
-"""What every API view shares: authentication of agents, permissions, error bodies."""
+"""What every API view shares: permissions, query parsing, error bodies."""
 from __future__ import annotations
 
 import logging
@@ -11,17 +11,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from telemetry.models import AgentKey
-from voltaxe.authentication import Agent
-
 logger = logging.getLogger(__name__)
-
-
-class IsAgent(BasePermission):
-    message = "Only agents (Authorization: Api-Key <key>, or HTTP Basic with the key as the password) may send telemetry."
-
-    def has_permission(self, request, view) -> bool:
-        return isinstance(request.auth, AgentKey)
 
 
 def require_perm(perm: str, message: str) -> type[BasePermission]:
@@ -30,7 +20,8 @@ def require_perm(perm: str, message: str) -> type[BasePermission]:
     class HasPerm(BasePermission):
         def has_permission(self, request, view) -> bool:
             user = request.user
-            return bool(user and user.is_authenticated and not isinstance(user, Agent) and user.has_perm(perm))
+            # An agent key's principal holds no permission (its has_perm is always False).
+            return bool(user and user.is_authenticated and user.has_perm(perm))
 
     HasPerm.message = message
     HasPerm.__name__ = f"HasPerm_{perm.replace('.', '_')}"

@@ -27,7 +27,7 @@ class AutoSchema(openapi.AutoSchema):
 
 
 class AgentKeyScheme(OpenApiAuthenticationExtension):
-    target_class = "voltaxe.authentication.AgentKeyAuthentication"
+    target_class = "telemetry.authentication.AgentKeyAuthentication"
     name = "agentKey"
 
     def get_security_definition(self, auto_schema):
@@ -36,7 +36,7 @@ class AgentKeyScheme(OpenApiAuthenticationExtension):
 
 
 class AgentBasicScheme(OpenApiAuthenticationExtension):
-    target_class = "voltaxe.authentication.AgentBasicAuthentication"
+    target_class = "telemetry.authentication.AgentBasicAuthentication"
     name = "agentBasic"
 
     def get_security_definition(self, auto_schema):

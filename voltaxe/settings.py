@@ -7,12 +7,14 @@ PostgreSQL; REDIS_URL at Redis for the cache and the task broker.
 from __future__ import annotations
 
 import os
-import re
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+
+from voltaxe.clientip import parse_networks
+from voltaxe.rates import parse_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -55,17 +57,15 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     return number
 
 
-# django-ratelimit's syntax (count/[multiplier]unit: 1/5m, 10/h, 100/30s); it only parses a rate on the
-# first request that uses it, so a typo would be a 500 on the first press instead of a refusal to start.
-RATE_SYNTAX = re.compile(r"[0-9]+/([0-9]+[smhd]?|[smhd])", re.IGNORECASE)
-
-
 def env_rate(name: str, default: str) -> str:
+    """A rate is otherwise parsed on the first request that uses it: a typo would be a 500, not a refusal to start."""
     value = os.environ.get(name) or default
-    if not RATE_SYNTAX.fullmatch(value.strip()):
+    try:
+        parse_rate(value)
+    except ValueError:
         raise ImproperlyConfigured(
             f"{name} must be a rate such as 1/5m or 10/h (count/[number]s|m|h|d), not {value!r}."
-        )
+        ) from None
     return value.strip()
 
 
@@ -102,6 +102,7 @@ INSTALLED_APPS = [
     "telemetry.apps.TelemetryConfig",
     "axon.apps.AxonConfig",
     "audit.apps.AuditConfig",
+    "voltaxe",  # the roles (a migration) and ensure_admin
 ]
 
 MIDDLEWARE = [
@@ -216,8 +217,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework_simplejwt.authentication.JWTAuthentication",
         "rest_framework.authentication.SessionAuthentication",
-        "voltaxe.authentication.AgentKeyAuthentication",
-        "voltaxe.authentication.AgentBasicAuthentication",
+        "telemetry.authentication.AgentKeyAuthentication",
+        "telemetry.authentication.AgentBasicAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -254,7 +255,6 @@ SIMPLE_JWT = {
 # Reverse proxies whose X-Forwarded-For is believed (addresses or networks); none by default,
 # so that a client cannot pick its own address for the limits and the audit log.
 TRUSTED_PROXIES = env_list("TRUSTED_PROXIES")
-from voltaxe.clientip import parse_networks  # noqa: E402
 
 parse_networks(TRUSTED_PROXIES)  # fail at start, not on the first request
 RATELIMIT_IP_META_KEY = "voltaxe.clientip.rate_limit_ip"

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from audit.api import AuditEventListView
+from axon.urls import page as axon_page
 from telemetry.api import (
     AnomalyListView,
     CommandPollView,
@@ -56,6 +57,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("login/", site_login, name="login"),
     path("", include("telemetry.urls")),
+    path("", include(axon_page)),
 ]
 
 # Under /api/ (and for any client that does not ask for a page) errors are JSON, like DRF's own.

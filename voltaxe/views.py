@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import wraps
 
 from django.conf import settings
@@ -35,18 +36,20 @@ def worker_alive() -> bool:
         return False
 
 
+# What the apps add to /healthz ({"active_model": ...} from axon), registered in their AppConfig.ready.
+health_probes: dict[str, Callable[[], object]] = {}
+
+
 @api_view(["GET"])  # a DRF view so that the schema lists it
 @authentication_classes([])
 @permission_classes([AllowAny])
 def healthz(request):
     """Liveness for load balancers and people: 200 while the database answers, 503 when it does not."""
-    from axon.scoring import model_cache
-
     body = {"status": "ok", "database": "ok", "worker": "ok" if worker_alive() else "down", "active_model": None}
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-        body["active_model"], _ = model_cache.get()
+        body.update({name: probe() for name, probe in health_probes.items()})
     except Exception as exc:
         body.update(status="error", database=f"error: {exc.__class__.__name__}")
         return JsonResponse(body, status=503)

@@ -30,7 +30,7 @@ def test_first_model_flags_only_what_is_new(fleet_with_model):
     assert flagged_names(results) == {NEW_APP, INTRUDER}
     record = ProcessRecord.objects.filter(name=INTRUDER, flagged=True).first()
     assert "never seen on this host" in record.reasons and record.status == "open"
-    assert record.model_version == ModelVersion.objects.get(is_active=True).version
+    assert record.model_number == ModelVersion.objects.get(is_active=True).version
 
 
 @pytest.mark.clock
@@ -92,15 +92,15 @@ def test_snapshots_stored_without_a_model_are_scored_once_one_is_active(db):
     results = fleet.recent(split)
     assert all(r["model_version"] is None for r in results)
     fleet.train()
-    assert Snapshot.objects.filter(scored=False).exists()
+    assert Snapshot.objects.filter(model_number__isnull=True).exists()
     snapshots_score_pending()
     day_ago = timezone.now() - timedelta(hours=24)
-    assert not Snapshot.objects.filter(scored=False, timestamp__gte=day_ago).exists()
+    assert not Snapshot.objects.filter(model_number__isnull=True, timestamp__gte=day_ago).exists()
     # The first model learned from everything stored before it, these included.
     assert set(ProcessRecord.objects.filter(flagged=True).values_list("name", flat=True)) <= {NEW_APP, INTRUDER}
     assert not ProcessRecord.objects.filter(flagged__isnull=True, observed_at__gte=day_ago).exists()
     # Older history, which the model learned from, is not judged afresh.
-    assert Snapshot.objects.filter(scored=False, timestamp__lt=day_ago).exists()
+    assert Snapshot.objects.filter(model_number__isnull=True, timestamp__lt=day_ago).exists()
 
 
 def _snapshot_with(name, host="laptop-ana", exe=None):

@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -178,16 +179,21 @@ def test_a_security_admin_lists_and_revokes_an_approval_effective_from_the_next_
     assert admin_client.post("/api/axon/approvals/99999/revoke/").status_code == 404
 
 
-def test_reading_the_status_and_the_runs_never_writes(settings, analyst_client):
+def test_reading_the_status_the_runs_and_the_page_never_writes(settings, admin_user, mailoutbox):
     """Issue 10: GET never writes (the page's poll used to reap runs and send e-mail)."""
     settings.RETRAIN_TIMEOUT_SECONDS, settings.RETRAIN_REAP_GRACE_SECONDS = 60, 10
     stale = TrainingRun.objects.create(trigger="api", status="running", started_at=timezone.now() - timedelta(seconds=300),
-                                       heartbeat_at=timezone.now() - timedelta(seconds=200))
-    for url in ("/api/axon/status/", "/api/axon/runs/", f"/api/axon/runs/{stale.pk}/"):
-        assert analyst_client.get(url).status_code == 200
-    stale.refresh_from_db()
-    assert stale.status == "running" and not AuditEvent.objects.exists()
+                                       heartbeat_at=timezone.now() - timedelta(seconds=200), triggered_by=admin_user)
+    browser = Client()
+    browser.force_login(admin_user)
+    for url in ("/api/axon/status/", "/api/axon/runs/", f"/api/axon/runs/{stale.pk}/", "/api/axon/retrain/preview/",
+                "/live-telemetry/", "/live-telemetry/data/", "/live-telemetry/preview/", "/healthz"):
+        assert browser.get(url).status_code == 200, url
+    before = TrainingRun.objects.values().get(pk=stale.pk)
+    assert before["status"] == "running" and before["finished_at"] is None
+    assert not AuditEvent.objects.exists() and not mailoutbox
     assert services.runs_reap() == 1  # the maintenance task's job
+    assert len(mailoutbox) == 1
 
 
 def test_a_misspelt_limit_is_a_system_check_error_not_a_500_at_the_first_press(settings):
@@ -196,5 +202,7 @@ def test_a_misspelt_limit_is_a_system_check_error_not_a_500_at_the_first_press(s
     settings.RETRAIN_USER_RATE = "1 per 5 minutes"
     errors = [e for e in run_checks() if e.id == "axon.E002"]
     assert len(errors) == 1 and "RETRAIN_USER_RATE" in errors[0].msg
-    settings.RETRAIN_USER_RATE = "1/5m"
-    assert not [e for e in run_checks() if e.id == "axon.E002"]
+    # One parser for every rate: what the log-in limits accept (seconds when no unit) the press accepts too.
+    for rate in ("1/5m", "2/30", "10/H"):
+        settings.RETRAIN_USER_RATE = rate
+        assert not [e for e in run_checks() if e.id == "axon.E002"], rate

@@ -70,7 +70,7 @@ from axon import services
 barrier, answers = threading.Barrier(5), []
 def press():
     barrier.wait()
-    answers.append(services.retrain_request(trigger="api").status)
+    answers.append(services.retrain_request(actor=services.Actor()).status)
 threads = [threading.Thread(target=press) for _ in range(5)]
 [t.start() for t in threads]
 [t.join() for t in threads]

@@ -125,7 +125,7 @@ def test_a_queued_run_nobody_picks_up_is_failed_with_a_hint(settings, db):
 
 @pytest.mark.django_db
 def test_a_run_is_never_carried_out_twice(v1):
-    outcome = services.retrain_request(trigger="command", enqueue=False)
+    outcome = services.retrain_request(actor=services.Actor(), enqueue=False)
     services.retrain_run(run_id=outcome.run.pk)
     again = services.retrain_run(run_id=outcome.run.pk)
     assert again.status == "succeeded"

@@ -136,14 +136,14 @@ def _world(route: str) -> dict:
         host, name, exe, parent = FLAGGED
         endpoint = Endpoint.objects.create(hostname=host, first_seen=timezone.now(), last_seen=timezone.now())
         snap = Snapshot.objects.create(endpoint=endpoint, timestamp=timezone.now(), process_count=1, anomaly_count=1,
-                                       scored=True, model_version=1)
+                                       model_number=1)
         ProcessRecord.objects.create(snapshot=snap, endpoint=endpoint, observed_at=snap.timestamp, hour=0, index=0,
                                      name=name, name_norm=name, exe=exe, exe_norm=exe, parent_name=parent, score=0.9,
                                      flagged=True, status="open", reasons=["never seen"])
     if route in ACTIVATES:
         fleet.history(days=1)
         assert fleet.train().status == "succeeded"
-        ModelVersion.objects.update(is_active=False, status=ModelVersion.Status.RETIRED)
+        ModelVersion.objects.update(is_active=False)
         world["version"] = ModelVersion.objects.get().version
     return world
 

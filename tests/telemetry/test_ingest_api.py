@@ -20,13 +20,29 @@ def test_rich_snapshot_is_stored_with_normalized_keys_and_parents(agent_client):
     assert body["hostname"] == "web-a" and body["processes"] == 3
     assert body["model_version"] is None and body["anomalies"] == []
     snapshot = Snapshot.objects.get(pk=body["snapshot_id"])
-    assert snapshot.process_count == 3 and snapshot.scored is False
+    assert snapshot.process_count == 3 and snapshot.model_number is None
     rows = list(ProcessRecord.objects.filter(snapshot=snapshot).order_by("index"))
     assert [r.name_norm for r in rows] == ["systemd", "postgres", "kworker"]
     assert [r.parent_name for r in rows] == ["", "systemd", ""]
     assert rows[1].exe_norm == "/usr/lib/postgresql/<v>/bin/postgres"
     assert rows[1].memory_rss == 1048576 and rows[1].cpu_percent == 1.5
     assert Endpoint.objects.get(hostname="web-a").os == "linux"
+
+
+@pytest.mark.django_db
+def test_every_character_a_process_may_carry_is_stored_as_sent(agent_client):
+    # PostgreSQL takes records with COPY, whose text format gives tabs, newlines and backslashes meaning.
+    odd = "C:\\Temp\\a b\tc\nd\re \\N \\. \"q\" 'q' é 漢 🚀"
+    payload = rich("odd-host", processes=[
+        {"name": odd, "pid": 7, "ppid": 0, "exe": odd, "username": "\\N", "cmdline": odd + "\n--flag\\"},
+        {"name": "x", "pid": None, "ppid": None, "exe": "", "username": "", "cmdline": ""},
+    ])
+    response = agent_client.post(URL, payload, format="json")
+    assert response.status_code == 201, response.content
+    first, second = ProcessRecord.objects.filter(snapshot_id=response.json()["snapshot_id"]).order_by("index")
+    assert (first.name, first.exe, first.username, first.cmdline) == (odd, odd, "\\N", odd + "\n--flag\\")
+    assert (second.name, second.pid, second.ppid, second.exe, second.cmdline) == ("x", None, None, "", "")
+    assert first.reasons == [] and first.flagged is None
 
 
 @pytest.mark.django_db

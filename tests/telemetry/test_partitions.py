@@ -117,6 +117,11 @@ def test_migrating_an_existing_database_keeps_every_row(subprocess_env):
             assert cursor.fetchone()[0] == ids
             cursor.execute("SELECT count(*) FROM telemetry_processrecord_default")
             assert cursor.fetchone()[0] == 0  # every day of the old rows got its partition
+            # Renamed by telemetry 0007 on the parent table, and so in every partition.
+            cursor.execute("SELECT column_name, count(*) FROM information_schema.columns WHERE table_name LIKE "
+                           "'telemetry_processrecord%%' AND column_name LIKE 'model_%%' GROUP BY column_name")
+            columns = dict(cursor.fetchall())
+            assert set(columns) == {"model_number"} and columns["model_number"] > 2  # the parent, default and days
             # New rows continue the old ids.
             cursor.execute(
                 "INSERT INTO telemetry_processrecord (snapshot_id, endpoint_id, observed_at, hour, index, name, name_norm, "

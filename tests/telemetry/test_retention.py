@@ -48,6 +48,6 @@ def test_scheduled_retrain_task_coalesces_with_a_run_in_flight(admin_user):
     from axon.models import TrainingRun
     from axon.tasks import scheduled_retrain_task
 
-    first = services.retrain_request(user=admin_user, trigger="api", enqueue=False)
+    first = services.retrain_request(actor=services.Actor(user=admin_user, door="api"), enqueue=False)
     assert scheduled_retrain_task() == f"run {first.run.pk}: already_running"
     assert TrainingRun.objects.count() == 1

@@ -1,6 +1,6 @@
 """Agent authentication: `Authorization: Api-Key <key>`, or HTTP Basic with the key as the password.
 
-Kept apart from voltaxe.api so DRF settings can import it.
+Kept apart from telemetry.api so DRF settings can import it.
 """
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import base64
 
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
+from rest_framework.permissions import BasePermission
 from rest_framework_api_key.permissions import KeyParser
 
 from telemetry.models import AgentKey
@@ -85,3 +86,10 @@ class AgentBasicAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request) -> str:
         return 'Basic realm="voltaxe agents"'
+
+
+class IsAgent(BasePermission):
+    message = "Only agents (Authorization: Api-Key <key>, or HTTP Basic with the key as the password) may send telemetry."
+
+    def has_permission(self, request, view) -> bool:
+        return isinstance(request.auth, AgentKey)

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('telemetry', '0007_process_cpu_streak'),
+        ('telemetry', '0008_process_cpu_streak'),
     ]
 
     operations = [

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('telemetry', '0006_partition_process_records'),
+        ('telemetry', '0007_model_number'),
     ]
 
     operations = [

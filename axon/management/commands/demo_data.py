@@ -3,6 +3,8 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
+from axon import services
+from axon.models import ModelVersion
 from telemetry.agent import snapshot_collect
 from telemetry.demo import demo_payloads
 from telemetry.models import Snapshot
@@ -22,17 +24,14 @@ class Command(BaseCommand):
         if if_empty and Snapshot.objects.exists():
             self.stdout.write("Telemetry already stored; demo data not added.")
             return
-        from axon import services
-        from axon.models import ModelVersion, TrainingRun
-
         now = timezone.now().replace(minute=0, second=0, microsecond=0)
         split = now - timedelta(hours=recent_hours)
         # This machine joins the demo fleet with its real processes, so the first model knows them.
         local = snapshot_collect()
         history = self._ingest(demo_payloads(start=split - timedelta(days=days), end=split, novelties=False, local=local))
         if not ModelVersion.objects.filter(is_active=True).exists():
-            outcome = services.retrain_request(user=None, trigger=TrainingRun.Trigger.COMMAND, reason="first model on demo data",
-                                                   enqueue=False)
+            outcome = services.retrain_request(actor=services.Actor(), body={"reason": "first model on demo data"},
+                                               enqueue=False)
             if outcome.started:
                 run = services.retrain_run(run_id=outcome.run.pk)
                 self.stdout.write(run.message)

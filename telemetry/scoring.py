@@ -1,0 +1,53 @@
+"""The seam through which ingestion is scored: telemetry stores what arrives, a model above it judges.
+
+axon registers its scorer in AxonConfig.ready; telemetry knows nothing of it. With no scorer
+registered, or one that cannot score yet, records are stored unscored.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass
+class Observation:
+    host: str
+    os: str
+    name: str
+    exe: str
+    parent: str
+    user: str
+    hour: int
+    cpu: float | None
+    mem_mib: float | None
+    # Memory across snapshots (axon/norms.py): this program's streak above its CPU norm in the
+    # host's previous stored snapshot, and the position of this row's snapshot in the batch
+    # (from 1; 0: the row is not part of a whole snapshot).
+    prior_streak: int = 0
+    snapshot: int = 0
+
+
+@dataclass
+class Verdicts:
+    model_number: int | None  # the number of the model version that judged them; None: unscored
+    scores: list[float | None] = field(default_factory=list)
+    flagged: list[bool | None] = field(default_factory=list)
+    reasons: list[list[str]] = field(default_factory=list)
+    streaks: list[int] = field(default_factory=list)  # kept with each record: the next snapshot's prior
+    reborn: list[bool] = field(default_factory=list)  # the row's host came back as another machine
+
+
+class Scorer(Protocol):
+    def __call__(self, rows: list[Observation]) -> Verdicts: ...
+
+
+_scorer: Scorer | None = None
+
+
+def register(scorer: Scorer) -> None:
+    global _scorer
+    _scorer = scorer
+
+
+def observations_score(rows: list[Observation]) -> Verdicts:
+    return _scorer(rows) if _scorer is not None else Verdicts(model_number=None)

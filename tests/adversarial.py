@@ -413,12 +413,12 @@ def replay(fleet: Fleet, *, user=None) -> dict[str, list[int]]:
         phase = label["phase"]
         if phase != "baseline" and not trained:
             flush()
-            run = stories.train()  # the first model is nobody's press; the person presses below
+            run = stories.train(user=user)
             assert run.status == "succeeded", run.message
             trained = True
         if phase == "after" and not pressed:
             flush()
-            run = stories.train(user=user, trigger="api", exclude=fleet.exclude_on_panic, reason="story")
+            run = stories.train(user=user, exclude=fleet.exclude_on_panic, reason="story")
             assert run.status == "succeeded", run.message
             pressed = True
         pending.append((payload, label))

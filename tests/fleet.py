@@ -35,10 +35,14 @@ def recent(split, *, novelties: bool = True) -> list[dict]:
     return ingest(demo_payloads(start=split, end=now - timedelta(minutes=1), novelties=novelties))
 
 
-def train(user=None, trigger="command", exclude=(), reason=""):
-    """A press carried out in this process (the worker's code path, without the queue)."""
+def train(user=None, door="command", exclude=(), reason=""):
+    """A press carried out in this process (the worker's code path, without the queue).
+
+    At the operator's door by default, so that setting up history is never rate limited; the
+    people's doors (API, page, admin) are tested through HTTP.
+    """
     from axon import services
 
-    outcome = services.retrain_request(actor=services.Actor(user=user, door=trigger),
+    outcome = services.retrain_request(actor=services.Actor(user=user, door=door),
                                        body={"exclude": list(exclude), "reason": reason}, enqueue=False)
     return services.retrain_run(run_id=outcome.run.pk)

@@ -51,7 +51,7 @@ def test_preview_lists_what_a_press_would_approve(fleet_with_model, admin_client
 @pytest.mark.django_db
 def test_press_clears_the_approved_app_and_keeps_the_excluded_one(fleet_with_model, admin_user):
     fleet.recent(fleet_with_model)
-    run = fleet.train(user=admin_user, trigger="api", exclude=[INTRUDER], reason="designer installed Figma")
+    run = fleet.train(user=admin_user, exclude=[INTRUDER], reason="designer installed Figma")
     assert run.status == "succeeded", run.message
     assert ModelVersion.objects.get(is_active=True).version == 2
     approval = Approval.objects.get()
@@ -69,7 +69,7 @@ def test_press_clears_the_approved_app_and_keeps_the_excluded_one(fleet_with_mod
 @pytest.mark.django_db
 def test_an_approval_is_specific_to_path_and_parent(fleet_with_model, admin_user):
     fleet.recent(fleet_with_model)
-    fleet.train(user=admin_user, trigger="api", exclude=[INTRUDER])
+    fleet.train(user=admin_user, exclude=[INTRUDER])
     elsewhere = fleet.ingest([_snapshot_with(NEW_APP, exe="C:\\Users\\Public\\Figma.exe")])
     assert flagged_names(elsewhere) == {NEW_APP}
 
@@ -77,7 +77,7 @@ def test_an_approval_is_specific_to_path_and_parent(fleet_with_model, admin_user
 @pytest.mark.django_db
 def test_scheduled_retrain_approves_nothing(fleet_with_model):
     fleet.recent(fleet_with_model)
-    run = fleet.train(trigger=TrainingRun.Trigger.SCHEDULE)
+    run = fleet.train(door=TrainingRun.Trigger.SCHEDULE)
     assert run.status == "succeeded"
     assert not Approval.objects.exists()
     still = fleet.ingest([_snapshot_with(NEW_APP), _snapshot_with(INTRUDER, host="api-01")])

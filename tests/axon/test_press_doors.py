@@ -163,7 +163,7 @@ def test_alerts_are_grouped_filtered_paged_and_triaged_by_analysts(analyst_clien
 
 def test_a_security_admin_lists_and_revokes_an_approval_effective_from_the_next_model(
         admin_client, analyst_client, admin_user, flagged):
-    run = fleet.train(user=admin_user, trigger="api")
+    run = fleet.train(user=admin_user)
     assert run.status == "succeeded"
     approvals = admin_client.get("/api/axon/approvals/").json()["results"]
     assert [(a["name"], a["hostname"], a["run_id"]) for a in approvals] == [("figma.exe", "laptop-ana", run.pk)]

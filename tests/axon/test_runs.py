@@ -27,7 +27,7 @@ def events(run) -> list[str]:
 
 @pytest.mark.django_db
 def test_a_successful_run_records_the_version_the_file_and_the_audit_trail(v1, admin_user):
-    run = fleet.train(user=admin_user, trigger="api")
+    run = fleet.train(user=admin_user)
     assert run.status == "succeeded" and run.progress == 100 and run.stage == "done"
     v2 = ModelVersion.objects.get(version=2)
     assert run.model_version == v2 and v2.is_active and v2.run == run
@@ -134,7 +134,7 @@ def test_a_run_is_never_carried_out_twice(v1):
 
 @pytest.mark.django_db
 def test_the_person_who_pressed_gets_an_email(v1, admin_user, mailoutbox):
-    run = fleet.train(user=admin_user, trigger="api")
+    run = fleet.train(user=admin_user)
     assert len(mailoutbox) == 1
     assert mailoutbox[0].to == ["sam@voltaxe.test"] and f"run {run.pk}" in mailoutbox[0].subject
     assert "Model v2 is active" in mailoutbox[0].body
@@ -153,7 +153,7 @@ def test_a_failed_run_gives_back_what_it_approved(v1, monkeypatch, admin_user):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(axon.training, "train", crash)
-    run = fleet.train(user=admin_user, trigger="api")
+    run = fleet.train(user=admin_user)
     assert run.status == "failed"
     assert not Approval.objects.exists()
     assert not ProcessRecord.objects.filter(status="approved").exists()

@@ -92,7 +92,7 @@ def test_alerts_are_grouped_with_counts_and_an_analyst_marks_one_malicious_witho
 def test_the_runs_table_fits_its_panel_and_an_empty_open_anomalies_card_is_not_red(db, admin_user, login):
     fleet.history(days=2)
     for _ in range(3):
-        assert fleet.train(user=admin_user, trigger="api", reason="x" * 80).status == "succeeded"
+        assert fleet.train(user=admin_user, reason="x" * 80).status == "succeeded"
     TrainingRun.objects.update(triggered_by_name="a.very.long.name.of.a.security.administrator@voltaxe.example")
     page = login("sam")
     panel = page.get_by_role("region", name="Training runs")

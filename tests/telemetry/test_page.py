@@ -158,7 +158,7 @@ def test_a_security_admin_sees_the_approvals_and_revokes_one_from_the_page(clien
     split = fleet.history(days=2)
     fleet.train()
     fleet.recent(split)
-    fleet.train(user=admin_user, trigger="api")
+    fleet.train(user=admin_user)
     approval = Approval.objects.get()
     client.force_login(admin_user)
     html = client.get("/live-telemetry/").content.decode()

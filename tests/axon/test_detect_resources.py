@@ -75,7 +75,7 @@ def test_an_approval_never_waives_a_resource_anomaly(trained, admin_user):
     tool = Proc("acme-sync", "/opt/acme/bin/acme-sync", runs=lambda i, hod: i >= HISTORY)
     first = trained.ingest(HISTORY, HISTORY + 3, extra={"web-02": [tool]}, only={"web-02"})
     assert {(h, n) for h, n, _ in flags(first)} == {("web-02", "acme-sync")}
-    run = fleet.train(user=admin_user, trigger="api", reason="acme sync rolled out")
+    run = fleet.train(user=admin_user, reason="acme sync rolled out")
     assert run.status == "succeeded", run.message
     quiet = trained.ingest(HISTORY + 3, HISTORY + 4, extra={"web-02": [tool]}, only={"web-02"})
     assert flags(quiet) == []

@@ -79,13 +79,16 @@ class ResourceNorms:
 
     def lookup(self, host: list[str], name: list[str], hour: np.ndarray) -> tuple[np.ndarray, ...]:
         """Per row: (own, cpu mean, cpu sd, mem mean, mem sd, cpu mean at this hour); own False → use the pool."""
-        n = len(host)
-        out = np.zeros((n, 6))
-        hours = hour.tolist()
-        for i in range(n):
-            norm = self.host.get((host[i], name[i]))
-            if norm is not None:
-                out[i] = (1.0, *norm[1:], self.busy_hour.get((host[i], name[i], hours[i]), norm[1]))
+        none = (0.0,) * 6
+        seen: dict[tuple[str, str, int], tuple[float, ...]] = {}
+        rows = []
+        for key in zip(host, name, hour.tolist()):
+            row = seen.get(key)
+            if row is None:
+                norm = self.host.get(key[:2])
+                row = seen[key] = none if norm is None else (1.0, *norm[1:], self.busy_hour.get(key, norm[1]))
+            rows.append(row)
+        out = np.array(rows, dtype=np.float64).reshape(len(host), 6)
         return (out[:, 0] > 0, *(out[:, j] for j in range(1, 6)))
 
 

@@ -254,8 +254,8 @@ class DetectorModel:
             reasons[i] = self._reasons(batch, f, parts, forest_score, int(i), resource_only=bool(by_resource[i]))
         return ScoreResult(scores=scores, flagged=flagged, reasons=reasons, approved=approved,
                            streak=parts["streak"].astype(np.int64),
-                           reborn=np.fromiter((j != h for j, h in zip(f.judged_host, batch.host)), dtype=bool,
-                                              count=len(batch)))
+                           reborn=np.zeros(len(batch), dtype=bool) if f.judged_host is batch.host else
+                           np.fromiter((j != h for j, h in zip(f.judged_host, batch.host)), dtype=bool, count=len(batch)))
 
     def _reasons(self, batch: ObservationBatch, f: Features, parts: dict, forest_score: np.ndarray,
                  i: int, resource_only: bool = False) -> list[str]:

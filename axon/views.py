@@ -8,7 +8,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
-from django.template.loader import render_to_string
 from django.views.decorators.http import require_POST
 
 from axon import services as axon_services
@@ -22,26 +21,28 @@ PAGE_PREVIEW_LIMIT = 2000
 class ModelPanel:
     """The model's part of the Live page: status, alerts, runs, versions, approvals, and the modal's list."""
 
-    def state(self, user) -> dict:
+    fragments = {
+        "training-banner": "telemetry/_training.html",
+        "alerts-body": "telemetry/_alerts.html",
+        "runs-body": "telemetry/_runs.html",
+        "versions-body": "telemetry/_versions.html",
+        "approvals-body": "telemetry/_approvals.html",
+        "estimate": "telemetry/_estimate.html",
+    }
+
+    def context(self, user) -> dict:
         alerts, _ = axon_services.alerts_list(limit=50)
-        runs = [run_json(r) for r in TrainingRun.objects.select_related("model_version")[:10]]
-        alerts_json = [candidate_json(a) for a in alerts]
-        approvals = [approval_json(a) for a in Approval.objects.all()[:50]] if user.has_perm("axon.delete_approval") else []
+        can_revoke = user.has_perm("axon.delete_approval")
         return {
             "axon": status_json(),
-            "alerts": alerts_json,
-            "approvals": approvals,
-            "runs": runs,
+            "alerts": [candidate_json(a) for a in alerts],
+            "approvals": [approval_json(a) for a in Approval.objects.all()[:50]] if can_revoke else [],
+            "runs": [run_json(r) for r in TrainingRun.objects.select_related("model_version")[:10]],
             "versions": [version_json(v) for v in ModelVersion.objects.all()[:10]],
             "can_retrain": user.has_perm("axon.trigger_retrain"),
             "can_activate": user.has_perm("axon.activate_modelversion"),
             "can_triage": user.has_perm("axon.triage_alert"),
-            "can_revoke": user.has_perm("axon.delete_approval"),
-            "fragments": {
-                "alerts": render_to_string("telemetry/_alerts.html", {"alerts": alerts_json}),
-                "runs": render_to_string("telemetry/_runs.html", {"runs": runs}),
-                "approvals": render_to_string("telemetry/_approvals.html", {"approvals": approvals}),
-            },
+            "can_revoke": can_revoke,
         }
 
     def page(self, user) -> dict:

@@ -1,4 +1,4 @@
-"""The Live Telemetry page: server-rendered, refreshed by polling one small JSON view."""
+"""The Live Telemetry page: rendered on the server, refreshed by polling for its parts rendered the same way."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -11,12 +11,11 @@ from django.db.models import Count, Sum
 from django.db.models.functions import TruncHour
 from django.http import JsonResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.utils import timezone
-from rest_framework.utils.encoders import JSONEncoder
 
-from telemetry.api import anomaly_json
 from telemetry.models import Snapshot
-from telemetry.services import anomalies_list, telemetry_summary
+from telemetry.services import telemetry_summary
 
 
 def _require_viewer(request) -> None:
@@ -45,8 +44,11 @@ def activity_24h() -> list[dict]:
 class Panel(Protocol):
     """A part of the Live page an app above telemetry owns (axon's model panel), registered in its AppConfig.ready."""
 
-    def state(self, user) -> dict:
-        """Merged into what the page polls; its "fragments" are merged into the page's."""
+    fragments: dict[str, str]
+    """Its live parts: the id of the element each fills, and the template that renders it."""
+
+    def context(self, user) -> dict:
+        """What its templates show, on the first render and on every poll."""
 
     def page(self, user) -> dict:
         """Only for the first render (the modal's list, say)."""
@@ -54,39 +56,63 @@ class Panel(Protocol):
 
 panels: list[Panel] = []
 
+# Telemetry's live parts of the page (a panel adds its own): the id of the element each one fills, and
+# its template. The page includes these templates on its first render; the poll renders the same ones
+# from the same context and the script swaps them in by id. One renderer: the script builds nothing.
+LIVE_FRAGMENTS = {
+    "updated-at": "telemetry/_updated.html",
+    "figures": "telemetry/_figures.html",
+    "activity-chart": "telemetry/_activity.html",
+    "snapshots-body": "telemetry/_snapshots.html",
+}
 
-def live_state(user) -> dict:
-    rows, _ = anomalies_list(status="open", limit=25)
-    state: dict = {
-        "summary": telemetry_summary(),
-        "anomalies": [anomaly_json(r) for r in rows],
-        "activity": activity_24h(),
-        "now": timezone.now(),
-        # The tables are rendered on the server only, and the script swaps them in: one renderer.
-        "fragments": {},
-    }
+
+def activity_chart(activity: list[dict], *, width: int = 600, height: int = 160, pad: int = 24) -> dict:
+    """The 24 h chart's geometry (an inline SVG): two bars an hour, each series on its own scale, so that a
+    few hundred anomalies do not flatten the snapshot bars."""
+    max_snap = max([1, *(h["snapshots"] for h in activity)])
+    max_anom = max([1, *(h["anomalies"] for h in activity)])
+    step = (width - pad) / len(activity)
+
+    def bar(x: float, value: int, top: int) -> dict:
+        y = height - pad - value / top * (height - 2 * pad)
+        return {"x": round(x, 2), "y": round(y, 2), "width": round(step / 2 - 1, 2), "height": round(height - pad - y, 2)}
+
+    hours = [{**h, "snap": bar(pad + i * step + 1, h["snapshots"], max_snap),
+              "anom": bar(pad + i * step + step / 2, h["anomalies"], max_anom),
+              "label_x": round(pad + i * step, 2) if i % 6 == 0 else None}
+             for i, h in enumerate(activity)]
+    return {"width": width, "height": height, "pad": pad, "axis_y": height - pad, "label_y": height - 6,
+            "max_snapshots": max_snap, "max_anomalies": max_anom, "hours": hours}
+
+
+def live_context(user) -> dict:
+    """What the page's live parts show: the first render and every poll use this, so they cannot differ."""
+    context = {"summary": telemetry_summary(), "chart": activity_chart(activity_24h()), "now": timezone.now()}
     for panel in panels:
-        part = panel.state(user)
-        state["fragments"].update(part.pop("fragments", {}))
-        state.update(part)
-    return state
+        context.update(panel.context(user))
+    return context
+
+
+def live_templates() -> dict[str, str]:
+    return {**LIVE_FRAGMENTS, **{key: name for panel in panels for key, name in panel.fragments.items()}}
+
+
+def live_fragments(request, context: dict) -> dict[str, str]:
+    """Every live part of the page, rendered (with the request, so that their forms carry a CSRF token)."""
+    return {key: render_to_string(name, context, request=request) for key, name in live_templates().items()}
 
 
 @login_required
 def live_telemetry(request):
     _require_viewer(request)
-    state = live_state(request.user)
+    context = live_context(request.user)
     page = {k: v for panel in panels for k, v in panel.page(request.user).items()}
-    return render(request, "telemetry/live.html", {
-        **state, **page, "live": {k: v for k, v in state.items() if k != "fragments"},
-        "window_days": settings.TRAINING_WINDOW_DAYS,
-    })
+    return render(request, "telemetry/live.html", {**context, **page, "window_days": settings.TRAINING_WINDOW_DAYS})
 
 
 @login_required
 def live_data(request):
-    """What the page polls every 5 seconds."""
+    """What the page polls: its live parts, rendered, in one answer (the script swaps each in by id)."""
     _require_viewer(request)
-    return JsonResponse(live_state(request.user), encoder=JSONEncoder)
-
-
+    return JsonResponse({"fragments": live_fragments(request, live_context(request.user))})

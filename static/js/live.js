@@ -1,28 +1,23 @@
-// Live Telemetry: polling, the panic button's modal, banners, the activity chart.
-// The page works without this file (forms post to the server); this makes it live.
+// Live Telemetry: polling, the panic button's modal, banners.
+// The page works without this file (forms post to the server); this makes it live. The server renders
+// every part of the page; the poll brings those parts rendered again, and this swaps them in by id.
 (function () {
   "use strict";
 
   const POLL_MS = 5000;
   const POLL_TRAINING_MS = 2000;
+  const POLL_HIDDEN_MS = 60000; // a tab nobody looks at need not load the server
   const BANNER_MS = 5000;
   const $ = (sel, root) => (root || document).querySelector(sel);
-  const esc = (value) => String(value === null || value === undefined ? "" : value)
-    .replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
-  const fmtTime = (iso) => iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 19) : "";
-  const fmtShort = (iso) => iso ? new Date(iso).toISOString().replace("T", " ").slice(0, 16) : "";
-  const ago = (iso) => {
-    const s = Math.max(0, (Date.now() - new Date(iso).getTime()) / 1000);
-    if (s < 90) return Math.round(s) + " seconds";
-    if (s < 5400) return Math.round(s / 60) + " minutes";
-    if (s < 172800) return Math.round(s / 3600) + " hours";
-    return Math.round(s / 86400) + " days";
-  };
+  const controls = $("#live-controls");
 
-  let state = JSON.parse($("#live-state").textContent);
   let paused = false;
   let timer = null;
   let busy = false; // a retrain request is in flight: the modal stays open
+  const shown = new Map(); // element id -> the HTML last swapped into it
+
+  // The run in flight, as the server's training banner shows it.
+  const currentRun = () => { const el = $("#run-progress"); return el && { id: el.dataset.run, progress: el.dataset.progress }; };
 
   // --- banners --------------------------------------------------------------------------
   function banner(kind, text, autoDismiss) {
@@ -39,116 +34,52 @@
   // Messages the server rendered (after a form post without JavaScript) go away too.
   document.querySelectorAll("#banners .banner-success, #banners .banner-info:not([data-joined])").forEach((el) => setTimeout(() => el.remove(), BANNER_MS));
 
-  // --- rendering --------------------------------------------------------------------------
-  function render() {
-    const s = state.summary;
-    document.querySelectorAll("[data-field]").forEach((el) => {
-      const v = s[el.dataset.field];
-      el.textContent = typeof v === "number" ? v.toLocaleString("en-US") : v;
-    });
-    $("#open-anomalies-card").classList.toggle("card-alert", s.open_anomalies > 0); // red only when there is something
-    $("#updated-at").textContent = new Date(state.now).toISOString().slice(11, 19);
-    renderModel();
-    renderTables();
-    renderChart();
+  // --- swapping the server's fragments in ------------------------------------------------------
+  // Where the focus was, found again in the new HTML: by id, by name and value, or by its form.
+  function selectorOf(node) {
+    if (node.id) return "#" + CSS.escape(node.id);
+    if (node.name) return `[name="${CSS.escape(node.name)}"][value="${CSS.escape(node.value)}"]`;
+    if (node.form) return `form[action="${CSS.escape(node.form.getAttribute("action"))}"] ${node.tagName}`;
+    return null;
   }
 
-  function renderModel() {
-    const ax = state.axon;
-    const m = ax.active_model;
-    $("#model-line").innerHTML = m
-      ? `Model <strong>v${m.version}</strong> active, trained ${ago(m.trained_at)} ago on ${m.records.toLocaleString("en-US")} records of ${m.processes} processes from ${m.hosts} hosts.`
-      : "No model is active yet: snapshots are stored and will be scored once one is trained.";
-    const err = $("#model-error");
-    err.hidden = !ax.model_error;
-    err.textContent = ax.model_error || "";
-    $("#worker-line").hidden = ax.worker_alive;
-    const run = ax.current_run;
-    const box = $("#run-progress");
-    box.hidden = !run;
-    if (run) {
-      $("#run-stage").textContent = `Run ${run.id}: ${run.stage || run.status} (${run.progress}%)`;
-      const bar = box.querySelector(".progress");
-      bar.setAttribute("aria-valuenow", run.progress);
-      bar.querySelector(".bar").style.width = run.progress + "%";
-    }
-    $("#last-run").textContent = !run && ax.last_run ? "Last run: " + ax.last_run.message : "";
-    // "Already in progress" is about a run: once no run is in flight, it is no longer true.
-    if (!run) document.querySelectorAll("#banners [data-joined]").forEach((el) => el.remove());
-    const button = $("#panic-button");
-    if (button && state.can_retrain) {
-      button.classList.toggle("is-training", !!run);
-      button.setAttribute("aria-disabled", run ? "true" : "false");
-      button.querySelector(".label").textContent = run ? `Training… ${run.progress}%` : "🚨 Retrain Model";
-    }
-    const est = $("#estimate");
-    if (est) est.textContent = ax.estimate_seconds;
-  }
-
-  function rows(tbody, items, empty, cols, row) {
-    const el = $(tbody);
-    el.innerHTML = items.length ? items.map(row).join("") : `<tr><td colspan="${cols}" class="muted">${empty}</td></tr>`;
-  }
-
-  function renderTables() {
-    rows("#snapshots-body", state.summary.recent_snapshots, "No snapshots yet.", 4, (s) =>
-      `<tr><td>${esc(s.hostname)}${s.names_only ? ' <span class="tag" title="This agent sends process names only: detection rests on how rare each name is.">names only</span>' : ""}</td><td>${fmtTime(s.timestamp)}</td><td class="num">${s.process_count}</td>` +
-      `<td class="num${s.anomaly_count ? " bad" : ""}">${s.scored ? s.anomaly_count : "unscored"}</td></tr>`);
-    // The server renders these tables (the same templates as the first load); keep what the person selected.
-    if (state.fragments) { // absent on the first load: the page already holds them
-      const selected = new Set(Array.from(document.querySelectorAll("#alerts-body input[name=key]:checked")).map((b) => b.value));
-      $("#alerts-body").innerHTML = state.fragments.alerts;
-      document.querySelectorAll("#alerts-body input[name=key]").forEach((b) => { b.checked = selected.has(b.value); });
-      $("#runs-body").innerHTML = state.fragments.runs;
-      const approvals = $("#approvals-body");
-      if (approvals) approvals.innerHTML = state.fragments.approvals;
-    }
-    const token = csrf();
-    rows("#versions-body", state.versions, "No model trained yet.", 6, (v) =>
-      `<tr><td>v${v.version}</td><td>${fmtShort(v.trained_at)}</td><td class="num">${v.records}</td><td class="num">${v.hosts}</td>` +
-      `<td><span class="status status-${esc(v.status)}" title="${esc(v.gate_reason)}">${esc(v.status)}</span></td>` +
-      `<td>${state.can_activate && !v.is_active ? `<form method="post" action="/live-telemetry/models/${v.version}/activate/" class="inline activate-form">` +
-        `<input type="hidden" name="csrfmiddlewaretoken" value="${esc(token)}"><button type="submit" class="btn-small" data-version="${v.version}">Activate</button></form>` : ""}</td></tr>`);
-  }
-
-  function renderChart() {
-    const data = state.activity;
-    const w = 600, h = 160, pad = 24;
-    // Each series on its own scale: a few hundred anomalies must not flatten the snapshot bars.
-    const maxSnap = Math.max(1, ...data.map((d) => d.snapshots));
-    const maxAnom = Math.max(1, ...data.map((d) => d.anomalies));
-    const bw = (w - pad) / data.length;
-    const y = (v, max) => h - pad - (v / max) * (h - 2 * pad);
-    let bars = "";
-    data.forEach((d, i) => {
-      const x = pad + i * bw;
-      const ys = y(d.snapshots, maxSnap), ya = y(d.anomalies, maxAnom);
-      bars += `<rect class="snap" x="${x + 1}" y="${ys}" width="${bw / 2 - 1}" height="${h - pad - ys}"><title>${fmtShort(d.hour)}: ${d.snapshots} snapshots</title></rect>`;
-      bars += `<rect class="anom" x="${x + bw / 2}" y="${ya}" width="${bw / 2 - 1}" height="${h - pad - ya}"><title>${fmtShort(d.hour)}: ${d.anomalies} anomalies</title></rect>`;
-      if (i % 6 === 0) bars += `<text x="${x}" y="${h - 6}">${new Date(d.hour).toISOString().slice(11, 16)}</text>`;
-    });
-    $("#activity-chart").innerHTML =
-      `<svg viewBox="0 0 ${w} ${h}" preserveAspectRatio="none"><text x="0" y="12">max ${maxSnap} snapshots / ${maxAnom} anomalies per hour</text>` +
-      `<line x1="${pad}" y1="${h - pad}" x2="${w}" y2="${h - pad}"/>${bars}</svg>`;
+  function swap(el, html) {
+    // Unchanged parts are left alone (a selection or a hover survives); CSRF tokens are masked afresh
+    // on every render, so they do not count as a change.
+    const key = html.replace(/name="csrfmiddlewaretoken" value="[^"]*"/g, "");
+    if (shown.get(el.id) === key) return;
+    shown.set(el.id, key);
+    const ticked = new Set(Array.from(el.querySelectorAll("input[type=checkbox]:checked"), (b) => b.value));
+    const focus = el.contains(document.activeElement) ? selectorOf(document.activeElement) : null;
+    el.innerHTML = html;
+    el.querySelectorAll("input[type=checkbox]").forEach((b) => { b.checked = ticked.has(b.value); });
+    const again = focus && $(focus, el);
+    if (again) again.focus();
   }
 
   // --- polling ----------------------------------------------------------------------------
   function schedule() {
     clearTimeout(timer);
-    if (!paused) timer = setTimeout(poll, state.axon.current_run ? POLL_TRAINING_MS : POLL_MS);
+    if (paused) return;
+    timer = setTimeout(poll, document.visibilityState === "hidden" ? POLL_HIDDEN_MS : currentRun() ? POLL_TRAINING_MS : POLL_MS);
   }
 
   async function poll() {
-    const wasRunning = state.axon.current_run;
+    const was = currentRun();
     try {
-      const response = await fetch("/live-telemetry/data/", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      const response = await fetch(controls.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
       if (!response.ok) throw new Error("the server answered " + response.status);
-      state = await response.json();
+      const { fragments } = await response.json();
+      Object.entries(fragments).forEach(([id, html]) => { const el = document.getElementById(id); if (el) swap(el, html); });
       $("#poll-error").hidden = true;
-      render();
-      if (wasRunning && !state.axon.current_run && state.axon.last_run && state.axon.last_run.id === wasRunning.id) {
-        const done = state.axon.last_run;
-        banner(done.status === "succeeded" ? "success" : "error", done.message, done.status === "succeeded");
+      const last = $("#last-run");
+      if (!currentRun()) {
+        // "Already in progress" is about a run: once no run is in flight, it is no longer true.
+        document.querySelectorAll("#banners [data-joined]").forEach((el) => el.remove());
+        if (was && last && last.dataset.run === was.id) {
+          const ok = last.dataset.status === "succeeded";
+          banner(ok ? "success" : "error", $(".message", last).textContent, ok);
+        }
       }
     } catch (err) {
       const notice = $("#poll-error");
@@ -164,6 +95,10 @@
     ev.target.setAttribute("aria-pressed", paused ? "true" : "false");
     $("#poll-status").firstChild.textContent = paused ? "Paused · updated " : "Live · updated ";
     if (paused) clearTimeout(timer); else poll();
+  });
+  // Hidden, the page polls seldom; seen again, it catches up at once.
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible" && !paused) poll(); else schedule();
   });
 
   function csrf() {
@@ -195,11 +130,11 @@
 
     function open(ev) {
       ev.preventDefault();
-      if (state.axon.current_run) {
-        // Stays while that run goes on; removed when it ends (renderModel).
+      const run = currentRun();
+      if (run) {
+        // Stays while that run goes on; removed when it ends (poll).
         document.querySelectorAll("#banners [data-joined]").forEach((el) => el.remove());
-        banner("info", `A retrain is already in progress (run ${state.axon.current_run.id}, ${state.axon.current_run.progress}%).`, false)
-          .dataset.joined = "1";
+        banner("info", `A retrain is already in progress (run ${run.id}, ${run.progress}%).`, false).dataset.joined = "1";
         return;
       }
       opener = document.activeElement;
@@ -215,7 +150,9 @@
       modal.classList.remove("open");
       document.body.classList.remove("modal-open");
       if (location.hash === "#panic-modal") history.replaceState(null, "", location.pathname + location.search);
-      if (opener) opener.focus();
+      // A poll may have swapped the button for a new one since: focus the one on the page.
+      const back = opener && (opener.id ? document.getElementById(opener.id) : opener);
+      if (back) back.focus();
     }
 
     async function loadPreview() {
@@ -278,7 +215,8 @@
     });
     $("#risk-confirm-no").addEventListener("click", () => { const box = pending; hideRiskConfirm(); if (box) box.focus(); });
 
-    $("#panic-button").addEventListener("click", open);
+    // On the document: the button is part of the training banner, which polls replace.
+    document.addEventListener("click", (ev) => { if (ev.target.closest("#panic-button")) open(ev); });
     if (location.hash === "#panic-modal") open(new Event("click"));
     window.addEventListener("hashchange", () => { if (location.hash === "#panic-modal" && !modal.classList.contains("open")) open(new Event("click")); });
     modal.querySelectorAll("[data-close]").forEach((el) => el.addEventListener("click", (ev) => { ev.preventDefault(); close(); }));
@@ -307,7 +245,7 @@
       const reason = $("#panic-reason").value.trim();
       let result;
       try {
-        result = await api("/api/axon/retrain", { reason, approve });
+        result = await api(form.dataset.api, { reason, approve });
       } catch (err) {
         result = { response: { ok: false, status: 0 }, data: { detail: "The server could not be reached: " + err.message } };
       }
@@ -332,13 +270,13 @@
     const form = ev.target.closest(".activate-form");
     if (!form) return;
     ev.preventDefault();
-    const version = form.querySelector("button").dataset.version;
-    const { response, data } = await api(`/api/axon/models/${version}/activate/`);
+    const version = form.dataset.version;
+    const { response, data } = await api(form.dataset.api);
     if (response.ok) banner("success", `Model v${version} is now active.`, true);
     else banner("error", data.detail || `The server answered ${response.status}.`, false);
     poll();
   });
 
-  render();
+  controls.hidden = false;
   schedule();
 })();

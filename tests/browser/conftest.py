@@ -104,8 +104,8 @@ def login(page):
         page.get_by_role("button", name="Log in").click()
         expect(page).to_have_url(re.compile(r"/live-telemetry/$"))
         expect(page.get_by_role("heading", name="Live Telemetry", level=1)).to_be_visible()
-        # The script has run once it has drawn the 24 h chart (inline SVG): the page is live from here on.
-        expect(page.get_by_role("img", name=re.compile("last 24 hours")).locator("svg rect").first).to_be_attached()
+        # The script shows the Pause button once it has taken over: the page is live from here on.
+        expect(page.get_by_role("button", name="Pause")).to_be_visible()
         return page
 
     return do

@@ -2,11 +2,15 @@
 import re
 
 import pytest
+import time_machine
+from django.utils import timezone
 
 from audit.models import AuditEvent
 from axon import services
 from axon.models import Approval, ModelVersion, TrainingRun
+from telemetry.views import live_templates
 from tests import fleet
+from tests.conftest import REPO
 
 
 @pytest.mark.django_db
@@ -125,10 +129,42 @@ def test_analyst_form_post_is_refused_starts_nothing_and_is_audited_like_the_api
 def test_live_data_has_what_the_page_polls(client, analyst):
     fleet.history(days=1)
     client.force_login(analyst)
-    data = client.get("/live-telemetry/data/").json()
-    assert set(data) >= {"summary", "axon", "anomalies", "runs", "versions", "activity", "can_retrain"}
-    assert len(data["activity"]) == 24 and sum(h["snapshots"] for h in data["activity"]) > 0
-    assert data["can_retrain"] is False
+    fragments = client.get("/live-telemetry/data/").json()["fragments"]
+    assert set(fragments) == set(live_templates())
+    hours = [int(n) for n in re.findall(r": (\d+) snapshots</title>", fragments["activity-chart"])]
+    assert len(hours) == 24 and sum(hours) > 0
+    assert "Only security admins can retrain the model." in fragments["training-banner"]
+
+
+@pytest.mark.django_db
+def test_the_first_render_and_the_poll_render_the_same_fragments(client, admin_user):
+    """One renderer: each live part of the page is exactly what the poll brings for the same state."""
+    split = fleet.history(days=2)
+    fleet.train()
+    fleet.recent(split)
+    fleet.train(user=admin_user)  # an approval, a second version, a run with a user
+    run = TrainingRun.objects.create(trigger="api", status="running", stage="training", progress=40)
+    client.force_login(admin_user)
+    with time_machine.travel(timezone.now(), tick=False):  # "updated at" and "trained … ago" do not move
+        page = client.get("/live-telemetry/").content.decode()
+        fragments = client.get("/live-telemetry/data/").json()["fragments"]
+    page, fragments = unmask(page), {k: unmask(v) for k, v in fragments.items()}
+    assert "Activate</button>" in fragments["versions-body"] and "Revoke</button>" in fragments["approvals-body"]
+    assert f"Run {run.pk}: training (40%)" in fragments["training-banner"] and "rect" in fragments["activity-chart"]
+    for key, html in fragments.items():
+        opening = re.search(rf'id="{key}"[^>]*>', page)
+        assert opening, key
+        assert page[opening.end():].startswith(html + "</"), key
+
+
+def unmask(html: str) -> str:
+    """CSRF tokens are masked afresh on every render."""
+    return re.sub(r'name="csrfmiddlewaretoken" value="\w+"', 'name="csrfmiddlewaretoken"', html)
+
+
+def test_the_script_takes_every_address_from_the_page():
+    script = (REPO / "static" / "js" / "live.js").read_text()
+    assert "/api/" not in script and "/live-telemetry/" not in script
 
 
 @pytest.mark.django_db
@@ -180,5 +216,5 @@ def test_the_page_says_which_hosts_send_names_only(client, analyst, agent_client
     page = client.get("/live-telemetry/").content.decode()
     assert page.count(">names only</span>") == 1
     assert agent_client.post("/api/telemetry/snapshots/", rich("test-agent", minutes_ago=1), format="json").status_code == 201
-    data = client.get("/live-telemetry/data/").json()
-    assert [s["names_only"] for s in data["summary"]["recent_snapshots"]] == [False, False]
+    snapshots = client.get("/live-telemetry/data/").json()["fragments"]["snapshots-body"]
+    assert snapshots.count("<tr>") == 2 and ">names only</span>" not in snapshots

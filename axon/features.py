@@ -57,8 +57,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from axon.lineage import CommandTable
+from axon.norms import AccountSets, ResourceNorms, Schedules, judged_hosts, staples
 
-FEATURE_VERSION = 2  # 2: approvals by program, install folder and script; command-line tokens
+FEATURE_VERSION = 3  # 2: accounts, norms, schedules (detect-a) / approvals, command lines (detect-b); 3: both
 FEATURE_NAMES: tuple[str, ...] = (
     "host_rarity",
     "fleet_rarity",
@@ -160,6 +161,12 @@ class ObservationBatch:
     # The parent was named from the host's recent snapshots: it had exited when this one was taken.
     parent_gone: list[bool] = field(default_factory=list)
     names_only: list[bool] = field(default_factory=list)  # the agent sends names only (legacy body)
+    # The memory across snapshots (axon/norms.py): each row's streak above its CPU norm in the
+    # host's previous stored snapshot, and which snapshot of the batch the row belongs to
+    # (numbered from 1 in time order), so several snapshots of one host in one batch chain up;
+    # 0 for rows that are not whole snapshots (training, re-scoring flags).
+    prior_streak: np.ndarray | None = None
+    snapshot: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         for attr in ("host", "os", "name", "exe", "parent", "user", "script", "args"):
@@ -172,9 +179,12 @@ class ObservationBatch:
         self.hour = np.asarray(self.hour, dtype=np.int64).reshape(-1)
         self.cpu = np.nan_to_num(np.asarray(self.cpu, dtype=np.float64).reshape(-1))
         self.mem = np.nan_to_num(np.asarray(self.mem, dtype=np.float64).reshape(-1))
+        chain = [np.zeros(n, dtype=np.int64) if v is None else np.asarray(v, dtype=np.int64).reshape(-1)
+                 for v in (self.prior_streak, self.snapshot)]
+        self.prior_streak, self.snapshot = chain
         if {len(self.os), len(self.name), len(self.exe), len(self.parent), len(self.user),
                 len(self.hour), len(self.cpu), len(self.mem), len(self.script), len(self.args),
-                len(self.parent_gone), len(self.names_only)} - {n}:
+                len(self.parent_gone), len(self.names_only), *map(len, chain)} - {n}:
             raise ValueError("ObservationBatch columns differ in length")
 
     def __len__(self) -> int:
@@ -212,6 +222,17 @@ class Features:
     mem_mean: np.ndarray
     mem_sd: np.ndarray
     folded_user: list[str] = field(default_factory=list)
+    # The host each row is judged as: itself, or a young host with no history when the snapshot
+    # shows another machine under its name (axon/norms.py: judged_hosts).
+    judged_host: list[str] = field(default_factory=list)
+    # The resource norm each row is judged against (axon/norms.py): this host's own when it
+    # has enough history of the program (own_norm), else the pool above; and at this hour.
+    own_norm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    norm_cpu_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    norm_cpu_sd: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    norm_mem_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    norm_mem_sd: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    hour_cpu_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def novel(self, column: int) -> np.ndarray:
         """Rows at the novelty end of a rarity feature: never seen in the window."""
@@ -242,6 +263,10 @@ class Baseline:
         # "exe" | "parent" | "user" -> {(host, name, value): share} and {(os, name, value): mean share}
         self.host_share: dict[str, dict[tuple[str, str, str], float]] = {}
         self.fleet_share: dict[str, dict[tuple[str, str, str], float]] = {}
+        self.norms = ResourceNorms()
+        self.accounts = AccountSets()
+        self.schedules = Schedules()
+        self.staples: dict[str, frozenset[str]] = {}  # what each host always runs: to recognise it by
 
     # -- building ---------------------------------------------------------------------------
     @classmethod
@@ -249,6 +274,7 @@ class Baseline:
         self = cls(params)
         p = self.params
         c = window.combos
+        self.norms = ResourceNorms.from_combos(c.host, c.name, c.hour, c.count, c.cpu_sum, c.cpu_sq, c.mem_sum, c.mem_sq)
         counts = c.count.tolist()
         hours = c.hour.tolist()
         cpu_sum, cpu_sq = c.cpu_sum.tolist(), c.cpu_sq.tolist()
@@ -286,7 +312,11 @@ class Baseline:
             self.os_hosts[self.host_os[h]] = self.os_hosts.get(self.host_os[h], 0) + 1
         self.os_hosts[ALL_OS] = len(hosts)
 
+        self.schedules = Schedules.from_combos(c.host, c.name, c.hour, c.count,
+                                               around_the_clock={h for h, hs in host_hours.items() if len(hs) >= 20})
         self.shared_users = self._shared_users(raw["user"])
+        self.accounts = AccountSets.from_pairs({(h, u) for h, _, u in raw["user"]},
+                                               mature={h for h, w in self.host_maturity.items() if w >= 1.0})
         folded: dict[tuple[str, str, str], int] = defaultdict(int)
         for (h, n, u), cnt in raw["user"].items():
             folded[(h, n, self.fold_user(u))] += cnt
@@ -315,6 +345,8 @@ class Baseline:
             self.name_stats[(o, n)] = (int(s[0]), int(obs), s[2] / self.os_hosts[o],
                                        cpu_mean, cpu_sd, mem_mean, mem_sd)
 
+        self.staples = staples(self.host_name, self.host_snapshots, {
+            (h, n): self.name_stats[(self.host_os[h], n)][0] / self.os_hosts[self.host_os[h]] for h, n in host_name})
         for kind, table in raw.items():
             host_share: dict[tuple[str, str, str], float] = {}
             fleet_sum: dict[tuple[str, str, str], float] = defaultdict(float)
@@ -359,6 +391,17 @@ class Baseline:
             return user
         return PERSONAL
 
+    def _without_own(self, host: str, name: str, o: str, k: int, big_n: int, f_fleet: float) -> tuple[int, int, float]:
+        """The fleet view of a name (hosts running it, hosts, mean share) without this host's own history."""
+        if o != ALL_OS and self.host_os.get(host) != o:
+            return k, big_n, f_fleet
+        own = self.host_name.get((host, name), 0)
+        own_share = min(1.0, own / self.host_snapshots[host]) if own else 0.0
+        others = big_n - 1
+        if others <= 0:
+            return 0, 0, 0.0
+        return k - (own > 0), others, max(0.0, (f_fleet * big_n - own_share) / others)
+
     # -- features ---------------------------------------------------------------------------
     def fleet_os(self, os_name: str) -> str:
         return os_name if self.os_hosts.get(os_name) else ALL_OS
@@ -374,8 +417,10 @@ class Baseline:
         decades, cap = p.rarity_decades, p.seen_cap
         host_shares = (self.host_share["exe"], self.host_share["parent"], self.host_share["user"])
         fleet_shares = (self.fleet_share["exe"], self.fleet_share["parent"], self.fleet_share["user"])
+        assert batch.snapshot is not None  # filled in by ObservationBatch
+        hosts = judged_hosts(batch.host, batch.os, batch.name, batch.snapshot, self.host_os, self.staples)
         for i in range(n):
-            host, name = batch.host[i], batch.name[i]
+            host, name = hosts[i], batch.name[i]
             key = (host, batch.os[i], name, batch.exe[i], batch.parent[i], batch.user[i])
             hit = cache.get(key)
             if hit is None:
@@ -387,10 +432,12 @@ class Baseline:
                 ns = self.name_stats.get((o, name))
                 f_host = min(1.0, host_obs / snaps) if snaps else 0.0
                 f_fleet = ns[2] if ns else 0.0
-                row = [0.0] * 5
-                row[HOST] = _rarity(max(f_host, (1.0 - w) * f_fleet), decades, cap)
                 k = ns[0] if ns else 0
                 big_n = self.os_hosts.get(o, 0)
+                if host != batch.host[i]:  # another machine under an old name: its old life vouches for nothing
+                    k, big_n, f_fleet = self._without_own(batch.host[i], name, o, k, big_n, f_fleet)
+                row = [0.0] * 5
+                row[HOST] = _rarity(max(f_host, (1.0 - w) * f_fleet), decades, cap)
                 row[FLEET] = 1.0 - k / big_n if big_n else 1.0
                 for j, value in enumerate((batch.exe[i], batch.parent[i], user)):
                     if not value:
@@ -412,7 +459,18 @@ class Baseline:
         mem_sd_eff = np.maximum.reduce([mem_sd, np.full(n, p.mem_floor), p.relative_floor * np.abs(mem_m)])
         X[:, CPU_Z] = np.where(known, np.clip((batch.cpu - cpu_m) / cpu_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
         X[:, MEM_Z] = np.where(known, np.clip((batch.mem - mem_m) / mem_sd_eff, -p.z_clip, p.z_clip) / p.z_clip, 0.0)
+        own, h_cpu_m, h_cpu_sd, h_mem_m, h_mem_sd, hr_cpu_m = self.norms.lookup(hosts, batch.name, batch.hour)
+
+        def floored(sd: np.ndarray, mean: np.ndarray, floor: float) -> np.ndarray:
+            return np.maximum.reduce([sd, np.full(n, floor), p.relative_floor * np.abs(mean)])
+
+        norm_cpu_m = np.where(own, h_cpu_m, cpu_m)
+        norm_mem_m = np.where(own, h_mem_m, mem_m)
+        hour_cpu_m = np.where(own, hr_cpu_m, cpu_m)
         return Features(
+            judged_host=hosts, own_norm=own, norm_cpu_mean=norm_cpu_m, norm_mem_mean=norm_mem_m, hour_cpu_mean=hour_cpu_m,
+            norm_cpu_sd=np.where(own, floored(h_cpu_sd, h_cpu_m, p.cpu_floor), cpu_sd_eff),
+            norm_mem_sd=np.where(own, floored(h_mem_sd, h_mem_m, p.mem_floor), mem_sd_eff),
             X=X, support=info[:, 0], host_obs=info[:, 1], host_snapshots=info[:, 2],
             host_maturity=info[:, 3], hosts_with_name=info[:, 4].astype(np.int64),
             os_hosts=info[:, 5].astype(np.int64), os_label=os_label,

@@ -92,6 +92,8 @@ def to_batch(rows: list[Observation]):
         args=[r.args for r in rows],
         parent_gone=[r.parent_gone for r in rows],
         names_only=[r.names_only for r in rows],
+        prior_streak=np.fromiter((r.prior_streak for r in rows), dtype=np.int64, count=len(rows)),
+        snapshot=np.fromiter((r.snapshot for r in rows), dtype=np.int64, count=len(rows)),
     )
 
 
@@ -102,6 +104,8 @@ def score_with(model, version: int | None, rows: list[Observation]) -> Verdicts:
         scores=np.round(np.asarray(result.scores, dtype=np.float64), 4).tolist(),
         flagged=np.asarray(result.flagged, dtype=bool).tolist(),
         reasons=[list(r) if f else [] for r, f in zip(result.reasons, result.flagged)],
+        streaks=(np.zeros(len(rows), dtype=np.int64) if result.streak is None else result.streak).tolist(),
+        reborn=(np.zeros(len(rows), dtype=bool) if result.reborn is None else result.reborn).tolist(),
     )
 
 

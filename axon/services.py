@@ -441,11 +441,17 @@ def window_aggregate(*, since: datetime, until: datetime):
 
     cpu = Coalesce(F("cpu_percent"), Value(0.0))
     mem = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(1048576.0)
+    # A host that came back as another machine: what it ran before is forgotten (usually no host).
+    reborn = list(Endpoint.objects.filter(reborn_at__gt=since).values_list("pk", "reborn_at"))
+    past_lives, past_snapshots = Q(), Q()
+    for endpoint_id, reborn_at in reborn:
+        past_lives |= Q(endpoint_id=endpoint_id, observed_at__lt=reborn_at)
+        past_snapshots |= Q(endpoint_id=endpoint_id, timestamp__lt=reborn_at)
     # One scan: the command-line tokens ride along in the GROUP BY and are split off here, so the
     # combos the forest is drawn from do not multiply with a program's varying arguments.
     rows = (
         ProcessRecord.objects.filter(observed_at__gte=since, observed_at__lt=until).filter(_TRAINABLE)
-        .order_by()
+        .exclude(past_lives).order_by()
         .values_list("endpoint_id", "name_norm", "exe_norm", "parent_name", "username", "hour", "args_norm")
         .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))
     )
@@ -471,7 +477,8 @@ def window_aggregate(*, since: datetime, until: datetime):
     table = ComboTable.from_rows((*k, *v) for k, v in combos.items())
     command_table = CommandTable.from_rows((*k, n) for k, n in command_counts.items())
     per_host = (
-        Snapshot.objects.filter(timestamp__gte=since, timestamp__lt=until).order_by()
+        Snapshot.objects.filter(timestamp__gte=since, timestamp__lt=until)
+        .exclude(past_snapshots).order_by()
         .values_list("endpoint_id").annotate(n=Count("id"), last=Max("timestamp"))
     )
     host_snapshots, data_until = {}, None
@@ -497,7 +504,8 @@ def _observations(records) -> list[Observation]:
                     exe=_exe_key(r.exe_norm, r.endpoint.os or "linux"), parent=r.parent_name,
                     user=r.username, hour=r.hour, cpu=r.cpu_percent,
                     mem_mib=None if r.memory_rss is None else r.memory_rss / 1048576, script=r.script, args=r.args_norm,
-                    names_only=r.pid is None and r.ppid is None and not r.exe_norm and not r.username)
+                    names_only=r.pid is None and r.ppid is None and not r.exe_norm and not r.username,
+                    prior_streak=max(0, r.cpu_streak - 1))  # judged again with the memory it was judged with
         for r in records
     ]
 
@@ -507,8 +515,8 @@ def _recent_ordinary(*, limit: int) -> list[Observation]:
     records = (
         ProcessRecord.objects.filter(observed_at__gte=since).filter(_TRAINABLE).select_related("endpoint")
         .order_by("-observed_at").only("endpoint__hostname", "endpoint__os", "name_norm", "exe_norm", "parent_name",
-                                        "pid", "ppid",
-                                        "username", "hour", "cpu_percent", "memory_rss", "script", "args_norm")[:limit]
+                                        "pid", "ppid", "username", "hour", "cpu_percent", "memory_rss", "script",
+                                        "args_norm", "cpu_streak")[:limit]
     )
     return _observations(records)
 
@@ -789,7 +797,7 @@ def flags_rescore(*, model, version: int, hours: int | None = None) -> int:
         ProcessRecord.objects.filter(flagged=True, observed_at__gte=since)
         .exclude(status=ProcessRecord.Status.CLEARED).select_related("endpoint")
         .only("pk", "snapshot_id", "status", "endpoint__hostname", "endpoint__os", "name_norm", "exe_norm", "pid", "ppid",
-              "parent_name", "username", "hour", "cpu_percent", "memory_rss", "script", "args_norm")
+              "parent_name", "username", "hour", "cpu_percent", "memory_rss", "script", "args_norm", "cpu_streak")
     )
     if not records:
         return 0

@@ -77,7 +77,33 @@ from axon.features import (
     WindowData,
 )
 from axon.lineage import CommandBaseline, usual_parents
+from axon.norms import NormParams, streaks
 from telemetry.normalize import EXITED
+
+
+def resource_parts(batch: ObservationBatch, f: Features, p: TrainParams) -> dict[str, np.ndarray]:
+    """The novelty parts of CPU use: a spike far beyond the pool's norm, and staying far above the norm.
+
+    The norm is the host's own for the program when it has enough history (else its OS pool);
+    staying above it counts only above what is usual at this hour too, so a job that is busy
+    at its usual hours is not news.
+    """
+    known = f.support > 0
+    # Where the host has a norm of its own, one busy snapshot is what programs do (a build, a
+    # compile); only staying above it is news. Judged by the pool, a far spike is news at once.
+    ceiling = f.norm_cpu_mean + p.cpu_sigmas * f.norm_cpu_sd
+    spike = np.where(known, np.clip((batch.cpu - ceiling) / p.cpu_excess, 0.0, 1.0), 0.0)
+    cpu = np.where(f.own_norm, 0.0, spike)
+    n = p.norms
+    # Far above the all-day norm, and clearly above what is usual at this hour: an hour's
+    # mean is trusted before its spread is (a month holds only ~30 snapshots of one hour).
+    usual = np.maximum(f.norm_cpu_mean, f.hour_cpu_mean)
+    above = known & (batch.cpu > f.norm_cpu_mean + n.above_sds * f.norm_cpu_sd) & (batch.cpu - usual >= n.above_points)
+    assert batch.prior_streak is not None and batch.snapshot is not None  # filled in by ObservationBatch
+    streak = streaks(f.judged_host, batch.name, batch.snapshot, batch.cpu, above, batch.prior_streak)
+    sustained = np.where(streak >= n.sustained_snapshots, np.minimum(1.0, streak / (2.0 * n.sustained_snapshots)), 0.0)
+    # "spike" is for the reasons only: a row flagged for something else says its CPU stood out too
+    return {"cpu": cpu, "sustained": sustained, "streak": streak, "spike": spike}
 
 
 class InsufficientData(ValueError):
@@ -99,6 +125,7 @@ class TrainParams:
     cpu_sigmas: float = 6.0
     cpu_excess: float = 100.0  # percentage points above (mean + cpu_sigmas sd) for full cpu novelty
     mem_sigmas: float = 6.0  # for the reason only
+    norms: NormParams = field(default_factory=NormParams)
     features: FeatureParams = field(default_factory=FeatureParams)
 
 
@@ -108,6 +135,8 @@ class ScoreResult:
     flagged: np.ndarray  # bool
     reasons: list[list[str]]  # per row; non-empty for flagged rows
     approved: np.ndarray | None = None  # bool: rows matching an approved key exactly
+    streak: np.ndarray | None = None  # int: consecutive snapshots above the CPU norm, this one included
+    reborn: np.ndarray | None = None  # bool: the row's snapshot shows another machine under its host's name
 
 
 def _average_path_length(n: np.ndarray) -> np.ndarray:
@@ -201,13 +230,16 @@ class DetectorModel:
         weight = f.support / (f.support + p.novelty_support)
         for label, col in (("exe", EXE), ("parent", PARENT), ("user", USER)):
             parts[label] = np.where(X[:, col] >= 1.0, weight, 0.0)
-        excess = batch.cpu - (f.cpu_mean + p.cpu_sigmas * f.cpu_sd)
-        parts["cpu"] = np.where(f.support > 0, np.clip(excess / p.cpu_excess, 0.0, 1.0), 0.0)
+        parts.update(resource_parts(batch, f, p))
+        hosts = f.judged_host
+        parts["account"] = self.baseline.accounts.novelty(hosts, batch.name, batch.user, self.baseline.shared_users)
+        parts["schedule"] = self.baseline.schedules.novelty(hosts, batch.name, batch.hour)
         # Argument tokens never seen with the program, weighed by how settled its command lines are.
         parts["args"], _ = self.commands.novelty(batch.host, batch.os, batch.name, batch.args)
         keep = np.ones(len(batch))
-        for v in parts.values():
-            keep *= 1.0 - v
+        for label, v in parts.items():
+            if label not in ("streak", "spike"):  # not parts of the novelty: for the reasons
+                keep *= 1.0 - v
         return 1.0 - keep, parts
 
     def _combine(self, forest_score: np.ndarray, novelty: np.ndarray) -> np.ndarray:
@@ -225,22 +257,41 @@ class DetectorModel:
         novelty, parts = self.novelty(batch, f)
         scores = self._combine(forest_score, novelty)
         approved = self.approvals.mask(batch)
-        flagged = (scores >= self.threshold) & ~approved
+        # An approval vouches for what a program is, never for it burning the machine: an
+        # approved row is still flagged on its resource parts alone, with those reasons only.
+        resource = 1.0 - (1.0 - parts["cpu"]) * (1.0 - parts["sustained"])
+        by_resource = approved & (resource >= 0.5)
+        flagged = ((scores >= self.threshold) & ~approved) | by_resource
         reasons: list[list[str]] = [[] for _ in range(len(batch))]
         for i in np.flatnonzero(flagged):
-            reasons[i] = self._reasons(batch, f, parts, forest_score, int(i))
-        return ScoreResult(scores=scores, flagged=flagged, reasons=reasons, approved=approved)
+            reasons[i] = self._reasons(batch, f, parts, forest_score, int(i), resource_only=bool(by_resource[i]))
+        return ScoreResult(scores=scores, flagged=flagged, reasons=reasons, approved=approved,
+                           streak=parts["streak"].astype(np.int64),
+                           reborn=np.zeros(len(batch), dtype=bool) if f.judged_host is batch.host else
+                           np.fromiter((j != h for j, h in zip(f.judged_host, batch.host)), dtype=bool, count=len(batch)))
 
     def _reasons(self, batch: ObservationBatch, f: Features, parts: dict, forest_score: np.ndarray,
-                 i: int) -> list[str]:
+                 i: int, resource_only: bool = False) -> list[str]:
         X = f.X
         name = batch.name[i]
         os_label = f.os_label[i]
         hosts_label = "hosts" if os_label == "*" else f"{os_label} hosts"
+        where = "on this host" if f.own_norm[i] else f"on {hosts_label}"
         out = []
+        if parts["sustained"][i] > 0:
+            out.append(f"CPU {batch.cpu[i]:.0f}% for {int(parts['streak'][i])} snapshots "
+                       f"vs usual {f.norm_cpu_mean[i]:.0f}% {where}")
+        elif parts["spike"][i] > 0:
+            out.append(f"CPU {batch.cpu[i]:.0f}% vs usual {f.norm_cpu_mean[i]:.1f}% {where}")
+        if resource_only:
+            return out
         if X[i, HOST] >= 1.0:
             out.append("never seen on this host")
             out.append(f"seen on {f.hosts_with_name[i]} of {f.os_hosts[i]} {hosts_label}")
+        if parts["schedule"][i] > 0:
+            out.append(self.baseline.schedules.describe(f.judged_host[i], name, int(batch.hour[i])))
+        if parts["account"][i] > 0:
+            out.append(f"account {batch.user[i]} never seen on this host")
         if parts["exe"][i] > 0:
             out.append(f"unusual path for {name}")
         if parts["parent"][i] > 0:
@@ -255,8 +306,6 @@ class DetectorModel:
                 out.append(f"unusual parent {parent} for {name}")
         if parts["user"][i] > 0:
             out.append(f"unusual user {batch.user[i]} for {name}")
-        if parts["cpu"][i] > 0:
-            out.append(f"CPU {batch.cpu[i]:.0f}% vs usual {f.cpu_mean[i]:.1f}%")
         if parts["args"][i] > 0:
             new, _ = self.commands.unusual(batch.host[i], batch.os[i], name, batch.args[i])
             script = batch.script[i]
@@ -264,8 +313,8 @@ class DetectorModel:
                 out.append(f"{name} runs a script never seen with it: {script[:60]}")
             shown = [t for t in new if len(t) > 1 and any(c.isalnum() for c in t)] or new
             out.append(f"unusual command line for {name}: {', '.join(shown[:8])}")
-        if f.support[i] > 0 and batch.mem[i] > f.mem_mean[i] + self.params.mem_sigmas * f.mem_sd[i]:
-            out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.mem_mean[i]:.0f} MiB")
+        if f.support[i] > 0 and batch.mem[i] > f.norm_mem_mean[i] + self.params.mem_sigmas * f.norm_mem_sd[i]:
+            out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.norm_mem_mean[i]:.0f} MiB {where}")
         if not out:  # the forest alone: say which features made it stand out
             if X[i, HOST] > 0.5:
                 out.append(f"rare on this host ({int(f.host_obs[i])} of {int(f.host_snapshots[i])} snapshots)")

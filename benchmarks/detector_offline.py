@@ -154,10 +154,25 @@ def timed_train(window: WindowData, approved=()) -> tuple[DetectorModel, float, 
     return model, seconds, peak / MIB
 
 
-def score_all(model: DetectorModel, snapshots: list[Snapshot]) -> dict[int, tuple]:
+def score_all(model: DetectorModel, snapshots: list[Snapshot], memory: dict[str, dict[str, int]],
+              reborn: dict[str, datetime] | None = None) -> dict[int, tuple]:
+    """Score snapshot by snapshot; `memory` carries each host's CPU streaks to its next snapshot, and
+    `reborn` notes when the model first saw a host come back as another machine, as ingestion does."""
     out = {}
     for snap in snapshots:
-        r = model.score(snap.batch)
+        b = snap.batch
+        prior = memory.get(snap.host, {})
+        b.prior_streak = np.fromiter((prior.get(n, 0) for n in b.name), dtype=np.int64, count=len(b))
+        b.snapshot = np.ones(len(b), dtype=np.int64)  # a whole snapshot
+        r = model.score(b)
+        streaks: dict[str, int] = {}
+        if r.streak is not None:
+            for n, s in zip(b.name, r.streak.tolist()):
+                if s > streaks.get(n, 0):
+                    streaks[n] = s
+        memory[snap.host] = streaks
+        if reborn is not None and r.reborn is not None and r.reborn.any():
+            reborn.setdefault(snap.host, snap.ts)
         out[id(snap)] = (r.flagged, r.reasons, r.scores)
     return out
 
@@ -190,7 +205,9 @@ def main() -> None:
 
     pre = [s for s in snapshots if s.phase in ("steady", "install")]
     after = [s for s in snapshots if s.phase == "after"]
-    res1 = score_all(v1, pre)
+    memory: dict[str, dict[str, int]] = {}
+    rebirths: dict[str, datetime] = {}
+    res1 = score_all(v1, pre, memory, rebirths)
 
     # The panic button: approve what v1 flagged, minus the names the operator unticked.
     excluded_names = set(manifest.get("exclude_on_panic") or [])
@@ -209,7 +226,8 @@ def main() -> None:
         keys = list(zip(b.host, b.name, b.exe, b.parent, b.script))
         exclude_rows[id(snap)] = np.array([flagged[i] and keys[i] not in approved for i in range(len(keys))], dtype=bool)
     window_start = panic_at - timedelta(days=30)
-    history = [s for s in snapshots if window_start <= s.ts < panic_at]
+    # Training forgets what a host that came back as another machine ran before (telemetry reborn_at).
+    history = [s for s in snapshots if window_start <= s.ts < panic_at and s.ts >= rebirths.get(s.host, s.ts)]
     t0 = time.perf_counter()
     window2 = aggregate(history, exclude_rows)
     agg2 = time.perf_counter() - t0
@@ -218,7 +236,7 @@ def main() -> None:
     print(f"panic: {len(approved)} keys approved, {excluded_count} flagged-unapproved observations kept out")
     print(f"v2: {len(window2.combos)} combos from {window2.combos.records} records (GROUP BY emulation {agg2:.1f} s); "
           f"trained in {train2:.2f} s, peak {mem2:.0f} MiB; threshold {v2.threshold:.3f}")
-    res2 = score_all(v2, after)
+    res2 = score_all(v2, after, memory)
 
     # Figures
     fp = Counter()

@@ -58,6 +58,9 @@ class Endpoint(models.Model):
     last_agent = models.ForeignKey(AgentKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # The newest snapshot listed process names only (a Voltaxe Sentinel): judged by name rarity alone.
     names_only = models.BooleanField(default=False)
+    # When the host came back as another machine (another OS, or after a silence mostly other
+    # programs): training forgets what it ran before, so its old life vouches for nothing.
+    reborn_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["hostname"]
@@ -130,6 +133,9 @@ class ProcessRecord(models.Model):
     reasons = models.JSONField(default=list, blank=True)
     model_number = models.PositiveIntegerField(null=True, blank=True, help_text="The number of the model version that scored it.")
     status = models.CharField(max_length=16, choices=Status.choices, default="", blank=True)
+    # Consecutive snapshots of this host, this one included, in which this program's CPU was far
+    # above its norm (axon/norms.py): the next snapshot carries on from it. 0 when unscored.
+    cpu_streak = models.PositiveSmallIntegerField(default=0)
 
     class Meta:
         ordering = ["snapshot_id", "index"]

@@ -24,6 +24,11 @@ class Observation:
     args: str = ""  # normalized argument tokens, space-separated
     parent_gone: bool = False  # the parent was named from the host's recent snapshots: it had exited
     names_only: bool = False  # the agent sent process names only (a legacy body)
+    # Memory across snapshots (axon/norms.py): this program's streak above its CPU norm in the
+    # host's previous stored snapshot, and the position of this row's snapshot in the batch
+    # (from 1; 0: the row is not part of a whole snapshot).
+    prior_streak: int = 0
+    snapshot: int = 0
 
 
 @dataclass
@@ -32,6 +37,8 @@ class Verdicts:
     scores: list[float | None] = field(default_factory=list)
     flagged: list[bool | None] = field(default_factory=list)
     reasons: list[list[str]] = field(default_factory=list)
+    streaks: list[int] = field(default_factory=list)  # kept with each record: the next snapshot's prior
+    reborn: list[bool] = field(default_factory=list)  # the row's host came back as another machine
 
 
 class Scorer(Protocol):

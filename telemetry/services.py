@@ -156,6 +156,44 @@ def _parents_recall(preps: list[_Prepared]) -> None:
             observation.parent, observation.parent_gone = parent, exited
 
 
+def _streak_memory(preps: list[_Prepared]) -> None:
+    """Number the batch's snapshots in time order (from 1), and hand each host's first one the CPU
+    streaks of the host's previous stored snapshot (axon/norms.py): two indexed reads per batch."""
+    first: dict[str, _Prepared] = {}
+    for rank, prep in enumerate(sorted(preps, key=lambda p: p.snapshot.timestamp), start=1):
+        for o in prep.observations:
+            o.snapshot = rank
+        first.setdefault(prep.snapshot.hostname, prep)
+    if not first:
+        return
+    previous = Q()
+    hostnames = {}
+    for hostname, endpoint_id, last_seen in Endpoint.objects.filter(hostname__in=first).values_list(
+            "hostname", "id", "last_seen"):
+        if last_seen < first[hostname].snapshot.timestamp:  # a late snapshot is judged on its own
+            previous |= Q(endpoint_id=endpoint_id, observed_at=last_seen)
+            hostnames[endpoint_id] = hostname
+    if not hostnames:
+        return
+    carried: dict[str, dict[str, int]] = {}
+    for endpoint_id, name, streak in ProcessRecord.objects.filter(previous, cpu_streak__gt=0).order_by().values_list(
+            "endpoint_id", "name_norm").annotate(streak=Max("cpu_streak")):
+        carried.setdefault(hostnames[endpoint_id], {})[name] = streak
+    for hostname, streaks in carried.items():
+        for o in first[hostname].observations:
+            o.prior_streak = streaks.get(o.name, 0)
+
+
+def _rebirths_record(reborn: dict[int, datetime]) -> None:
+    """Hosts the model saw come back as another machine: later training forgets what they ran before
+    (their old life vouches for nothing). The first such snapshot counts: the model says so of every
+    snapshot of the new life until it is retrained without the old one."""
+    for endpoint_id, at in reborn.items():
+        Endpoint.objects.filter(pk=endpoint_id).filter(
+            Q(reborn_at__isnull=True) | Q(reborn_at__lt=at - timedelta(days=settings.TRAINING_WINDOW_DAYS))
+        ).update(reborn_at=at)
+
+
 def _validate(payload) -> SnapshotIn:
     return validate_snapshot(
         payload,
@@ -284,6 +322,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
             "score": verdicts.scores[i] if scored else None, "flagged": flagged,
             "reasons": json.dumps(verdicts.reasons[i]) if flagged else no_reasons,
             "model_number": verdicts.model_number, "status": ProcessRecord.Status.OPEN if flagged else "",
+            "cpu_streak": min(verdicts.streaks[i], 32767) if scored and verdicts.streaks else 0,
         })
     return rows
 
@@ -294,6 +333,7 @@ def _slice(verdicts: Verdicts, start: int, n: int) -> Verdicts:
     return Verdicts(
         model_number=verdicts.model_number, scores=verdicts.scores[start:start + n],
         flagged=verdicts.flagged[start:start + n], reasons=verdicts.reasons[start:start + n],
+        streaks=verdicts.streaks[start:start + n], reborn=verdicts.reborn[start:start + n],
     )
 
 
@@ -302,11 +342,14 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
     stored: dict[int, IngestResult] = {}
     raced: list[tuple[int, tuple[str, datetime]]] = []
     endpoint_ids = _endpoints_touch(preps, agent)
+    reborn: dict[int, datetime] = {}
     rows, offset = [], 0
     for key, (i, prep) in fresh.items():
         part = _slice(verdicts, offset, len(prep.observations))
         offset += len(prep.observations)
         anomalies = [j for j, f in enumerate(part.flagged) if f]
+        if any(part.reborn):
+            reborn.setdefault(endpoint_ids[key[0]], key[1])
         try:
             with transaction.atomic():
                 snapshot = Snapshot.objects.create(
@@ -325,6 +368,7 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
                            "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
         }, created=True)
     _records_insert(rows)
+    _rebirths_record(reborn)
     return stored, raced
 
 
@@ -435,6 +479,7 @@ def _ingest(payloads: list, agent: AgentKey | None, request=None) -> list[Ingest
             fresh[key] = (i, _prepare(snap, known_os.get(snap.hostname, "")))
     preps = [prep for _, prep in fresh.values()]
     _parents_recall(preps)
+    _streak_memory(preps)
     verdicts = observations_score([o for prep in preps for o in prep.observations])
     if preps:
         stored, raced = _retrying_once(lambda: _store(fresh, preps, verdicts, agent))

@@ -414,6 +414,80 @@ def names_only(fleet: Fleet) -> None:
     fleet.add("kiosk-00", Proc("OneDrive.exe", "", user), "benign:names-only", fleet.steady_start)
     fleet.add("kiosk-00", Proc("mimikatz.exe", "", user), "attack:names-only", fleet.panic_at)
 
+@story("resources")
+def resources(fleet: Fleet) -> None:
+    """A throttled miner under the build host's busy name; an approved tool that starts burning cores.
+    Look-alikes: a one-snapshot build spike, a job busy for three hours at its usual hours."""
+    jvm = next(p for p in fleet.host("build-00").procs if p.name == "java")
+    # A second JVM: pids between the stable ones and the fresh ones, so none is taken twice.
+    fleet.add("build-00", replace(jvm, cpu=150, cpu_sd=5, pid=65001), "attack:resources", fleet.steady_start)
+    sync = Proc("acme-sync", "/opt/acme/bin/acme-sync", "app", "systemd", "/opt/acme/bin/acme-sync --watch", cpu=1)
+    fleet.add("web-01", sync, "new_software", fleet.install_start, fleet.panic_at + timedelta(hours=1))
+    fleet.add("web-01", replace(sync, cpu=400, cpu_sd=10), "attack:resources", fleet.panic_at + timedelta(hours=1))
+    spike = next(p for p in fleet.host("build-01").procs if p.name == "java")
+    fleet.add("build-01", replace(spike, cpu=350, cpu_sd=10, pid=65002), "benign:resources",
+              fleet.install_start + timedelta(hours=1), fleet.install_start + timedelta(hours=2))
+    busy = frozenset({7, 8, 9})
+    reports = Proc("report-runner", "/opt/reports/bin/report-runner", "reports", "systemd", cpu=1,
+                   hours=frozenset(range(24)) - busy)
+    fleet.add("db-00", reports, "benign:resources", fleet.start)
+    fleet.add("db-00", replace(reports, cpu=85, cpu_sd=5, hours=busy), "benign:resources", fleet.start)
+
+
+@story("accounts")
+def accounts(fleet: Fleet) -> None:
+    """A workstation user's credentials used on a database server. Look-alike: the admin on one more server."""
+    def session(user: str, p: float = 1.0) -> list[Proc]:
+        return [Proc("sshd-session", "/usr/sbin/sshd", user, "sshd", f"sshd-session: {user}@pts/0", p=p),
+                Proc("bash", "/usr/bin/bash", user, "sshd-session", "-bash", p=p)]
+
+    for host in fleet.role("web") + fleet.role("db") + fleet.role("build"):
+        if host.name not in ("db-01", "build-02"):
+            host.procs += session("ops", p=0.15)
+    for host in fleet.role("web") + fleet.role("build"):  # deployments log in too
+        host.procs += session("deploy", p=0.3)
+    victim = fleet.host("wks-02").procs[-1].user
+    for proc in session(victim):
+        fleet.add("db-01", proc, "attack:accounts", fleet.steady_start)
+    fleet.exclude_on_panic += ["sshd-session", "bash"]  # the operator does not approve the intruder's session
+    for proc in session("ops"):
+        fleet.add("build-02", proc, "benign:accounts", fleet.steady_start)
+
+
+@story("schedules")
+def schedules(fleet: Fleet) -> None:
+    """The nightly dump run in the middle of the day. Look-alikes: a weekly job seen three times and a
+    fortnightly one seen once, each at its usual hour."""
+    dump = next(p for p in fleet.host("db-01").procs if p.name == "pg_dump")
+    fleet.add("db-01", replace(dump, hours=frozenset({10, 11})), "attack:schedules", fleet.panic_at)
+    day = fleet.end.weekday()
+    weekly = Proc("report-weekly", "/opt/reports/bin/report-weekly", "reports", "cron", cpu=20, cpu_sd=5,
+                  hours=frozenset({9}), weekdays=frozenset({day}))
+    fleet.add("web-00", weekly, "benign:schedules", fleet.start)
+    fortnightly = Proc("audit-export", "/opt/audit/bin/audit-export", "root", "cron", cpu=10, cpu_sd=2,
+                       hours=frozenset({10}))
+    today = fleet.end.replace(hour=0)
+    fleet.add("web-01", fortnightly, "", today - timedelta(days=14), today - timedelta(days=13))
+    fleet.add("web-01", fortnightly, "benign:schedules", today, fleet.end)
+
+
+@story("reborn")
+def reborn(fleet: Fleet) -> None:
+    """Two hosts go quiet for two days and come back as other machines: a web server reinstalled as a build
+    host, whose old relay then runs again (attack: its old life must not vouch for it), and a Mac back as
+    a Windows workstation. Look-alike: the programs of their new lives, judged with their new peers."""
+    off, back = fleet.steady_start - timedelta(days=2), fleet.steady_start
+    relay = Proc("socat", "/usr/bin/socat", "ops", "systemd", "socat TCP-LISTEN:9000,fork TCP:10.0.0.5:5432")
+    fleet.add("web-02", relay, "", fleet.start, off)
+    for name, os_name, role, procs in (("web-02", "linux", "build", _linux("build")),
+                                       ("mac-01", "windows", "workstation", _windows("ivan"))):
+        fleet.on(name, off, lambda h: Host(h.name, "", h.role, []))
+        fleet.on(name, back, lambda h, os_name=os_name, role=role: Host(h.name, os_name, role, []))
+        for proc in procs:
+            fleet.add(name, proc, "benign:reborn", back)
+    fleet.add("web-02", relay, "attack:reborn", fleet.install_start)
+    fleet.exclude_on_panic.append("socat")  # the operator does not approve the relay
+
 
 def build(*, seed: int = 11, end: datetime | None = None, days: int = 21, stories: list[str] | None = None) -> Fleet:
     fleet = ordinary_fleet(seed=seed, end=end, days=days)

@@ -1,89 +1,87 @@
-"""Fleet stories for the detection tests: the demo fleet's history with extra processes, then one snapshot.
+"""A small seeded fleet for the detection stories (issue 13): hourly snapshots of a few hosts.
 
-Everything comes from a seed and the hour's position in the story, never from the clock.
+Each host lists its programs as :class:`Proc`; `runs` and `cpu` say when a program is there
+and how busy it is, from the hour's position in the story and a seeded random draw, never
+from the wall clock. A story ingests history, trains, then ingests the snapshots it is about.
 """
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from telemetry.demo import HOSTS, demo_payloads
 from tests import fleet
 
-# extra(hostname, hour_index, rng) -> process rows to add to that host's snapshot; "parent" names the parent.
-Extra = Callable[[str, int, random.Random], list[dict]]
+
+@dataclass
+class Proc:
+    name: str
+    exe: str
+    user: str = "root"
+    parent: str = "systemd"
+    # (hour index since the story's start, UTC hour of day) -> present in this snapshot
+    runs: Callable[[int, int], bool] = lambda i, hod: True
+    # (rng, hour index, UTC hour of day) -> CPU percent
+    cpu: Callable[[random.Random, int, int], float] = lambda rng, i, hod: round(rng.uniform(0, 3), 1)
+    count: int = 1
+    mem: float | None = None  # MiB, give or take 10 %; None: anything from 20 to 200 MiB
 
 
-def _attach(payload: dict, rows: list[dict], rng: random.Random) -> dict:
-    procs = list(payload["processes"])
-    by_name = {p["name"]: p["pid"] for p in procs}
-    used = {p["pid"] for p in procs}
-    for row in rows:
-        row = dict(row)
-        pid = row.pop("pid", None) or rng.randrange(60000, 90000)
-        while pid in used:
-            pid += 1
-        used.add(pid)
-        parent = row.pop("parent", None)
-        row.setdefault("ppid", by_name.get(parent, 1) if parent else 1)
-        procs.append({"pid": pid, "cpu_percent": 1.0, "memory_rss": 50 * 1024 * 1024, **row})
-        by_name.setdefault(row["name"], pid)
-    return {**payload, "processes": procs}
+def linux_base() -> list[Proc]:
+    return [
+        Proc("systemd", "/usr/lib/systemd/systemd", parent=""),
+        Proc("systemd-journald", "/usr/lib/systemd/systemd-journald"),
+        Proc("sshd", "/usr/sbin/sshd"),
+        Proc("cron", "/usr/sbin/cron"),
+        Proc("rsyslogd", "/usr/sbin/rsyslogd", user="syslog"),
+        Proc("voltaxe-agent", "/opt/voltaxe/bin/voltaxe-agent"),
+        Proc("dbus-daemon", "/usr/bin/dbus-daemon", user="messagebus"),
+        Proc("systemd-logind", "/usr/lib/systemd/systemd-logind"),
+        Proc("polkitd", "/usr/lib/polkit-1/polkitd", user="polkitd"),
+        Proc("kworker", "", parent="", count=4),
+    ]
 
 
-def legacy(payload: dict) -> dict:
-    """The same snapshot as a Voltaxe Sentinel sends it: process names only, no OS."""
-    return {"hostname": payload["hostname"], "timestamp": payload["timestamp"],
-            "processes": [p["name"] for p in payload["processes"]]}
+@dataclass
+class Story:
+    hosts: dict[str, tuple[str, list[Proc]]]  # hostname -> (os, programs)
+    seed: int = 13
+    start: datetime = field(default_factory=lambda: timezone.now().replace(minute=0, second=0, microsecond=0)
+                            - timedelta(days=5))
+
+    def payloads(self, first: int, last: int, extra: dict[str, list[Proc]] | None = None,
+                 only: set[str] | None = None) -> list[dict]:
+        """Snapshots of hours [first, last) of the story; `extra` programs run on their hosts too."""
+        out = []
+        for i in range(first, last):
+            t = self.start + timedelta(hours=i)
+            for k, (hostname, (os_name, procs)) in enumerate(sorted(self.hosts.items())):
+                if only is not None and hostname not in only:
+                    continue
+                rng = random.Random(f"{self.seed}:{hostname}:{i}")
+                rows: list[dict] = []
+                pids: dict[str, int] = {}
+                for p in procs + (extra or {}).get(hostname, []):
+                    if not p.runs(i, t.hour):
+                        continue
+                    for _ in range(p.count):
+                        pid = 100 + len(rows)
+                        pids.setdefault(p.name, pid)
+                        rows.append({"name": p.name, "pid": pid, "ppid": pids.get(p.parent, 1), "exe": p.exe,
+                                     "username": p.user, "cpu_percent": p.cpu(rng, i, t.hour),
+                                     "memory_rss": int((rng.uniform(20, 200) if p.mem is None
+                                                        else rng.uniform(0.9, 1.1) * p.mem) * 1024 * 1024)})
+                out.append({"hostname": hostname, "os": os_name,
+                            "timestamp": (t + timedelta(seconds=7 * k)).isoformat(), "processes": rows})
+        return out
+
+    def ingest(self, first: int, last: int, **kwargs) -> list[dict]:
+        return fleet.ingest(self.payloads(first, last, **kwargs))
 
 
-def history(extra: Extra, *, days: int = 2, recent_hours: int = 2, seed: int = 11, legacy_hosts: tuple[str, ...] = ()):
-    """Ordinary demo history with `extra` processes added; returns the split time (as tests.fleet.history).
-
-    Hosts in `legacy_hosts` report names only, as a Voltaxe Sentinel does (their first snapshot
-    keeps its OS, so the host's OS is known, as after a Sentinel's host report)."""
-    now = timezone.now().replace(minute=0, second=0, microsecond=0)
-    split = now - timedelta(hours=recent_hours)
-    rng = random.Random(seed)
-
-    def payloads() -> Iterator[dict]:
-        hour_of = {}
-        for payload in demo_payloads(start=split - timedelta(days=days), end=split, novelties=False):
-            hour_of.setdefault(payload["hostname"], -1)
-            hour_of[payload["hostname"]] += 1
-            payload = _attach(payload, extra(payload["hostname"], hour_of[payload["hostname"]], rng), rng)
-            yield legacy(payload) if payload["hostname"] in legacy_hosts and hour_of[payload["hostname"]] else payload
-
-    fleet.ingest(payloads())
-    return split
-
-
-def snapshot(host: str, rows: list[dict], *, seconds_ago: int = 5, seed: int = 3, legacy: bool = False,
-             without: tuple[str, ...] = ()) -> dict:
-    """One snapshot of `host`: its always-running programs (but `without`) plus `rows` (each may name its "parent")."""
-    rng = random.Random(seed)
-    os_name, procs = next((o, p) for h, o, p in HOSTS if h == host)
-    base, pids = [], {}
-    for i, (name, exe, user, parent, count, _) in enumerate(p for p in procs if p[5] >= 0.5):
-        if name in without:
-            continue
-        for j in range(count):
-            pid = 1000 + 50 * i + j
-            pids.setdefault(name, pid)
-            base.append({"name": name, "pid": pid, "ppid": pids.get(parent, 1), "exe": exe, "username": user,
-                         "cpu_percent": 1.0, "memory_rss": 60 * 1024 * 1024})
-    payload = _attach({"hostname": host, "os": os_name, "processes": base}, rows, rng)
-    payload["timestamp"] = (timezone.now() - timedelta(seconds=seconds_ago)).isoformat()
-    return globals()["legacy"](payload) if legacy else payload
-
-
-def flagged(results: list[dict]) -> dict[str, list[str]]:
-    """{name: reasons} of what the answers flagged."""
-    return {a["name"]: a["reasons"] for r in results for a in r.get("anomalies", [])}
-
-
-def pid_of(payload: dict, name: str) -> int:
-    return next(p["pid"] for p in payload["processes"] if p["name"] == name)
+def flags(results) -> list[tuple[str, str, tuple[str, ...]]]:
+    """(host, program, reasons) of every flag in ingestion results."""
+    return [(r["hostname"], a["name"], tuple(a["reasons"])) for r in results for a in r["anomalies"]]

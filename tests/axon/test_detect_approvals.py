@@ -3,7 +3,7 @@ import pytest
 
 from axon.models import Approval
 from tests import fleet
-from tests.axon import stories
+from tests.axon import demo_stories as stories
 
 APP = "C:\\Users\\ana\\AppData\\Local\\Figma\\"
 DEPLOY = "python3 /opt/tools/deploy.py --env prod"

@@ -2,7 +2,7 @@
 import pytest
 
 from tests import fleet
-from tests.axon import stories
+from tests.axon import demo_stories as stories
 
 POWERSHELL = {"name": "powershell.exe", "exe": "C:\\Windows\\System32\\WindowsPowerShell\\v1.0\\powershell.exe",
               "username": "ana"}

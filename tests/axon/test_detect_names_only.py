@@ -2,7 +2,7 @@
 import pytest
 
 from tests import fleet
-from tests.axon import stories
+from tests.axon import demo_stories as stories
 
 NAME_ONLY = "judged by name only: this agent does not send paths, parents or users"
 

@@ -4,7 +4,7 @@ import uuid
 import pytest
 
 from tests import fleet
-from tests.axon import stories
+from tests.axon import demo_stories as stories
 
 TEMP = "C:\\Users\\ana\\AppData\\Local\\Temp\\"
 TERMINAL = "C:\\Program Files\\WindowsApps\\Microsoft.WindowsTerminal_{v}_x64__8wekyb3d8bbwe\\WindowsTerminal.exe"

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('telemetry', '0007_model_number'),
+        ('telemetry', '0009_endpoint_reborn_at'),
     ]
 
     operations = [

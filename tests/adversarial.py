@@ -337,7 +337,10 @@ def lineage(fleet: Fleet) -> None:
         fleet.add(host, Proc("bash", "/usr/bin/bash", "builder", "sshd", "-bash", p=0.5), "", fleet.start)
         fleet.add(host, Proc("python3", "/usr/bin/python3", "builder", "cron", "python3 /opt/ci/report.py --daily",
                              p=0.3), "", fleet.start)
-    fleet.add("build-00", Proc("bash", "/usr/bin/bash", "builder", cmdline="-bash", pid=4_100_101, ppid=3_999_999),
+    # An orphaned interpreter: the reporting script, but under a parent nobody saw (the accounts story's
+    # login shells are often orphans in this generator, so a shell would be no news on these hosts).
+    fleet.add("build-00", Proc("python3", "/usr/bin/python3", "builder", cmdline="python3 /opt/ci/report.py --daily",
+                               pid=4_100_101, ppid=3_999_999),
               "attack:lineage",
               fleet.panic_at)
     fleet.add("build-01", Proc("python3", "/usr/bin/python3", "builder", "cron", SOCKET_ONE_LINER, pid=4_100_201),

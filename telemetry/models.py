@@ -135,7 +135,7 @@ class ProcessRecord(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default="", blank=True)
     # Consecutive snapshots of this host, this one included, in which this program's CPU was far
     # above its norm (axon/norms.py): the next snapshot carries on from it. 0 when unscored.
-    cpu_streak = models.PositiveSmallIntegerField(default=0)
+    cpu_streak = models.PositiveSmallIntegerField(default=0, db_default=0)
 
     class Meta:
         ordering = ["snapshot_id", "index"]

@@ -201,7 +201,8 @@ def figures(tally: Tally, panic: dict | None = None) -> dict:
 
     def fig(key, title, num, den, target, *, at_most=False, value=None):
         value = _ratio(num, den) if value is None else value
-        ok = value is not None and (value <= target if at_most else value >= target)
+        # A figure with nothing to judge (an adversarial fleet has no plain "attack" rows) is no miss.
+        ok = (not den) if value is None else (value <= target if at_most else value >= target)
         out[key] = {"title": title, "value": value, "num": num, "den": den,
                     "target": target, "compare": "<=" if at_most else ">=", "ok": ok}
 

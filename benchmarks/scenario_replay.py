@@ -182,7 +182,7 @@ class Tally:
             entry = self.by_name[(phase, kind, name)]
             entry[0] += 1
             entry[1] += hit
-            if phase == "after" and kind != "new_software" and not hit:
+            if phase == "after" and kind.startswith("attack") and not hit:
                 self.missed[(kind, name, (proc.get("exe") if isinstance(proc, dict) else "") or "")] += 1
 
     def n(self, phases, kind) -> tuple[int, int]:

@@ -869,6 +869,27 @@ def snapshots_score_pending(*, model=None, version: int | None = None, batch: in
 # --- runs ------------------------------------------------------------------------------------
 
 
+def model_upgrade_retrain() -> TrainingRun | None:
+    """Train at once when the active model was built on another feature contract (after an upgrade).
+
+    Such a model cannot score (every process says why on the status endpoint), so until a model
+    of this code's contract is trained everything is stored unscored; waiting for the daily
+    schedule would leave the fleet unwatched for up to a day. Like a scheduled run it approves
+    nothing and coalesces with a run in flight; at most one try an hour, so that a run that fails
+    is not repeated every minute.
+    """
+    from axon.features import FEATURE_VERSION
+
+    active = ModelVersion.objects.filter(is_active=True).only("version", "feature_version").first()
+    if active is None or active.feature_version == FEATURE_VERSION:
+        return None
+    if TrainingRun.objects.filter(created_at__gte=timezone.now() - timedelta(hours=1), reason__startswith="upgrade:").exists():
+        return None
+    reason = (f"upgrade: the active model v{active.version} was built for feature version "
+              f"{active.feature_version}, this code computes version {FEATURE_VERSION}")
+    return retrain_request(actor=Actor(door=TrainingRun.Trigger.SCHEDULE), body={"reason": reason}).run
+
+
 def runs_reap(*, now: datetime | None = None) -> int:
     """End runs whose worker is gone: past the timeout → timed out; silent past the grace period → failed."""
     now = now or timezone.now()

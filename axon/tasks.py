@@ -18,7 +18,9 @@ def scheduled_retrain_task() -> str:
 
 
 def maintenance_task() -> str:
-    """Reap runs whose worker died, and score snapshots stored while no model could."""
+    """Reap runs whose worker died, retrain after an upgrade left no usable model, and score snapshots
+    stored while no model could."""
     reaped = services.runs_reap()
+    upgrade = services.model_upgrade_retrain()
     scored = services.snapshots_score_pending()
-    return f"reaped {reaped} run(s), scored {scored} snapshot(s)"
+    return f"reaped {reaped} run(s), scored {scored} snapshot(s)" + (f", upgrade run {upgrade.pk}" if upgrade else "")

@@ -158,3 +158,23 @@ def test_a_failed_run_gives_back_what_it_approved(v1, monkeypatch, admin_user):
     assert not Approval.objects.exists()
     assert not ProcessRecord.objects.filter(status="approved").exists()
     assert ProcessRecord.objects.filter(flagged=True, status="open").exists()
+
+
+@pytest.mark.django_db
+def test_after_an_upgrade_the_maintenance_job_trains_a_model_of_the_new_features_at_once(v1):
+    from axon import tasks
+    from axon.features import FEATURE_VERSION
+
+    # The active model was built by an older release, whose feature contract this code no longer computes.
+    ModelVersion.objects.filter(pk=v1.pk).update(feature_version=FEATURE_VERSION - 1)
+    assert "upgrade run" in tasks.maintenance_task()
+    run = TrainingRun.objects.latest("created_at")
+    assert (run.status, run.trigger) == (TrainingRun.Status.QUEUED, TrainingRun.Trigger.SCHEDULE)
+    assert run.reason == (f"upgrade: the active model v1 was built for feature version {FEATURE_VERSION - 1}, "
+                          f"this code computes version {FEATURE_VERSION}")
+    assert "upgrade run" not in tasks.maintenance_task()  # one try an hour, not one a minute
+    assert services.retrain_run(run_id=run.pk).status == "succeeded"
+    active = ModelVersion.objects.get(is_active=True)
+    assert (active.version, active.feature_version) == (2, FEATURE_VERSION)
+    assert not TrainingRun.objects.get(pk=run.pk).approved  # like a scheduled run, it approves nothing
+    assert "upgrade run" not in tasks.maintenance_task()  # the active model is of this code's contract now

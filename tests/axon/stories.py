@@ -81,6 +81,13 @@ class Story:
     def ingest(self, first: int, last: int, **kwargs) -> list[dict]:
         return fleet.ingest(self.payloads(first, last, **kwargs))
 
+    def trained(self, hours: int) -> Story:
+        """The first `hours` of history ingested and a first model trained on them."""
+        self.ingest(0, hours)
+        run = fleet.train()
+        assert run.status == "succeeded", run.message
+        return self
+
 
 def flags(results) -> list[tuple[str, str, tuple[str, ...]]]:
     """(host, program, reasons) of every flag in ingestion results."""

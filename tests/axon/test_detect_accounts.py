@@ -7,7 +7,6 @@ import zlib
 
 import pytest
 
-from tests import fleet
 from tests.axon.stories import Proc, Story, flags, linux_base
 
 HISTORY = 72
@@ -41,11 +40,7 @@ def _story() -> Story:
 
 @pytest.fixture
 def trained(db):
-    story = _story()
-    story.ingest(0, HISTORY)
-    run = fleet.train()
-    assert run.status == "succeeded", run.message
-    return story
+    return _story().trained(HISTORY)
 
 
 @pytest.mark.clock

@@ -33,11 +33,7 @@ def _story() -> Story:
 
 @pytest.fixture
 def trained(db):
-    story = _story()
-    story.ingest(0, HISTORY)
-    run = fleet.train()
-    assert run.status == "succeeded", run.message
-    return story
+    return _story().trained(HISTORY)
 
 
 def _miner(first_hour: int, hours: int) -> Proc:

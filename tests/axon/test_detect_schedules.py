@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from tests import fleet
 from tests.axon.stories import Proc, Story, flags, linux_base
 
 HISTORY = 120  # five days, hourly: five nightly runs
@@ -37,11 +36,7 @@ def _next(story: Story, hour_of_day: int) -> int:
 
 @pytest.fixture
 def trained(db):
-    story = _story()
-    story.ingest(0, HISTORY)
-    run = fleet.train()
-    assert run.status == "succeeded", run.message
-    return story
+    return _story().trained(HISTORY)
 
 
 @pytest.mark.clock

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from types import SimpleNamespace
 from typing import Any
@@ -32,8 +32,9 @@ from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRu
 from axon.risk import SPREADING_HOSTS, Candidate, Fleet, assess
 from axon.scoring import model_cache, score_with
 from axon.store import artifact_load, artifact_write
-from telemetry.models import Endpoint, ProcessRecord, Snapshot
+from telemetry.models import Endpoint, HostDay, ProcessRecord, ProcessRollup, Snapshot
 from telemetry.normalize import normalize_exe, normalize_name
+from telemetry.rollups import HOUR_COUNTS, HOUR_CPU, KEY_TEXT, SUMS, combo_id
 from telemetry.scoring import Observation
 from voltaxe.rates import parse_rate
 
@@ -361,6 +362,7 @@ def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
     since = until - timedelta(days=settings.TRAINING_WINDOW_DAYS)
     progress("aggregating", 20, f"Aggregating {settings.TRAINING_WINDOW_DAYS} days of telemetry in the database")
     window, counts = window_aggregate(since=since, until=until)
+    since = counts["window_start"]
     progress("training", 45, f"{counts['records']:,} records in {len(window.combos):,} combinations on {counts['hosts']} hosts")
     approvals = frozenset(Approval.objects.values_list("hostname", "name", "exe", "parent", "script"))
     params = TrainParams(min_records=settings.MIN_TRAINING_RECORDS, min_processes=settings.MIN_TRAINING_PROCESSES)
@@ -431,68 +433,107 @@ _TRAINABLE = Q(flagged__isnull=True) | Q(flagged=False) | Q(status=ProcessRecord
 
 
 def window_aggregate(*, since: datetime, until: datetime):
-    """The window as the model needs it, aggregated by the database: cost grows with combinations, not records.
+    """The window as the model needs it, read from the daily rollups (telemetry/rollups.py).
 
-    Flagged observations nobody approved are left out, so a running attack never
-    becomes ordinary by being retrained on.
+    The cost follows distinct combinations a day, not records. The window opens at midnight UTC
+    of `since`'s day, as rollups are whole days (``counts["window_start"]``). Flagged observations
+    nobody approved are left out, so a running attack never becomes ordinary by being retrained
+    on: the rollups hold every record, so those few are read from the raw records (in the same
+    database snapshot) and subtracted, as is what a reborn host ran on the day it came back,
+    before it did. Snapshots a host sent are counted from ``HostDay`` the same way.
     """
     from axon.features import ComboTable, WindowData
     from axon.lineage import CommandTable
 
+    start = datetime.combine(since.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
+    # A host that came back as another machine: what it ran before is forgotten (usually no host).
+    old_days, old_records, cut_records, cut_snapshots = Q(), Q(), Q(), Q()
+    reborn: list[tuple[int, datetime]] = list(
+        Endpoint.objects.filter(reborn_at__gt=start).values_list("pk", "reborn_at"))  # type: ignore[arg-type]
+    for endpoint_id, reborn_at in reborn:
+        midnight = datetime.combine(reborn_at.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
+        old_days |= Q(endpoint_id=endpoint_id, day__lt=midnight.date())
+        old_records |= Q(endpoint_id=endpoint_id, observed_at__lt=midnight)
+        cut_records |= Q(endpoint_id=endpoint_id, observed_at__gte=midnight, observed_at__lt=reborn_at)
+        cut_snapshots |= Q(endpoint_id=endpoint_id, timestamp__gte=midnight, timestamp__lt=reborn_at)
     cpu = Coalesce(F("cpu_percent"), Value(0.0))
     mem = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(1048576.0)
-    # A host that came back as another machine: what it ran before is forgotten (usually no host).
-    reborn = list(Endpoint.objects.filter(reborn_at__gt=since).values_list("pk", "reborn_at"))
-    past_lives, past_snapshots = Q(), Q()
-    for endpoint_id, reborn_at in reborn:
-        past_lives |= Q(endpoint_id=endpoint_id, observed_at__lt=reborn_at)
-        past_snapshots |= Q(endpoint_id=endpoint_id, timestamp__lt=reborn_at)
-    # One scan: the command-line tokens ride along in the GROUP BY and are split off here, so the
-    # combos the forest is drawn from do not multiply with a program's varying arguments.
-    rows = (
-        ProcessRecord.objects.filter(observed_at__gte=since, observed_at__lt=until).filter(_TRAINABLE)
-        .exclude(past_lives).order_by()
-        .values_list("endpoint_id", "name_norm", "exe_norm", "parent_name", "username", "hour", "args_norm")
-        .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))
-    )
+    outermost = not connection.in_atomic_block
+    with transaction.atomic():
+        if connection.vendor == "postgresql" and outermost:
+            with connection.cursor() as cursor:  # one snapshot for the rollups and what is taken from them
+                cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        rollups = list(
+            ProcessRollup.objects.filter(day__gte=start.date()).exclude(old_days).order_by()
+            .values_list("endpoint_id", "combo")
+            .annotate(*(Min(k) for k in KEY_TEXT), *(Sum(c) for c in (*SUMS, *HOUR_COUNTS, *HOUR_CPU)))
+        )
+        left_out = list(
+            ProcessRecord.objects.filter(observed_at__gte=start).filter(~_TRAINABLE | cut_records)
+            .exclude(old_records).order_by()
+            .values_list("endpoint_id", *KEY_TEXT, "hour")
+            .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))
+        )
+        per_host = list(
+            HostDay.objects.filter(day__gte=start.date()).exclude(old_days).order_by()
+            .values_list("endpoint_id").annotate(n=Sum("snapshots"), last=Max("last_at"))
+        )
+        before_rebirth = dict(Snapshot.objects.filter(cut_snapshots).order_by().values_list("endpoint_id")
+                              .annotate(n=Count("id"))) if cut_snapshots else {}
+    # Columns: n, cpu_sum, cpu_sq, mem_sum, mem_sq, then the 24 hour counts and the 24 hour CPU sums.
+    sums = np.array([r[7:] for r in rollups], dtype=np.float64).reshape(len(rollups), 53)
+    row_of = {(r[0], r[1]): i for i, r in enumerate(rollups)}
+    for endpoint_id, name, exe, parent, user, args, hour, n, *taken in left_out:
+        i = row_of.get((endpoint_id, combo_id(name, exe, parent, user, args)))
+        if i is not None:
+            sums[i, :5] -= (n, *(x or 0.0 for x in taken))
+            sums[i, 5 + hour] -= n
+            sums[i, 29 + hour] -= taken[0] or 0.0
+
     hosts = dict(Endpoint.objects.values_list("pk", "hostname"))
     endpoint_os = dict(Endpoint.objects.values_list("pk", "os"))
-    combos: dict[tuple, list] = {}
+    keys: dict[tuple, int] = {}
+    group = np.zeros(len(rollups), dtype=np.int64)
     command_counts: dict[tuple[str, str, str], int] = defaultdict(int)
-    for endpoint_id, name, exe, parent, user, hour, args, n, *sums in rows.iterator(chunk_size=20_000):
+    for i, (endpoint_id, _, name, exe, parent, user, args, *_) in enumerate(rollups):
         host = hosts[endpoint_id]
         # Rows stored before a normalization change (e.g. per-run random folders folded) keep their
         # old exe_norm; normalizing is idempotent, so folding it again here lets them meet the new
         # rows under one key. Once per distinct combination, not per record.
-        key = (host, name, _exe_key(exe, endpoint_os.get(endpoint_id, "") or "linux"), parent, user, hour)
-        acc = combos.get(key)
-        if acc is None:
-            combos[key] = [n, *(x or 0.0 for x in sums)]
-        else:
-            acc[0] += n
-            for j, x in enumerate(sums, start=1):
-                acc[j] += x or 0.0
-        if args:
-            command_counts[(host, name, args)] += n
-    table = ComboTable.from_rows((*k, *v) for k, v in combos.items())
-    command_table = CommandTable.from_rows((*k, n) for k, n in command_counts.items())
-    per_host = (
-        Snapshot.objects.filter(timestamp__gte=since, timestamp__lt=until)
-        .exclude(past_snapshots).order_by()
-        .values_list("endpoint_id").annotate(n=Count("id"), last=Max("timestamp"))
+        key = (host, name, _exe_key(exe, endpoint_os.get(endpoint_id, "") or "linux"), parent, user)
+        group[i] = keys.setdefault(key, len(keys))
+        # The command-line tokens are split off, so the combos the forest is drawn from do not
+        # multiply with a program's varying arguments.
+        if args and sums[i, 0] > 0:
+            command_counts[(host, name, args)] += int(sums[i, 0])
+    combined = np.zeros((len(keys), 53))
+    np.add.at(combined, group, sums)
+    # The model's combos are per hour of the day: the hour's count and CPU sum are exact; the
+    # squares and memory sums, kept per day, are shared out by the hour's count.
+    rows, hours = np.nonzero(combined[:, 5:29] > 0)
+    count = combined[rows, 5 + hours]
+    share = count / combined[rows, 0]
+    key_list = list(keys)
+    table = ComboTable(
+        host=[key_list[r][0] for r in rows], name=[key_list[r][1] for r in rows], exe=[key_list[r][2] for r in rows],
+        parent=[key_list[r][3] for r in rows], user=[key_list[r][4] for r in rows], hour=hours, count=count,
+        cpu_sum=combined[rows, 29 + hours], cpu_sq=combined[rows, 2] * share,
+        mem_sum=combined[rows, 3] * share, mem_sq=combined[rows, 4] * share,
     )
+    command_table = CommandTable.from_rows((*k, n) for k, n in command_counts.items())
     host_snapshots, data_until = {}, None
     for endpoint_id, n, last in per_host:
-        host_snapshots[hosts[endpoint_id]] = n
+        host_snapshots[hosts[endpoint_id]] = n - before_rebirth.get(endpoint_id, 0)
         data_until = last if data_until is None or last > data_until else data_until
     host_os = {h: os_ for h, os_ in Endpoint.objects.filter(hostname__in=host_snapshots).values_list("hostname", "os")}
-    window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - since).days,
+    window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - start).days,
                         commands=command_table)
     counts = {
         "records": int(table.count.sum()) if len(table) else 0,
         "processes": len(set(table.name)),
         "hosts": len(host_snapshots),
         "data_until": data_until,
+        "window_start": start,
     }
     return window, counts
 

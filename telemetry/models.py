@@ -149,3 +149,56 @@ class ProcessRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} (pid {self.pid})"
+
+
+class ProcessRollup(models.Model):
+    """A day of one host's process records with one (program, path, parent, user, arguments), summed.
+
+    What training reads (telemetry/rollups.py): its cost follows distinct combinations, not
+    records. ``n00``..``n23`` and ``cpu00``..``cpu23`` (added below) are the count and CPU sum at
+    each UTC hour of the day.
+    """
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField(help_text="UTC day.")
+    combo = models.UUIDField(help_text="Digest of the five strings below (telemetry.rollups.combo_id).")
+    name_norm = models.CharField("normalized name", max_length=255)
+    exe_norm = models.CharField(max_length=2048, blank=True)
+    parent_name = models.CharField(max_length=255, blank=True)
+    username = models.CharField(max_length=255, blank=True)
+    args_norm = models.TextField("normalized arguments", blank=True)
+    n = models.BigIntegerField("records", default=0)
+    cpu_sum = models.FloatField(default=0.0)
+    cpu_sq = models.FloatField(default=0.0)
+    mem_sum = models.FloatField("memory sum (MiB)", default=0.0)
+    mem_sq = models.FloatField(default=0.0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "day", "combo"], name="rollup_key")]
+        indexes = [models.Index(fields=["day"], name="rollup_day")]
+
+    def __str__(self) -> str:
+        return f"{self.name_norm} on {self.endpoint_id} {self.day}"
+
+
+class HostDay(models.Model):
+    """How many snapshots a host sent in a UTC day, and the last one's time: the rollups' denominator."""
+
+    endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="+", db_index=False)
+    day = models.DateField(help_text="UTC day.")
+    snapshots = models.IntegerField(default=0)
+    last_at = models.DateTimeField("last snapshot")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["endpoint", "day"], name="host_day_key")]
+        indexes = [models.Index(fields=["day"], name="host_day_day")]
+
+    def __str__(self) -> str:
+        return f"{self.endpoint_id} {self.day}: {self.snapshots}"
+
+
+for _hour in range(24):
+    # A database default: a row is written by SQL that sets only the hours it has (telemetry/rollups.py).
+    ProcessRollup.add_to_class(f"n{_hour:02d}", models.IntegerField(default=0, db_default=0))
+    ProcessRollup.add_to_class(f"cpu{_hour:02d}", models.FloatField(default=0.0, db_default=0.0))
+del _hour

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import cast
 
@@ -19,6 +19,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import EXITED, command_parts, guess_os, normalize_exe, normalize_name, resolve_parents
+from telemetry.rollups import rollups_add
 from telemetry.scoring import Observation, Verdicts, observations_score
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
@@ -308,6 +309,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
     snap = prep.snapshot
     ops = connection.ops
     observed_at = ops.adapt_datetimefield_value(snap.timestamp)
+    day = snap.timestamp.date()
     scored = verdicts.model_number is not None
     no_reasons = "[]"
     rows = []
@@ -323,6 +325,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
             "reasons": json.dumps(verdicts.reasons[i]) if flagged else no_reasons,
             "model_number": verdicts.model_number, "status": ProcessRecord.Status.OPEN if flagged else "",
             "cpu_streak": min(verdicts.streaks[i], 32767) if scored and verdicts.streaks else 0,
+            "day": day,  # for the rollups, not a column
         })
     return rows
 
@@ -368,6 +371,7 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
                            "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
         }, created=True)
     _records_insert(rows)
+    rollups_add(rows, [(endpoint_ids[key[0]], key[1]) for key, (i, _) in fresh.items() if i in stored])
     _rebirths_record(reborn)
     return stored, raced
 
@@ -697,10 +701,13 @@ def telemetry_prune(*, older_than: datetime, batch: int = 200) -> int:
 
     On PostgreSQL whole daily partitions of process records are dropped first; what
     is left (the day the cut falls in, the default partition, the snapshots) goes a
-    batch at a time, so no lock is held long.
+    batch at a time, so no lock is held long. The rollups lose the days wholly before
+    the cut (telemetry/rollups.py).
     """
     from telemetry.partitions import partitioned, partitions_drop_before
+    from telemetry.rollups import rollups_prune
 
+    rollups_prune(before=older_than.astimezone(UTC).date())
     if partitioned():
         dropped = partitions_drop_before(older_than)
         if dropped:

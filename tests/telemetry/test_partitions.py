@@ -122,6 +122,11 @@ def test_migrating_an_existing_database_keeps_every_row(subprocess_env):
                            "'telemetry_processrecord%%' AND column_name LIKE 'model_%%' GROUP BY column_name")
             columns = dict(cursor.fetchall())
             assert set(columns) == {"model_number"} and columns["model_number"] > 2  # the parent, default and days
+            # The rollups training reads were made from the old rows (telemetry 0012).
+            cursor.execute("SELECT count(*), sum(n), sum(n00) FROM telemetry_processrollup WHERE name_norm = 'bash'")
+            assert cursor.fetchone() == (5, 10, 10)
+            cursor.execute("SELECT count(*), sum(snapshots) FROM telemetry_hostday")
+            assert cursor.fetchone()[1] == 5
             # New rows continue the old ids.
             cursor.execute(
                 "INSERT INTO telemetry_processrecord (snapshot_id, endpoint_id, observed_at, hour, index, name, name_norm, "

@@ -1,0 +1,22 @@
+from django.db import migrations
+
+
+def backfill(apps, schema_editor):
+    # An existing database: the rollups of what it holds, so the next training reads them
+    # (`manage.py rollups_rebuild` does the same again). A migration of its own: the unique
+    # constraints the upserts rely on are created at the end of the one that makes the tables.
+    from telemetry.rollups import rollups_rebuild
+
+    rollups_rebuild(models=[apps.get_model("telemetry", name)
+                            for name in ("Snapshot", "ProcessRecord", "HostDay", "ProcessRollup")])
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("telemetry", "0011_rollups"),
+    ]
+
+    operations = [
+        migrations.RunPython(backfill, migrations.RunPython.noop),
+    ]

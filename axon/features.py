@@ -2,7 +2,8 @@
 
 Pure numpy and the standard library (no Django). The Django side aggregates the training
 window in the database into a :class:`ComboTable` (one row per distinct
-``(host, name, exe, parent, user, hour)`` with the count and the sums of cpu and memory),
+``(host, name, exe, parent, user)`` with the count and the sums of cpu and memory, and the
+count and cpu sum at each hour of the day),
 wraps it in a :class:`WindowData`, and hands observations to score as an
 :class:`ObservationBatch`. Names, paths and parents are already normalized
 (``telemetry.normalize``); users are raw account names and are folded here.
@@ -83,47 +84,82 @@ def _strings(values: Iterable) -> list[str]:
     return ["" if v is None else str(v) for v in values]
 
 
+SUM_COLUMNS = 5 + 24 + 24  # see ComboTable.from_sums
+
+
 @dataclass
 class ComboTable:
-    """One row per distinct (host, name, exe, parent, user, hour) of the window."""
+    """One row per distinct (host, name, exe, parent, user) of the window, with its count and CPU sum
+    at each hour of the day (``hour_count``, ``hour_cpu``: shape (rows, 24)).
+
+    The hour is not a key: a program seen all day is one row, not 24, so the cost of training
+    follows what runs where, not how many hours it ran.
+    """
 
     host: list[str]
     name: list[str]
     exe: list[str]
     parent: list[str]
     user: list[str]
-    hour: np.ndarray
     count: np.ndarray
     cpu_sum: np.ndarray
     cpu_sq: np.ndarray
     mem_sum: np.ndarray
     mem_sq: np.ndarray
+    hour_count: np.ndarray
+    hour_cpu: np.ndarray
 
     def __post_init__(self) -> None:
         for attr in ("host", "name", "exe", "parent", "user"):
             setattr(self, attr, _strings(getattr(self, attr)))
-        self.hour = np.asarray(self.hour, dtype=np.int64).reshape(-1)
+        n = len(self.host)
         self.count = np.asarray(self.count, dtype=np.int64).reshape(-1)
         for attr in ("cpu_sum", "cpu_sq", "mem_sum", "mem_sq"):
             setattr(self, attr, np.asarray(getattr(self, attr), dtype=np.float64).reshape(-1))
-        n = len(self.host)
-        lengths = {len(getattr(self, a)) for a in ("name", "exe", "parent", "user", "hour", "count",
+        self.hour_count = np.asarray(self.hour_count, dtype=np.int64).reshape(n, 24)
+        self.hour_cpu = np.asarray(self.hour_cpu, dtype=np.float64).reshape(n, 24)
+        lengths = {len(getattr(self, a)) for a in ("name", "exe", "parent", "user", "count",
                                                   "cpu_sum", "cpu_sq", "mem_sum", "mem_sq")}
         if lengths - {n}:
             raise ValueError(f"ComboTable columns differ in length: {sorted(lengths | {n})}")
 
     @classmethod
     def from_rows(cls, rows: Iterable[tuple]) -> ComboTable:
-        """Rows in field order: host, name, exe, parent, user, hour, count, cpu_sum, cpu_sq, mem_sum, mem_sq."""
-        rows = list(rows)
-        if not rows:
-            return cls([], [], [], [], [], np.zeros(0), np.zeros(0), np.zeros(0), np.zeros(0),
-                       np.zeros(0), np.zeros(0))
-        cols = list(zip(*rows))
-        if len(cols) != 11:
-            raise ValueError(f"a combo row has 11 fields, got {len(cols)}")
-        host, name, exe, parent, user = (list(c) for c in cols[:5])
-        return cls(host, name, exe, parent, user, *(np.asarray(c, dtype=np.float64) for c in cols[5:]))
+        """Rows per hour of the day, in field order: host, name, exe, parent, user, hour, count, cpu_sum, cpu_sq,
+        mem_sum, mem_sq; rows of one (host, name, exe, parent, user) at several hours become one row."""
+        index: dict[tuple[str, ...], int] = {}
+        sums: list[np.ndarray] = []
+        for row in rows:
+            if len(row) != 11:
+                raise ValueError(f"a combo row has 11 fields, got {len(row)}")
+            i = index.setdefault(tuple(_strings(row[:5])), len(index))
+            if i == len(sums):
+                sums.append(np.zeros(SUM_COLUMNS))
+            hour = int(row[5])
+            sums[i][:5] += np.asarray(row[6:], dtype=np.float64)
+            sums[i][5 + hour] += float(row[6])
+            sums[i][29 + hour] += float(row[7])
+        return cls.from_sums(list(index), np.array(sums).reshape(len(index), SUM_COLUMNS))
+
+    @classmethod
+    def from_sums(cls, keys: list[tuple], sums: np.ndarray) -> ComboTable:
+        """`keys`: (host, name, exe, parent, user) per row; `sums`: shape (rows, 53), the count, cpu_sum,
+        cpu_sq, mem_sum and mem_sq, then the count at each hour of the day, then the CPU sum at each."""
+        text: list[list[str]] = [list(c) for c in zip(*keys)] if keys else [[], [], [], [], []]
+        host, name, exe, parent, user = text
+        return cls(host=host, name=name, exe=exe, parent=parent, user=user, count=sums[:, 0], cpu_sum=sums[:, 1],
+                   cpu_sq=sums[:, 2], mem_sum=sums[:, 3], mem_sq=sums[:, 4], hour_count=sums[:, 5:29],
+                   hour_cpu=sums[:, 29:53])
+
+    def hour_rows(self, i: int) -> list[tuple]:
+        """Row `i` as from_rows takes it, a row per hour it was seen (squares and memory shared out by count)."""
+        rows = []
+        for hour in np.flatnonzero(self.hour_count[i] > 0).tolist():
+            share = self.hour_count[i, hour] / self.count[i]
+            rows.append((self.host[i], self.name[i], self.exe[i], self.parent[i], self.user[i], hour,
+                         int(self.hour_count[i, hour]), float(self.hour_cpu[i, hour]), self.cpu_sq[i] * share,
+                         self.mem_sum[i] * share, self.mem_sq[i] * share))
+        return rows
 
     def __len__(self) -> int:
         return len(self.host)
@@ -274,15 +310,15 @@ class Baseline:
         self = cls(params)
         p = self.params
         c = window.combos
-        self.norms = ResourceNorms.from_combos(c.host, c.name, c.hour, c.count, c.cpu_sum, c.cpu_sq, c.mem_sum, c.mem_sq)
+        self.norms = ResourceNorms.from_combos(c.host, c.name, c.count, c.cpu_sum, c.cpu_sq, c.mem_sum, c.mem_sq,
+                                               c.hour_count, c.hour_cpu)
         counts = c.count.tolist()
-        hours = c.hour.tolist()
         cpu_sum, cpu_sq = c.cpu_sum.tolist(), c.cpu_sq.tolist()
         mem_sum, mem_sq = c.mem_sum.tolist(), c.mem_sq.tolist()
 
         host_name: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
         raw: dict[str, dict[tuple[str, str, str], int]] = {k: defaultdict(int) for k in ("exe", "parent", "user")}
-        host_hours: dict[str, set[int]] = defaultdict(set)
+        host_index: dict[str, int] = {}
         for i, host in enumerate(c.host):
             n = counts[i]
             if n <= 0:
@@ -297,7 +333,14 @@ class Baseline:
             raw["exe"][(host, name, c.exe[i])] += n
             raw["parent"][(host, name, c.parent[i])] += n
             raw["user"][(host, name, c.user[i])] += n
-            host_hours[host].add(hours[i])
+            host_index.setdefault(host, len(host_index))
+        # The hours of the day each host was seen at all.
+        seen = np.zeros((len(host_index), 24), dtype=bool)
+        if len(c):
+            rows = np.flatnonzero(c.count > 0)
+            np.logical_or.at(seen, np.array([host_index[c.host[i]] for i in rows], dtype=np.int64),
+                             c.hour_count[rows] > 0)
+        host_hours = {h: int(seen[j].sum()) for h, j in host_index.items()}
 
         hosts = sorted({h for h, _ in host_name} | {h for h, s in window.host_snapshots.items() if s > 0})
         biggest: dict[str, int] = defaultdict(int)
@@ -307,13 +350,13 @@ class Baseline:
             snaps = int(window.host_snapshots.get(h, 0)) or biggest[h] or 1
             self.host_snapshots[h] = snaps
             self.host_os[h] = window.host_os.get(h, "") or ""
-            self.host_maturity[h] = min(1.0, snaps / max(1, p.young_host_snapshots), len(host_hours[h]) / 24.0)
+            self.host_maturity[h] = min(1.0, snaps / max(1, p.young_host_snapshots), host_hours.get(h, 0) / 24.0)
         for h in hosts:
             self.os_hosts[self.host_os[h]] = self.os_hosts.get(self.host_os[h], 0) + 1
         self.os_hosts[ALL_OS] = len(hosts)
 
-        self.schedules = Schedules.from_combos(c.host, c.name, c.hour, c.count,
-                                               around_the_clock={h for h, hs in host_hours.items() if len(hs) >= 20})
+        self.schedules = Schedules.from_combos(c.host, c.name, c.hour_count,
+                                               around_the_clock={h for h, hs in host_hours.items() if hs >= 20})
         self.shared_users = self._shared_users(raw["user"])
         self.accounts = AccountSets.from_pairs({(h, u) for h, _, u in raw["user"]},
                                                mature={h for h, w in self.host_maturity.items() if w >= 1.0})

@@ -45,36 +45,28 @@ class ResourceNorms:
         self.busy_hour: dict[tuple[str, str, int], float] = {}
 
     @classmethod
-    def from_combos(cls, host: list[str], name: list[str], hour: np.ndarray, count: np.ndarray,
-                    cpu_sum: np.ndarray, cpu_sq: np.ndarray, mem_sum: np.ndarray, mem_sq: np.ndarray,
+    def from_combos(cls, host: list[str], name: list[str], count: np.ndarray, cpu_sum: np.ndarray, cpu_sq: np.ndarray,
+                    mem_sum: np.ndarray, mem_sq: np.ndarray, hour_count: np.ndarray, hour_cpu: np.ndarray,
                     params: NormParams | None = None) -> ResourceNorms:
+        """From the window's combos: their totals, and their count and CPU sum at each hour of the day (n, 24)."""
         self = cls(params)
         p = self.params
-        per_host: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
-        per_hour: dict[tuple[str, str, int], list[float]] = defaultdict(lambda: [0, 0.0])
-        counts, hours = count.tolist(), hour.tolist()
-        cs, cq, ms, mq = cpu_sum.tolist(), cpu_sq.tolist(), mem_sum.tolist(), mem_sq.tolist()
-        for i, h in enumerate(host):
-            n = counts[i]
-            if n <= 0:
-                continue
-            a = per_host[(h, name[i])]
-            a[0] += n
-            a[1] += cs[i]
-            a[2] += cq[i]
-            a[3] += ms[i]
-            a[4] += mq[i]
-            b = per_hour[(h, name[i], hours[i])]
-            b[0] += n
-            b[1] += cs[i]
-        for key, a in per_host.items():
-            if a[0] >= p.min_host_obs:
-                cm, mm = a[1] / a[0], a[3] / a[0]
-                self.host[key] = (int(a[0]), cm, _sd(a[2], a[0], cm), mm, _sd(a[4], a[0], mm))
-        for (h, n, hr), b in per_hour.items():
-            norm = self.host.get((h, n))
-            if norm is not None and b[0] >= p.min_hour_obs and b[1] / b[0] >= norm[1] + p.busy_hour_points:
-                self.busy_hour[(h, n, hr)] = b[1] / b[0]
+        keys, group = _programs(host, name, count)
+        if not keys:
+            return self
+        sums = np.zeros((len(keys), 5))
+        np.add.at(sums, group.rows, np.column_stack([count, cpu_sum, cpu_sq, mem_sum, mem_sq])[group.take])
+        per_hour_n, per_hour_cpu = np.zeros((len(keys), 24)), np.zeros((len(keys), 24))
+        np.add.at(per_hour_n, group.rows, hour_count[group.take])
+        np.add.at(per_hour_cpu, group.rows, hour_cpu[group.take])
+        for j in np.flatnonzero(sums[:, 0] >= p.min_host_obs).tolist():
+            n, cs, cq, ms, mq = sums[j].tolist()
+            cm, mm = cs / n, ms / n
+            self.host[keys[j]] = (int(n), cm, _sd(cq, n, cm), mm, _sd(mq, n, mm))
+            hour_n = per_hour_n[j]
+            busy = (hour_n >= p.min_hour_obs) & (per_hour_cpu[j] >= (cm + p.busy_hour_points) * np.maximum(hour_n, 1))
+            for hr in np.flatnonzero(busy).tolist():
+                self.busy_hour[(*keys[j], hr)] = float(per_hour_cpu[j, hr] / hour_n[hr])
         return self
 
     def lookup(self, host: list[str], name: list[str], hour: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -90,6 +82,24 @@ class ResourceNorms:
             rows.append(row)
         out = np.array(rows, dtype=np.float64).reshape(len(host), 6)
         return (out[:, 0] > 0, *(out[:, j] for j in range(1, 6)))
+
+
+@dataclass
+class _Groups:
+    take: np.ndarray  # the combo rows that count
+    rows: np.ndarray  # for each of them, its program's row
+
+
+def _programs(host: list[str], name: list[str], count: np.ndarray,
+              only: set[str] | None = None) -> tuple[list[tuple[str, str]], _Groups]:
+    """The distinct (host, name) of the combos with a positive count (on the hosts in `only`, if given)."""
+    index: dict[tuple[str, str], int] = {}
+    take, rows = [], []
+    for i, c in enumerate(np.asarray(count).tolist()):
+        if c > 0 and (only is None or host[i] in only):
+            take.append(i)
+            rows.append(index.setdefault((host[i], name[i]), len(index)))
+    return list(index), _Groups(np.array(take, dtype=np.int64), np.array(rows, dtype=np.int64))
 
 
 def _sd(sq: float, n: float, mean: float) -> float:
@@ -210,17 +220,23 @@ class Schedules:
         self.hours: dict[tuple[str, str], frozenset[int]] = {}
 
     @classmethod
-    def from_combos(cls, host: list[str], name: list[str], hour: np.ndarray, count: np.ndarray,
-                    around_the_clock: set[str], params: ScheduleParams | None = None) -> Schedules:
+    def from_combos(cls, host: list[str], name: list[str], hour_count: np.ndarray, around_the_clock: set[str],
+                    params: ScheduleParams | None = None) -> Schedules:
+        """From the window's combos' counts at each hour of the day, shape (n, 24)."""
         self = cls(params)
         p = self.params
-        seen: dict[tuple[str, str], dict[int, int]] = defaultdict(lambda: defaultdict(int))
-        for h, n, hr, c in zip(host, name, hour.tolist(), count.tolist()):
-            if c > 0 and h in around_the_clock:
-                seen[(h, n)][hr] += c
-        for key, by_hour in seen.items():
-            if sum(by_hour.values()) >= p.min_runs and _window_start(set(by_hour), p.max_hours) is not None:
-                self.hours[key] = frozenset(by_hour)
+        total = hour_count.sum(axis=1) if len(host) else np.zeros(0)
+        keys, group = _programs(host, name, total, only=around_the_clock)
+        if not keys:
+            return self
+        by_hour = np.zeros((len(keys), 24))
+        np.add.at(by_hour, group.rows, hour_count[group.take])
+        # A schedule spans at most max_hours hours of the day: only those few are looked at one by one.
+        few = (by_hour.sum(axis=1) >= p.min_runs) & ((by_hour > 0).sum(axis=1) <= p.max_hours)
+        for j in np.flatnonzero(few).tolist():
+            hours = set(np.flatnonzero(by_hour[j] > 0).tolist())
+            if _window_start(hours, p.max_hours) is not None:
+                self.hours[keys[j]] = frozenset(hours)
         return self
 
     def novelty(self, host: list[str], name: list[str], hour: np.ndarray) -> np.ndarray:

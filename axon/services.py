@@ -442,7 +442,7 @@ def window_aggregate(*, since: datetime, until: datetime):
     database snapshot) and subtracted, as is what a reborn host ran on the day it came back,
     before it did. Snapshots a host sent are counted from ``HostDay`` the same way.
     """
-    from axon.features import ComboTable, WindowData
+    from axon.features import SUM_COLUMNS, ComboTable, WindowData
     from axon.lineage import CommandTable
 
     start = datetime.combine(since.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
@@ -481,7 +481,7 @@ def window_aggregate(*, since: datetime, until: datetime):
         before_rebirth = dict(Snapshot.objects.filter(cut_snapshots).order_by().values_list("endpoint_id")
                               .annotate(n=Count("id"))) if cut_snapshots else {}
     # Columns: n, cpu_sum, cpu_sq, mem_sum, mem_sq, then the 24 hour counts and the 24 hour CPU sums.
-    sums = np.array([r[7:] for r in rollups], dtype=np.float64).reshape(len(rollups), 53)
+    sums = np.array([r[7:] for r in rollups], dtype=np.float64).reshape(len(rollups), SUM_COLUMNS)
     row_of = {(r[0], r[1]): i for i, r in enumerate(rollups)}
     for endpoint_id, name, exe, parent, user, args, hour, n, *taken in left_out:
         i = row_of.get((endpoint_id, combo_id(name, exe, parent, user, args)))
@@ -506,20 +506,9 @@ def window_aggregate(*, since: datetime, until: datetime):
         # multiply with a program's varying arguments.
         if args and sums[i, 0] > 0:
             command_counts[(host, name, args)] += int(sums[i, 0])
-    combined = np.zeros((len(keys), 53))
+    combined = np.zeros((len(keys), SUM_COLUMNS))
     np.add.at(combined, group, sums)
-    # The model's combos are per hour of the day: the hour's count and CPU sum are exact; the
-    # squares and memory sums, kept per day, are shared out by the hour's count.
-    rows, hours = np.nonzero(combined[:, 5:29] > 0)
-    count = combined[rows, 5 + hours]
-    share = count / combined[rows, 0]
-    key_list = list(keys)
-    table = ComboTable(
-        host=[key_list[r][0] for r in rows], name=[key_list[r][1] for r in rows], exe=[key_list[r][2] for r in rows],
-        parent=[key_list[r][3] for r in rows], user=[key_list[r][4] for r in rows], hour=hours, count=count,
-        cpu_sum=combined[rows, 29 + hours], cpu_sq=combined[rows, 2] * share,
-        mem_sum=combined[rows, 3] * share, mem_sq=combined[rows, 4] * share,
-    )
+    table = ComboTable.from_sums(list(keys), combined)
     command_table = CommandTable.from_rows((*k, n) for k, n in command_counts.items())
     host_snapshots, data_until = {}, None
     for endpoint_id, n, last in per_host:

@@ -346,9 +346,13 @@ def _check_enough(window: WindowData, params: TrainParams) -> None:
             f"Only {processes} distinct processes {span}; at least {params.min_processes} are needed.")
 
 
-def _draw(mean_sum: np.ndarray, sq_sum: np.ndarray, count: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def _draw(mean_sum: np.ndarray, sq_sum: np.ndarray, count: np.ndarray, rng: np.random.Generator,
+          spread: np.ndarray | None = None) -> np.ndarray:
+    """Normal draws around mean_sum / count; the sd from sq_sum and `spread` (the sum the squares go with,
+    when the mean is another one, e.g. an hour's), floored at 0."""
     mean = mean_sum / count
-    sd = np.sqrt(np.maximum(0.0, sq_sum / count - mean ** 2))
+    around = (mean if spread is None else spread / count)
+    sd = np.sqrt(np.maximum(0.0, sq_sum / count - around ** 2))
     return np.maximum(0.0, rng.normal(mean, sd))
 
 
@@ -368,14 +372,22 @@ def train(window: WindowData, *, approved: Collection[ApprovalKey] = (),
     drawn = keep[rng.choice(len(keep), size=m, p=count / count.sum())]
     # the weighted sample the forest learns from, then every combo once for the threshold
     rows = np.concatenate([drawn, keep])
+    # Each drawn observation at an hour drawn from its combo's hours; each combo once at its usual hour.
+    by_hour = combos.hour_count[drawn].astype(np.float64)
+    cumulative = np.cumsum(by_hour, axis=1) / by_hour.sum(axis=1, keepdims=True)
+    drawn_hours = np.minimum((cumulative < rng.random((m, 1))).sum(axis=1), 23)
+    hours = np.concatenate([drawn_hours, combos.hour_count[keep].argmax(axis=1)])
+    # CPU around the combo's mean at that hour, with its all-day spread; memory from its all-day figures.
+    at_hour = combos.hour_count[rows, hours]
+    cpu_mean_sum = combos.hour_cpu[rows, hours] / at_hour * combos.count[rows]
     host_os = window.host_os
     batch = ObservationBatch(
         host=[combos.host[i] for i in rows],
         os=[host_os.get(combos.host[i], "") for i in rows],
         name=[combos.name[i] for i in rows], exe=[combos.exe[i] for i in rows],
         parent=[combos.parent[i] for i in rows], user=[combos.user[i] for i in rows],
-        hour=combos.hour[rows],
-        cpu=_draw(combos.cpu_sum[rows], combos.cpu_sq[rows], combos.count[rows], rng),
+        hour=hours,
+        cpu=_draw(cpu_mean_sum, combos.cpu_sq[rows], combos.count[rows], rng, spread=combos.cpu_sum[rows]),
         mem=_draw(combos.mem_sum[rows], combos.mem_sq[rows], combos.count[rows], rng),
     )
     feats = baseline.features(batch)

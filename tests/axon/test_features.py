@@ -206,5 +206,15 @@ def test_an_interpreter_is_approved_with_its_script():
 def test_combo_table_from_rows_keeps_columns_and_rejects_bad_rows():
     t = ComboTable.from_rows([("h", "n", None, "", "root", 3, 2, 1.0, 0.5, 10.0, 50.0)])
     assert t.exe == [""] and t.count.tolist() == [2] and t.records == 2
+
+
+def test_combo_table_keeps_one_row_per_program_with_its_hours():
+    t = ComboTable.from_rows([("h", "n", "/x", "", "root", 3, 2, 1.0, 0.5, 10.0, 50.0),
+                              ("h", "n", "/x", "", "root", 4, 6, 9.0, 13.5, 30.0, 150.0),
+                              ("h", "m", "/y", "", "root", 4, 1, 0.0, 0.0, 1.0, 1.0)])
+    assert len(t) == 2 and t.count.tolist() == [8, 1] and t.records == 9
+    assert t.hour_count[0, 3:5].tolist() == [2, 6] and t.hour_count[0].sum() == 8
+    assert t.hour_cpu[0, 3:5].tolist() == [1.0, 9.0] and t.cpu_sq[0] == 14.0 and t.mem_sum[0] == 40.0
+    assert [r[5:8] for r in t.hour_rows(0)] == [(3, 2, 1.0), (4, 6, 9.0)]
     with pytest.raises(ValueError):
         ComboTable.from_rows([("h", "n", "", "", "root", 3, 2)])

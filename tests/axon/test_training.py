@@ -109,8 +109,7 @@ def _fresh_snapshots(hosts, seed=99, user=_user):
 
 def _window_rows(window: WindowData, keep) -> WindowData:
     c = window.combos
-    rows = [(c.host[i], c.name[i], c.exe[i], c.parent[i], c.user[i], c.hour[i], c.count[i], c.cpu_sum[i],
-             c.cpu_sq[i], c.mem_sum[i], c.mem_sq[i]) for i in range(len(c)) if keep(i)]
+    rows = [row for i in range(len(c)) if keep(i) for row in c.hour_rows(i)]
     return WindowData(ComboTable.from_rows(rows), window.host_snapshots, window.host_os, days=30)
 
 
@@ -258,8 +257,7 @@ def test_only_what_the_window_holds_becomes_ordinary(window):
     miner = [("node0", "miner", "/var/tmp/miner", "web", "www", h, 24, 95.0 * 24, 95.0 ** 2 * 24, 250.0 * 24,
               250.0 ** 2 * 24) for h in range(24)]
     c = window.combos
-    rows = [(c.host[i], c.name[i], c.exe[i], c.parent[i], c.user[i], c.hour[i], c.count[i], c.cpu_sum[i],
-             c.cpu_sq[i], c.mem_sum[i], c.mem_sq[i]) for i in range(len(c))]
+    rows = [row for i in range(len(c)) for row in c.hour_rows(i)]
     learned = train(WindowData(ComboTable.from_rows(rows + miner), window.host_snapshots, window.host_os),
                     params=PARAMS)
     excluded = train(window, params=PARAMS)

@@ -39,9 +39,11 @@ def _window() -> tuple[dict, dict]:
     c = window.combos
     by_hour, by_name = {}, defaultdict(lambda: [0.0, 0.0, 0.0])
     for i in range(len(c)):
-        key = (c.host[i], c.name[i], c.exe[i], c.parent[i], c.user[i], int(c.hour[i]))
-        assert key not in by_hour, f"{key} twice in the window"
-        by_hour[key] = [int(c.count[i]), float(c.cpu_sum[i])]
+        for hour in range(24):
+            if c.hour_count[i, hour]:
+                key = (c.host[i], c.name[i], c.exe[i], c.parent[i], c.user[i], hour)
+                assert key not in by_hour, f"{key} twice in the window"
+                by_hour[key] = [int(c.hour_count[i, hour]), float(c.hour_cpu[i, hour])]
         acc = by_name[(c.host[i], c.name[i])]
         acc[0] += c.cpu_sq[i]
         acc[1] += c.mem_sum[i]

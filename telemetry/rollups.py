@@ -17,13 +17,14 @@ raw records (an existing database, or after records were deleted by hand).
 from __future__ import annotations
 
 import hashlib
+import io
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import UTC, date, datetime
 from functools import lru_cache
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, F, FloatField, Max, Sum, Value
 from django.db.models.functions import Cast, Coalesce, TruncDate
 
@@ -68,6 +69,9 @@ def _upsert(model, sums: dict[tuple, list]) -> None:
     """
     if not sums:
         return
+    if connection.vendor == "postgresql":
+        _upsert_staged(model, sums)
+        return
     qn = connection.ops.quote_name
     table = qn(model._meta.db_table)
     by_hour: dict[int, list] = defaultdict(list)
@@ -90,6 +94,48 @@ def _upsert(model, sums: dict[tuple, list]) -> None:
                 cursor.execute(
                     f"INSERT INTO {table} ({', '.join(map(qn, columns))}) VALUES {', '.join([row_sql] * len(chunk))} "
                     f"ON CONFLICT (endpoint_id, day, combo) DO UPDATE SET {update}", params)
+
+
+_STAGE = "voltaxe_rollup_stage"
+# COPY's text format: these four characters are escaped, \N is NULL (validation refuses NUL bytes).
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _upsert_staged(model, sums: dict[tuple, list]) -> None:
+    """PostgreSQL: COPY the sums into a temporary table and add them with one INSERT ... SELECT.
+
+    A VALUES list of a batch's few thousand rows (15 parameters each) cost more to send and parse
+    than the upsert itself: 7 ms a 300-process snapshot, a third of ingestion's time.
+    """
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    body = "".join(
+        f"{endpoint_id}\t{day.isoformat()}\t{hour}\t{combo.hex}\t"
+        + "\t".join(v.translate(COPY_ESCAPES) for v in acc[:5])
+        + f"\t{acc[5]}\t{acc[6]!r}\t{acc[7]!r}\t{acc[8]!r}\t{acc[9]!r}\n"
+        for (endpoint_id, day, hour, combo), acc in sums.items())
+    hours = ", ".join(f"sum(CASE WHEN hour = {h} THEN n ELSE 0 END), sum(CASE WHEN hour = {h} THEN cpu_sum ELSE 0 END)"
+                      for h in HOURS)
+    columns = ["endpoint_id", "day", "combo", *KEY_TEXT, *SUMS, *(c for pair in zip(HOUR_COUNTS, HOUR_CPU) for c in pair)]
+    # Only the hours the batch has (usually one): the others would add 0, and each SET costs.
+    present = sorted({hour for _, _, hour, _ in sums})
+    added = (*SUMS, *(HOUR_COUNTS[h] for h in present), *(HOUR_CPU[h] for h in present))
+    update = ", ".join(f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in added)
+    # One transaction (ingestion's, or its own): the staged rows live until its commit.
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (endpoint_id bigint, day date, hour smallint, combo uuid, "
+            "name_norm text, exe_norm text, parent_name text, username text, args_norm text, n bigint, "
+            "cpu_sum float8, cpu_sq float8, mem_sum float8, mem_sq float8) ON COMMIT DELETE ROWS")
+        cursor.cursor.copy_expert(f"COPY {_STAGE} FROM STDIN", io.StringIO(body))
+        # Sorted, so two transactions adding to the same rows lock them in the same order.
+        cursor.execute(
+            f"INSERT INTO {table} ({', '.join(map(qn, columns))}) "
+            f"SELECT endpoint_id, day, combo, {', '.join(f'min({c})' for c in KEY_TEXT)}, "
+            f"{', '.join(f'sum({c})' for c in SUMS)}, {hours} FROM {_STAGE} "
+            f"GROUP BY endpoint_id, day, combo ORDER BY endpoint_id, day, combo "
+            f"ON CONFLICT (endpoint_id, day, combo) DO UPDATE SET {update}")
+        cursor.execute(f"TRUNCATE {_STAGE}")  # a later batch of the same transaction starts empty
 
 
 def _host_days_upsert(model, days: dict[tuple[int, date], list]) -> None:

@@ -19,7 +19,7 @@ from audit.models import AuditEvent
 from audit.services import audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import EXITED, command_parts, guess_os, normalize_exe, normalize_name, resolve_parents
-from telemetry.rollups import rollups_add
+from telemetry.rollups import COPY_ESCAPES, rollups_add
 from telemetry.scoring import Observation, Verdicts, observations_score
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
@@ -264,15 +264,11 @@ def _endpoints_touch(preps: list[_Prepared], agent: AgentKey | None) -> dict[str
 _RECORD_COLUMNS = [f for f in ProcessRecord._meta.concrete_fields if not f.primary_key]
 
 
-# COPY's text format: these four characters are escaped, \N is NULL.
-_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
-
-
 def _copy_column(field, values: list) -> list[str]:
     """One column in COPY's text form, by the field's type (a column at a time: a call per value cost more
     than the database's side of the COPY)."""
     if isinstance(field, (models.CharField, models.TextField, models.JSONField)):  # reasons arrive as JSON text
-        return ["\\N" if v is None else v.translate(_COPY_ESCAPES) for v in values]
+        return ["\\N" if v is None else v.translate(COPY_ESCAPES) for v in values]
     if isinstance(field, models.BooleanField):
         return ["\\N" if v is None else "t" if v else "f" for v in values]
     if isinstance(field, models.DateTimeField):

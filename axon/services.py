@@ -42,7 +42,9 @@ logger = logging.getLogger(__name__)
 
 Status = TrainingRun.Status
 RECENT_EVAL_HOURS = 24
-RECENT_EVAL_LIMIT = 50_000
+# Enough to resolve a 0.005 % flag rate, far finer than the gate's margins; every row is scored
+# twice at each press (the candidate and the active model), 1.6 s for 50,000 at a million records.
+RECENT_EVAL_LIMIT = 20_000
 # A candidate that flags this much more of recent ordinary data than the active model is held back.
 GATE_ABSOLUTE = 0.005
 GATE_RELATIVE = 2.0
@@ -430,6 +432,9 @@ def _jsonable(value):
 
 _exe_key = lru_cache(maxsize=65536)(normalize_exe)
 _TRAINABLE = Q(flagged__isnull=True) | Q(flagged=False) | Q(status=ProcessRecord.Status.APPROVED)
+# Its complement, spelled so that PostgreSQL reads it from the flagged-records index (~_TRAINABLE,
+# with Django's NULL guards, scanned the whole window: 333 ms against 0.2 ms at a million records).
+_LEFT_OUT = Q(flagged=True) & ~Q(status=ProcessRecord.Status.APPROVED)
 
 
 def window_aggregate(*, since: datetime, until: datetime):
@@ -480,7 +485,7 @@ def window_aggregate(*, since: datetime, until: datetime):
         cursor.execute(*rollup_query.query.sql_with_params())
         rollups = cursor.fetchall()
         left_out = list(
-            ProcessRecord.objects.filter(observed_at__gte=start).filter(~_TRAINABLE | cut_records)
+            ProcessRecord.objects.filter(observed_at__gte=start).filter(_LEFT_OUT | cut_records)
             .exclude(old_records).order_by()
             .values_list("endpoint_id", *KEY_TEXT, "hour")
             .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))

@@ -121,8 +121,8 @@ def _upsert_staged(model, sums: dict[tuple, list]) -> None:
     present = sorted({hour for _, _, hour, _ in sums})
     added = (*SUMS, *(HOUR_COUNTS[h] for h in present), *(HOUR_CPU[h] for h in present))
     update = ", ".join(f"{qn(c)} = {table}.{qn(c)} + excluded.{qn(c)}" for c in added)
-    # One transaction (ingestion's, or its own): the staged rows live until its commit.
-    with transaction.atomic(), connection.cursor() as cursor:
+    # One transaction (ingestion's, or its own; no savepoint): the staged rows live until its commit.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {_STAGE} (endpoint_id bigint, day date, hour smallint, combo uuid, "
             "name_norm text, exe_norm text, parent_name text, username text, args_norm text, n bigint, "

@@ -62,7 +62,8 @@ def _accumulate(records: Iterable[tuple]) -> dict[tuple, list]:
 
 
 def _upsert(model, sums: dict[tuple, list]) -> None:
-    """Add the sums to their rows, one statement per hour of the day (each sets that hour's two columns).
+    """Add the sums to their rows: staged on PostgreSQL (below); elsewhere a VALUES upsert per hour of
+    the day (each sets that hour's two columns).
 
     Keys go in sorted order, so two transactions adding to the same rows lock them in the same
     order and cannot deadlock each other.
@@ -135,7 +136,9 @@ def _upsert_staged(model, sums: dict[tuple, list]) -> None:
             f"{', '.join(f'sum({c})' for c in SUMS)}, {hours} FROM {_STAGE} "
             f"GROUP BY endpoint_id, day, combo ORDER BY endpoint_id, day, combo "
             f"ON CONFLICT (endpoint_id, day, combo) DO UPDATE SET {update}")
-        cursor.execute(f"TRUNCATE {_STAGE}")  # a later batch of the same transaction starts empty
+        # A later batch of the same transaction starts empty. DELETE, not TRUNCATE: that would give
+        # the table a new file, and write the catalogue, at every ingestion.
+        cursor.execute(f"DELETE FROM {_STAGE}")
 
 
 def _host_days_upsert(model, days: dict[tuple[int, date], list]) -> None:

@@ -34,7 +34,7 @@ from axon.scoring import model_cache, score_with
 from axon.store import artifact_load, artifact_write
 from telemetry.models import Endpoint, HostDay, ProcessRecord, ProcessRollup, Snapshot
 from telemetry.normalize import normalize_exe, normalize_name
-from telemetry.rollups import HOUR_COUNTS, HOUR_CPU, KEY_TEXT, SUMS
+from telemetry.rollups import CPU, HOUR_COUNTS, HOUR_CPU, KEY_TEXT, MEM_MIB, SUMS
 from telemetry.scoring import Observation
 from voltaxe.rates import parse_rate
 
@@ -461,8 +461,6 @@ def window_aggregate(*, since: datetime, until: datetime):
         old_records |= Q(endpoint_id=endpoint_id, observed_at__lt=midnight)
         cut_records |= Q(endpoint_id=endpoint_id, observed_at__gte=midnight, observed_at__lt=reborn_at)
         cut_snapshots |= Q(endpoint_id=endpoint_id, timestamp__gte=midnight, timestamp__lt=reborn_at)
-    cpu = Coalesce(F("cpu_percent"), Value(0.0))
-    mem = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(1048576.0)
     outermost = not connection.in_atomic_block
     rollup_query = (
         ProcessRollup.objects.filter(day__gte=start.date()).exclude(old_days).order_by()
@@ -488,7 +486,8 @@ def window_aggregate(*, since: datetime, until: datetime):
             ProcessRecord.objects.filter(observed_at__gte=start).filter(_LEFT_OUT | cut_records)
             .exclude(old_records).order_by()
             .values_list("endpoint_id", *KEY_TEXT, "hour")
-            .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))
+            .annotate(n=Count("id"), cpu_sum=Sum(CPU), cpu_sq=Sum(CPU * CPU), mem_sum=Sum(MEM_MIB),
+                      mem_sq=Sum(MEM_MIB * MEM_MIB))
         )
         per_host = list(
             HostDay.objects.filter(day__gte=start.date()).exclude(old_days).order_by()
@@ -506,8 +505,9 @@ def window_aggregate(*, since: datetime, until: datetime):
             sums[i, 5 + hour] -= n
             sums[i, 29 + hour] -= taken[0] or 0.0
 
-    hosts = dict(Endpoint.objects.values_list("pk", "hostname"))
-    endpoint_os = dict(Endpoint.objects.values_list("pk", "os"))
+    hosts, endpoint_os = {}, {}
+    for pk, hostname, os_ in Endpoint.objects.values_list("pk", "hostname", "os"):
+        hosts[pk], endpoint_os[pk] = hostname, os_
     keys: dict[tuple, int] = {}
     group = np.zeros(len(rollups), dtype=np.int64)
     command_counts: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -530,7 +530,7 @@ def window_aggregate(*, since: datetime, until: datetime):
     for endpoint_id, n, last in per_host:
         host_snapshots[hosts[endpoint_id]] = n - before_rebirth.get(endpoint_id, 0)
         data_until = last if data_until is None or last > data_until else data_until
-    host_os = {h: os_ for h, os_ in Endpoint.objects.filter(hostname__in=host_snapshots).values_list("hostname", "os")}
+    host_os = {hosts[endpoint_id]: endpoint_os[endpoint_id] for endpoint_id, _, _ in per_host}
     window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - start).days,
                         commands=command_table)
     counts = {

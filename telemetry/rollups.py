@@ -34,6 +34,10 @@ HOUR_CPU = tuple(f"cpu{h:02d}" for h in HOURS)
 KEY_TEXT = ("name_norm", "exe_norm", "parent_name", "username", "args_norm")
 SUMS = ("n", "cpu_sum", "cpu_sq", "mem_sum", "mem_sq")
 MIB = 1048576.0
+# A record's CPU and memory (MiB) as the sums take them, a missing figure as 0: the rebuild here
+# and training's left-out records (axon.services.window_aggregate) add up the same way.
+CPU = Coalesce(F("cpu_percent"), Value(0.0))
+MEM_MIB = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(MIB)
 
 
 @lru_cache(maxsize=65536)
@@ -200,12 +204,10 @@ def rollups_rebuild(*, models=None, endpoint_ids: Iterable[int] | None = None) -
     per_day = (snapshots.annotate(day=TruncDate("timestamp", tzinfo=UTC)).order_by()
                .values_list("endpoint_id", "day").annotate(n=Count("id"), last=Max("timestamp")))
     _host_days_upsert(host_day_model, {(e, d): [n, last] for e, d, n, last in per_day})
-    cpu = Coalesce(F("cpu_percent"), Value(0.0))
-    mem = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(MIB)
     grouped = (
         records.annotate(day=TruncDate("observed_at", tzinfo=UTC)).order_by()
         .values_list("endpoint_id", "day", "hour", *KEY_TEXT)
-        .annotate(n=Count("id"), cpu_sum=Sum(cpu), cpu_sq=Sum(cpu * cpu), mem_sum=Sum(mem), mem_sq=Sum(mem * mem))
+        .annotate(n=Count("id"), cpu_sum=Sum(CPU), cpu_sq=Sum(CPU * CPU), mem_sum=Sum(MEM_MIB), mem_sq=Sum(MEM_MIB * MEM_MIB))
     )
     batch: dict[tuple, list] = {}
     for endpoint_id, day, hour, name, exe, parent, user, args, n, *sums in grouped.iterator(chunk_size=20_000):

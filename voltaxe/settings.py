@@ -244,6 +244,10 @@ SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
     "UPDATE_LAST_LOGIN": True,
+    # Clocks disagree by seconds (NTP steps, several web hosts behind one balancer): a token
+    # issued by a host a little ahead is not refused as "not yet valid" by one a little behind.
+    # It also lets an access token live this much past its lifetime.
+    "LEEWAY": env_int("JWT_LEEWAY_SECONDS", 10),
     # Tokens die with the password, the account and the logout (voltaxe/tokens.py).
     "CHECK_REVOKE_TOKEN": True,
     "AUTH_TOKEN_CLASSES": ("voltaxe.tokens.AccessToken",),

@@ -28,3 +28,8 @@ if "VOLTAXE_TEST_CLOCK_SHIFT" not in os.environ:
     _pinned = datetime.fromisoformat(os.environ.get("VOLTAXE_TEST_NOW") or DEFAULT_TEST_NOW)
     os.environ["VOLTAXE_TEST_CLOCK_SHIFT"] = repr(_pinned.timestamp() - time.time())
 time_machine.travel(time.time() + float(os.environ["VOLTAXE_TEST_CLOCK_SHIFT"]), tick=True).start()
+# time_machine's clock starts ticking at its first reading, not at start(): read it now, or a
+# process that first asks the time seconds after importing these settings (a gunicorn worker
+# still importing scikit-learn on a loaded machine) runs those seconds behind the others, and
+# refuses as "not yet valid" a token another worker has just issued (issue 24).
+time.time()

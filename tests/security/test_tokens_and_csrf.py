@@ -50,12 +50,33 @@ def test_an_expired_access_token_is_401(analyst):
 
 @pytest.mark.django_db
 def test_an_access_token_expires_after_the_configured_lifetime(admin_user):
-    """Signed with the real key, issued just past the configured lifetime ago: refused, and nothing is started."""
+    """Signed with the real key, issued just past the lifetime and the clock leeway ago: refused, nothing started."""
     lifetime = django_settings.SIMPLE_JWT["ACCESS_TOKEN_LIFETIME"]
+    leeway = timedelta(seconds=django_settings.SIMPLE_JWT["LEEWAY"])
     token = AccessToken.for_user(admin_user)
-    token.set_exp(from_time=aware_utcnow() - lifetime - timedelta(seconds=5), lifetime=lifetime)
+    token.set_exp(from_time=aware_utcnow() - lifetime - leeway - timedelta(seconds=5), lifetime=lifetime)
     assert_401(bearer(token).post(RETRAIN, {}, format="json"))
     assert not TrainingRun.objects.exists()
+
+
+def issued_in(seconds: float, user) -> AccessToken:
+    """An access token as a server whose clock runs `seconds` ahead of this one would issue it."""
+    token = AccessToken.for_user(user)
+    issued = aware_utcnow() + timedelta(seconds=seconds)
+    token.set_iat(at_time=issued)
+    token.set_exp(from_time=issued)
+    return token
+
+
+@pytest.mark.django_db
+def test_a_token_from_a_server_a_few_seconds_ahead_is_accepted(analyst):
+    """Issue 24: web processes whose clocks differ by seconds must accept each other's fresh tokens."""
+    assert bearer(issued_in(5, analyst)).get(READ).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_token_issued_beyond_the_clock_leeway_in_the_future_is_401(analyst):
+    assert_401(bearer(issued_in(120, analyst)).get(READ))
 
 
 @pytest.mark.django_db

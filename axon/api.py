@@ -107,6 +107,7 @@ def candidate_json(c: services.Candidate) -> dict:
         "count": c.observations, "first_seen": c.first_seen, "last_seen": c.last_seen, "max_score": c.max_score,
         "reasons": c.reasons, "risk": c.risk, "risk_reasons": c.risk_reasons, "status": c.status, "note": c.note,
         "updated_by": c.updated_by,
+        "reopened": c.reopened,  # closed, then flagged again
     }
 
 
@@ -127,8 +128,8 @@ class AlertListView(APIView):
 
     def get(self, request):
         status_ = request.query_params.get("status", "")
-        if status_ and status_ not in Alert.Status.values:
-            raise BadRequest(f"status must be one of {', '.join(Alert.Status.values)}.", {"status": ["unknown status"]})
+        if status_ and status_ not in [*Alert.Status.values, "all"]:
+            raise BadRequest(f"status must be one of {', '.join(Alert.Status.values)} or all.", {"status": ["unknown status"]})
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 50, 1, 500)
         rows, more = services.alerts_list(status=status_, hostname=request.query_params.get("hostname", ""),

@@ -231,10 +231,14 @@ class Alert(models.Model):
     updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     updated_by_name = models.CharField(max_length=255, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
+    # The newest flagged record of the key when it was triaged: flagged again after it was
+    # closed (by arrival, not by the timestamp an agent chose), it is open again.
+    seen_up_to = models.BigIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["-updated_at", "-id"]
-        permissions = [("triage_alert", "Can triage alerts (acknowledge, mark malicious, close)")]
+        permissions = [("triage_alert", "Can triage alerts (acknowledge, mark malicious, close)"),
+                       ("overrule_alert", "Can clear a malicious verdict and close a high-risk alert")]
 
     def __str__(self) -> str:
         return f"{self.name} on {self.hostname}: {self.status}"

@@ -83,6 +83,8 @@ class Candidate:
     status: str = "open"  # the triage (axon.models.Alert.Status)
     note: str = ""
     updated_by: str = ""
+    newest_id: int = 0  # the newest flagged record's id: what arrived last
+    reopened: bool = False  # closed, then flagged again
 
     @property
     def approval(self) -> dict:

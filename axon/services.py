@@ -127,6 +127,10 @@ class Denied(Exception):
     pass
 
 
+class Overruled(Denied):
+    """Allowed to triage, but not this: a security admin's verdict, or hiding a high-risk alert."""
+
+
 class InvalidInput(Exception):
     def __init__(self, detail: str, errors: dict):
         super().__init__(detail)
@@ -614,8 +618,8 @@ def flagged_candidates(records) -> list[Candidate]:
     cpu_total: dict[tuple, tuple[float, int]] = {}
     rows = records.order_by().values_list(
         "endpoint__hostname", "name_norm", "exe_norm", "parent_name", "script", "name", "exe", "username", "observed_at",
-        "score", "reasons", "cpu_percent")
-    for host, name_norm, exe_norm, parent, script, name, exe, user, seen, score, reasons, cpu in rows.iterator(
+        "score", "reasons", "cpu_percent", "id")
+    for host, name_norm, exe_norm, parent, script, name, exe, user, seen, score, reasons, cpu, pk in rows.iterator(
             chunk_size=5000):
         group = (host, name_norm, exe_norm, parent, script)
         c = groups.get(group)
@@ -625,7 +629,7 @@ def flagged_candidates(records) -> list[Candidate]:
                 exe_norm=exe_norm, parent=parent, script=script, name=name, exe=exe, user=user, first_seen=seen,
                 last_seen=seen, max_score=score, reasons=list(reasons or []))
         c.observations += 1
-        c.first_seen, c.last_seen = min(c.first_seen, seen), max(c.last_seen, seen)
+        c.first_seen, c.last_seen, c.newest_id = min(c.first_seen, seen), max(c.last_seen, seen), max(c.newest_id, pk)
         if score is not None and (c.max_score is None or score > c.max_score):
             c.max_score, c.reasons = score, list(reasons or [])
         if cpu is not None:
@@ -643,6 +647,8 @@ def flagged_candidates(records) -> list[Candidate]:
         if c.key in triage:
             t = triage[c.key]
             c.status, c.note, c.updated_by = t.status, t.note, t.updated_by_name
+            if t.status == Alert.Status.CLOSED and t.seen_up_to is not None and c.newest_id > t.seen_up_to:
+                c.status, c.reopened = Alert.Status.OPEN, True  # closing hides what was seen, not what comes
     return list(groups.values())
 
 
@@ -653,7 +659,8 @@ def _press_candidates(*, exclude=()) -> tuple[list[Candidate], ModelVersion | No
     excluded = _excluded_names(exclude)
     candidates = [
         c for c in flagged_candidates(ProcessRecord.objects.filter(_pending_flags(active)))
-        if c.status not in Alert.NOT_LEARNABLE and c.name_norm.lower() not in excluded
+        # Re-opened after closing: in front of people again, still never learned unless someone re-triages it.
+        if c.status not in Alert.NOT_LEARNABLE and not c.reopened and c.name_norm.lower() not in excluded
     ]
     candidates.sort(key=lambda c: (c.risk != "high", c.name_norm.lower(), c.exe_norm, c.hostname, c.parent))
     return candidates, active
@@ -723,18 +730,27 @@ def approvals_create(*, run: TrainingRun) -> int:
     return created
 
 
-def _approved_records(approval: Approval):
-    """The records an approval marked approved (with its script, when it has one)."""
+def _covered_records(approval: Approval):
+    """The records of what an approval covers (with its script, when it has one), whatever their verdict."""
     records = ProcessRecord.objects.filter(
         endpoint__hostname=approval.hostname, name_norm=approval.name, exe_norm=approval.exe,
-        parent_name=approval.parent, status=ProcessRecord.Status.APPROVED)
+        parent_name=approval.parent)
     return records if approval.script is None else records.filter(script=approval.script)
+
+
+def _approved_records(approval: Approval):
+    """The records an approval marked approved."""
+    return _covered_records(approval).filter(status=ProcessRecord.Status.APPROVED)
+
+
+REVOKED_REASON = "scored while an approval stood; the approval was revoked"
 
 
 def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
     """Withdraw an approval: the next model version no longer learns or honours it (the active one still does).
 
-    Its observations go back to the open flags, so no later training learns them as ordinary.
+    Its observations go back to the open flags, so no later training learns them as ordinary: the
+    ones it approved, and the ones a model that had learned it let through unflagged since.
     """
     if not (actor.user is not None and actor.user.has_perm("axon.delete_approval")):
         actor.audit("approval.revoked", resource_type="approval", resource_id=approval_id,
@@ -743,6 +759,11 @@ def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
     with transaction.atomic():
         approval = Approval.objects.select_for_update().get(pk=approval_id)
         reopened = _approved_records(approval).update(flagged=True, status=ProcessRecord.Status.OPEN)
+        since = approval.first_seen or approval.created_at
+        let_through = _covered_records(approval).filter(flagged=False, observed_at__gte=since)
+        snapshots = set(let_through.values_list("snapshot_id", flat=True))
+        reopened += let_through.update(flagged=True, status=ProcessRecord.Status.OPEN, reasons=[REVOKED_REASON])
+        _recount(snapshots)
         approval.delete()
     actor.audit("approval.revoked", resource_type="approval", resource_id=approval_id, details={
         "key": approval_key(approval.hostname, approval.name, approval.exe, approval.parent, approval.script),
@@ -756,12 +777,15 @@ def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
 
 
 def alerts_list(*, status: str = "", hostname: str = "", offset: int = 0, limit: int = 50) -> tuple[list[Candidate], bool]:
-    """Open anomalies grouped by approval key, worst first; closed ones only when asked for. Returns (page, more)."""
+    """Open anomalies grouped by approval key, worst first; closed ones only when asked for (closed, all).
+
+    Returns (page, more)."""
     records = ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN)
     if hostname:
         records = records.filter(endpoint__hostname=hostname)
     alerts = flagged_candidates(records)
-    alerts = [a for a in alerts if a.status == status] if status else [a for a in alerts if a.status != Alert.Status.CLOSED]
+    if status != "all":
+        alerts = [a for a in alerts if a.status == status] if status else [a for a in alerts if a.status != Alert.Status.CLOSED]
     alerts.sort(key=lambda a: (a.status == Alert.Status.ACKNOWLEDGED, -(a.max_score or 0), a.risk != "high", a.key))
     return alerts[offset:offset + limit], offset + limit < len(alerts)
 
@@ -780,9 +804,21 @@ def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
     keys = set(data["keys"])
     open_flags = ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN)
     found = {c.key: c for c in flagged_candidates(open_flags) if c.key in keys}
-    if missing := sorted(keys - set(found) - set(Alert.objects.filter(key__in=keys).values_list("key", flat=True))):
+    before = dict(Alert.objects.filter(key__in=keys).values_list("key", "status"))
+    if missing := sorted(keys - set(found) - set(before)):
         raise InvalidInput(f"keys: {len(missing)} key(s) match no alert, for example {missing[0]}. Nothing was changed.",
                            {"keys": [f"unknown: {k}" for k in missing[:20]]})
+    # An analyst may not undo a security admin's verdict, nor hide what is most likely an attack.
+    overruled = sorted(k for k in keys if before.get(k) == Alert.Status.MALICIOUS != data["status"])
+    hidden = sorted(k for k in keys if data["status"] == Alert.Status.CLOSED and k in found and found[k].risk == "high")
+    if (overruled or hidden) and not actor.user.has_perm("axon.overrule_alert"):
+        actor.audit("alert.triaged", resource_type="alert", resource_id=",".join(sorted(keys))[:64],
+                    outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+                    details={"reason": "overrule", "keys": sorted(keys), "status": data["status"], "malicious": overruled,
+                             "high_risk": hidden})
+        raise Overruled(
+            f"Only a security admin may {'clear a malicious verdict' if overruled else 'close a high-risk alert'} "
+            f"({len(overruled or hidden)} of these alerts); nothing was changed. Acknowledge it and add a note instead.")
     user = actor.user if getattr(actor.user, "pk", None) else None
     with transaction.atomic():
         for key in sorted(keys):
@@ -790,10 +826,12 @@ def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
             defaults = {"status": data["status"], "note": data["note"], "updated_by": user,
                         "updated_by_name": actor_name(actor.user)}
             if c is not None:
-                defaults.update(hostname=c.hostname, name=c.name_norm, exe=c.exe_norm, parent=c.parent)
+                defaults.update(hostname=c.hostname, name=c.name_norm, exe=c.exe_norm, parent=c.parent,
+                                seen_up_to=c.newest_id)
             Alert.objects.update_or_create(key=key, defaults=defaults)
     actor.audit("alert.triaged", resource_type="alert", resource_id=",".join(sorted(keys))[:64],
-                details={"keys": sorted(keys), "status": data["status"], "note": data["note"]})
+                details={"keys": sorted(keys), "status": data["status"], "note": data["note"],
+                         "before": {k: before.get(k, Alert.Status.OPEN) for k in sorted(keys)}})
     updated = {c.key: c for c in flagged_candidates(open_flags) if c.key in keys}
     return [updated[k] for k in sorted(updated)]
 

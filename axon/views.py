@@ -111,6 +111,8 @@ def live_triage(request):
     body = {"keys": request.POST.getlist("key"), "status": request.POST.get("status", ""), "note": request.POST.get("note", "")}
     try:
         updated = axon_services.alerts_triage(actor=actor, body=body)
+    except axon_services.Overruled as exc:
+        messages.error(request, str(exc))
     except axon_services.Denied as exc:
         raise PermissionDenied(str(exc)) from None
     except axon_services.InvalidInput as exc:

@@ -9,6 +9,7 @@ SECURITY_ADMIN = ANALYST + [
     ("axon", "trigger_retrain"), ("axon", "activate_modelversion"), ("audit", "view_auditevent"),
     ("telemetry", "view_agentkey"), ("telemetry", "add_agentkey"), ("telemetry", "change_agentkey"),
     ("axon", "delete_approval"),  # revoke an approval
+    ("axon", "overrule_alert"),  # clear "malicious", close a high-risk alert
 ]
 ROLES = {"Analyst": ANALYST, "Security Admin": SECURITY_ADMIN}
 

@@ -181,3 +181,26 @@ def test_the_demo_intruder_is_high_risk_unticked_and_a_default_press_leaves_it_f
     assert not ProcessRecord.objects.filter(name="Figma.exe", flagged=True).exists()
     runs = admin_client.get(f"/api/axon/runs/{run.pk}/").json()
     assert [a["name"] for a in runs["approved"]] == ["figma.exe"]
+
+
+# --- issue 19: a revoked approval teaches nothing --------------------------------------------------
+
+
+def test_a_program_that_ran_while_approved_is_flagged_again_after_the_approval_is_revoked(
+        miner_and_one_offs, admin_client):
+    """Approve a miner, let it run (its snapshots now pass as ordinary), revoke, retrain: flagged again."""
+    _, items = full_preview(admin_client)
+    miner_key = next(i["key"] for i in items if i["name"] == "xmrig")
+    press(admin_client, {"approve": [miner_key], "confirm_high_risk": [miner_key]})
+    build = miner_and_one_offs["build"]
+    for seconds_ago in (400, 300, 200):
+        assert "xmrig" not in post(build, snapshot("build-01", [MINER], seconds_ago=seconds_ago))
+    approval = Approval.objects.get(name="xmrig")
+    assert admin_client.post(f"/api/axon/approvals/{approval.pk}/revoke/").status_code == 200
+    # What was scored while the approval stood is an open flag again, so no training learns it.
+    miner = ProcessRecord.objects.filter(name="xmrig")
+    assert miner.count() == 4 and miner.filter(flagged=True, status="open").count() == 4
+    event = AuditEvent.objects.get(action="approval.revoked", outcome="success")
+    assert event.details["reopened"] == 4
+    assert fleet.train(exclude=["xmrig"]).status == "succeeded"
+    assert "xmrig" in post(build, snapshot("build-01", [MINER], seconds_ago=5))

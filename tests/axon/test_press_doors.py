@@ -153,7 +153,8 @@ def test_alerts_are_grouped_filtered_paged_and_triaged_by_analysts(analyst_clien
     assert [a["note"] for a in analyst_client.get("/api/axon/alerts/?status=closed").json()["results"]] == ["known tool"]
     assert services.retrain_preview()["total"] == 1
     event = AuditEvent.objects.get(action="alert.triaged")
-    assert event.details == {"keys": [by_name["Figma.exe"]["key"]], "status": "closed", "note": "known tool"}
+    figma = by_name["Figma.exe"]["key"]
+    assert event.details == {"keys": [figma], "status": "closed", "note": "known tool", "before": {figma: "open"}}
     bad = analyst_client.post("/api/axon/alerts/triage/", {"keys": ["nope"], "status": "closed"}, format="json")
     assert bad.status_code == 400 and "match no alert" in bad.json()["detail"]
     assert analyst_client.post("/api/axon/alerts/triage/", {"keys": [intruder["key"]], "status": "deleted"},

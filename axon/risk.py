@@ -85,6 +85,12 @@ class Candidate:
     updated_by: str = ""
     newest_id: int = 0  # the newest flagged record's id: what arrived last
     reopened: bool = False  # closed, then flagged again
+    held: list[str] = field(default_factory=list)  # why a low-risk item is still not ticked by default
+
+    @property
+    def default(self) -> bool:
+        """Ticked by default unless a person must decide: high risk, or held (being looked into, arrived late)."""
+        return self.risk != HIGH and not self.held
 
     @property
     def approval(self) -> dict:

@@ -662,8 +662,42 @@ def _press_candidates(*, exclude=()) -> tuple[list[Candidate], ModelVersion | No
         # Re-opened after closing: in front of people again, still never learned unless someone re-triages it.
         if c.status not in Alert.NOT_LEARNABLE and not c.reopened and c.name_norm.lower() not in excluded
     ]
+    late = _late_history(_pending_flags(active))
+    for c in candidates:
+        if c.status == Alert.Status.ACKNOWLEDGED:
+            c.held.append(f"acknowledged: someone is looking into it{f' ({c.note})' if c.note else ''}")
+        if (group := (c.hostname, c.name_norm, c.exe_norm, c.parent, c.script)) in late:
+            c.held.append(late[group])
     candidates.sort(key=lambda c: (c.risk != "high", c.name_norm.lower(), c.exe_norm, c.hostname, c.parent))
     return candidates, active
+
+
+def _span(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    n = max(1, round(seconds))
+    return f"{n} second{'s' if n != 1 else ''}"
+
+
+def _late_history(pending: Q) -> dict[tuple, str]:
+    """Groups with observations received long after their timestamps, and what that looks like in words.
+
+    A key that sits on an endpoint can backdate a month of snapshots in seconds; such history is
+    stored and scored, but it must not make a program look established to a default press. What
+    an operator loads without a key (the demo, a replay, ``manage.py collect``) is taken as on time.
+    """
+    late = timedelta(seconds=settings.LATE_HISTORY_SECONDS)
+    rows = (ProcessRecord.objects.filter(pending, snapshot__agent__isnull=False)
+            .filter(snapshot__received_at__gt=F("observed_at") + late).order_by()
+            .values_list("endpoint__hostname", "name_norm", "exe_norm", "parent_name", "script")
+            .annotate(n=Count("id"), first=Min("observed_at"), last=Max("observed_at"),
+                      came=Min("snapshot__received_at"), went=Max("snapshot__received_at")))
+    return {tuple(group): (f"{n} observation{'s' if n != 1 else ''} arrived late: {_span((last - first).total_seconds())} "
+                           f"of history arrived in {_span((went - came).total_seconds())}; tick it only if you know "
+                           "the host was offline")
+            for *group, n, first, last, came, went in rows}
 
 
 def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None) -> dict:
@@ -676,7 +710,8 @@ def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None) ->
         "will_learn": [{
             "key": c.key, "name": c.name, "exe": c.exe, "parent": c.parent, "script": c.script, "user": c.user,
             "hostnames": [c.hostname], "observations": c.observations, "first_seen": c.first_seen,
-            "last_seen": c.last_seen, "risk": c.risk, "risk_reasons": c.risk_reasons, "default": c.risk != "high",
+            "last_seen": c.last_seen, "risk": c.risk, "risk_reasons": c.risk_reasons, "default": c.default,
+            "held_reasons": c.held, "note": c.note,
             "status": c.status,
         } for c in page],
         "more": limit is not None and offset + limit < len(candidates),
@@ -693,7 +728,7 @@ def press_selection(*, approve: list[str] | None, exclude=()) -> tuple[list[dict
     """
     candidates, _ = _press_candidates(exclude=exclude)
     if approve is None:
-        chosen = [c for c in candidates if c.risk != "high"]
+        chosen = [c for c in candidates if c.default]
         refused: list[str] = []
     else:
         wanted = set(approve)

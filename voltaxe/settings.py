@@ -274,6 +274,9 @@ AUTH_MAX_BODY_BYTES = 8192
 MAX_PROCESSES_PER_SNAPSHOT = env_int("MAX_PROCESSES_PER_SNAPSHOT", 5000, minimum=1)
 MAX_BATCH_SNAPSHOTS = 100
 MAX_FUTURE_SKEW_SECONDS = env_int("MAX_FUTURE_SKEW_SECONDS", 300)
+# A record received more than this after its timestamp is late history: stored and scored, but
+# never what makes a program look established to a default press (axon.services._late_history).
+LATE_HISTORY_SECONDS = env_int("LATE_HISTORY_SECONDS", 3600, minimum=60)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
 
 # --- axon ------------------------------------------------------------------------

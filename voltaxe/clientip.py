@@ -4,6 +4,7 @@ Behind a reverse proxy every connection comes from the proxy. X-Forwarded-For sa
 spoke for, but anyone can send that header, so it is read only when the peer is listed in
 TRUSTED_PROXIES, and then the client is the right-most address in it that is not a trusted proxy
 itself: what the nearest trusted proxy saw. Everything left of that was written by the client.
+An entry may carry the client's port (`203.0.113.7:51234`, `[2001:db8::1]:443`); the address is what counts.
 """
 from __future__ import annotations
 
@@ -33,9 +34,28 @@ def _trusted(values: tuple[str, ...]) -> tuple[Network, ...]:
     return parse_networks(values)
 
 
+def _without_port(text: str) -> str | None:
+    """'203.0.113.7:51234' or '[2001:db8::1]:443' without the port, a bare address as it is; None for a bad port."""
+    if text.startswith("["):  # only IPv6 is bracketed, with or without a port after it
+        host, bracket, rest = text[1:].partition("]")
+        port_ok = rest == "" or (rest[:1] == ":" and _is_port(rest[1:]))
+        return host if bracket and port_ok and ":" in host else None
+    host, colon, port = text.partition(":")
+    if colon and "." in host and ":" not in port:  # IPv4:port; a bare IPv6 address has more than one colon
+        return host if _is_port(port) else None
+    return text
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and int(text) <= 65535
+
+
 def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    host = _without_port(text.strip())
+    if host is None:
+        return None
     try:
-        address = ipaddress.ip_address(text.strip())
+        address = ipaddress.ip_address(host)
     except ValueError:
         return None
     # An IPv4 client seen through a dual-stack socket is still that IPv4 client.

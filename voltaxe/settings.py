@@ -108,6 +108,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "voltaxe.clientip.ClientIPMiddleware",
+    "voltaxe.querystring.NulRefusalMiddleware",  # before sessions and auth: a NUL never reaches the database
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",

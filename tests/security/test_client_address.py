@@ -117,3 +117,32 @@ def test_a_bad_trusted_proxy_setting_stops_the_start(subprocess_env):
     result = check("10.0.0.0/8, proxy.internal")
     assert result.returncode != 0
     assert "TRUSTED_PROXIES" in result.stderr and "proxy.internal" in result.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("forwarded,client", [
+    ("203.0.113.7:51234", "203.0.113.7"),        # what some proxies (Azure, IIS) append: the client's port too
+    ("[2001:db8::1]:443", "2001:db8::1"),
+    ("[2001:db8::1]", "2001:db8::1"),
+    ("2001:db8::1", "2001:db8::1"),               # a bare IPv6 address is not "address:port"
+    ("198.51.100.9, 10.1.2.3:8080", "198.51.100.9"),  # a trusted proxy written with its port is still skipped
+])
+def test_a_forwarded_address_with_a_port_is_the_address(settings, admin_user, forwarded, client):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert audited_address(admin_user, remote=PROXY, forwarded=forwarded) == client
+
+
+@pytest.mark.django_db
+def test_clients_that_differ_only_by_port_share_one_login_budget(settings, analyst):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    codes = [token("ann", "guess", remote=PROXY, forwarded=f"198.51.100.66:{40000 + i}").status_code for i in range(4)]
+    assert codes == [401, 401, 401, 429]
+    assert token("ann", PASSWORD, remote=PROXY, forwarded="198.51.100.2:40000").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("forwarded", ["203.0.113.7:99999", "203.0.113.7:", "[2001:db8::1]:x", "2001:db8::1]:443",
+                                       "[203.0.113.7]:443", "host.example:443"])
+def test_a_malformed_address_with_a_port_falls_back_to_the_proxy(settings, admin_user, forwarded):
+    settings.TRUSTED_PROXIES = ["10.0.0.0/8"]
+    assert audited_address(admin_user, remote=PROXY, forwarded=forwarded) == PROXY

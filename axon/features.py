@@ -461,7 +461,8 @@ class Baseline:
         host_shares = (self.host_share["exe"], self.host_share["parent"], self.host_share["user"])
         fleet_shares = (self.fleet_share["exe"], self.fleet_share["parent"], self.fleet_share["user"])
         assert batch.snapshot is not None  # filled in by ObservationBatch
-        hosts = judged_hosts(batch.host, batch.os, batch.name, batch.snapshot, self.host_os, self.staples)
+        hosts = judged_hosts(batch.host, batch.os, batch.name, batch.snapshot, self.host_os, self.staples,
+                             names_only=batch.names_only)
         for i in range(n):
             host, name = hosts[i], batch.name[i]
             key = (host, batch.os[i], name, batch.exe[i], batch.parent[i], batch.user[i])

@@ -294,11 +294,14 @@ def staples(host_name: dict[tuple[str, str], int], host_snapshots: dict[str, int
 
 
 def judged_hosts(host: list[str], os: list[str], name: list[str], snapshot: np.ndarray, host_os: dict[str, str],
-                 host_staples: dict[str, frozenset[str]], params: RebornParams | None = None) -> list[str]:
+                 host_staples: dict[str, frozenset[str]], params: RebornParams | None = None,
+                 names_only: list[bool] | None = None) -> list[str]:
     """The host each row is judged as: itself, or a young host with no history when its snapshot
     shows another machine under the old name: another OS, or most of the programs the host was
     recognised by gone. (Programs added to a host never make it another machine: its staples are
-    still there.)
+    still there.) A listing that says too little to tell (names only, or fewer programs than the
+    host's staples: what an agent sends when its listing half-fails, or what a stolen key sends to
+    make the host's history vouch for nothing) never makes a host another machine.
 
     A reinstalled host's new programs are then judged with its peers, not flagged one by one as
     never seen on it, and its old history vouches for nothing it runs now.
@@ -306,15 +309,20 @@ def judged_hosts(host: list[str], os: list[str], name: list[str], snapshot: np.n
     p = params or RebornParams()
     seen: dict[tuple[int, str], set[str]] = defaultdict(set)
     group_os: dict[tuple[int, str], str] = {}
-    for g, h, o, n in zip(snapshot.tolist(), host, os, name):
+    terse: set[tuple[int, str]] = set()
+    for g, h, o, n, bare in zip(snapshot.tolist(), host, os, name, names_only or [False] * len(host)):
         if g and h in host_os:  # 0: rows picked out of snapshots (a re-scoring), which say nothing of the mix
             seen[(g, h)].add(n)
             group_os.setdefault((g, h), o)
+            if bare:
+                terse.add((g, h))
     reborn = set()
     for key, names in seen.items():
         h = key[1]
         before, now = host_os[h], group_os[key]
-        usual = host_staples.get(h)
+        usual = host_staples.get(h) or frozenset()
+        if key in terse or len(names) < len(usual):
+            continue
         if (before and now and before != now) or (usual and len(usual & names) < p.present_share * len(usual)):
             reborn.add(key)
     if not reborn:

@@ -3,6 +3,8 @@
 A reinstalled host's new programs are not news one by one, and its old history vouches for
 nothing it runs now.
 """
+from datetime import timedelta
+
 import pytest
 
 from tests import fleet
@@ -96,3 +98,28 @@ def test_after_the_next_training_the_old_life_is_forgotten(trained):
     relay = Proc("socat", "/usr/bin/socat", user="lab")
     results = trained.ingest(HISTORY + 3, HISTORY + 4, only={"lab-07"}, extra={"lab-07": [relay]})
     assert flags(results) == [("lab-07", "socat", ("never seen on this host", "seen on 0 of 4 linux hosts"))]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("processes", [
+    ["sshd", "bash"],  # what a Sentinel sends when its listing half-fails (issue 19 point 5)
+    [{"name": "sshd", "exe": "/usr/sbin/sshd", "username": "root"}, {"name": "bash", "exe": "/usr/bin/bash"}],
+], ids=["names-only", "partial"])
+def test_a_half_failed_listing_from_a_hosts_own_key_does_not_make_it_reborn_nor_hold_back_retraining(
+        trained, processes):
+    from django.utils import timezone
+    from rest_framework.test import APIClient
+
+    from telemetry.models import AgentKey, Endpoint
+
+    _, key = AgentKey.objects.create_key(name="lab-07")
+    agent = APIClient()
+    agent.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    when = (trained.start + timedelta(hours=HISTORY, minutes=5)).isoformat()
+    assert timezone.now() > trained.start + timedelta(hours=HISTORY, minutes=5)
+    response = agent.post("/api/telemetry/snapshots/", {"hostname": "lab-07", "timestamp": when, "processes": processes},
+                          format="json")
+    assert response.status_code == 201, response.content
+    assert Endpoint.objects.get(hostname="lab-07").reborn_at is None
+    run = fleet.train()
+    assert run.status == "succeeded", run.message

@@ -176,7 +176,13 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
     if in_flight is not None:
         actor.audit("retrain.joined", resource_type="training_run", resource_id=in_flight.pk, details=details)
         return RetrainOutcome(run=in_flight, started=False)
-    approved, unticked, refused = ([], [], []) if scheduled else press_selection(approve=data["approve"], exclude=exclude)
+    try:
+        approved, unticked, refused = ([], [], []) if scheduled else press_selection(approve=data["approve"],
+                                                                                    exclude=exclude)
+    except InvalidInput as exc:
+        actor.audit("retrain.invalid", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+                    details={"trigger": actor.door, "errors": _jsonable(exc.errors)})
+        raise
     user = actor.user if getattr(actor.user, "pk", None) else None
     try:
         with transaction.atomic():
@@ -663,7 +669,14 @@ def _press_candidates(*, exclude=()) -> tuple[list[Candidate], ModelVersion | No
         if c.status not in Alert.NOT_LEARNABLE and not c.reopened and c.name_norm.lower() not in excluded
     ]
     late = _late_history(_pending_flags(active))
+    per_host: dict[str, int] = defaultdict(int)
     for c in candidates:
+        per_host[c.hostname] += 1
+    budget = settings.HOST_NEW_PROGRAMS_BUDGET
+    for c in candidates:
+        if per_host[c.hostname] > budget:  # one host's flood is one decision, never a default
+            c.held.append(f"one of {per_host[c.hostname]:,} new programs from {c.hostname} since the model last learned, "
+                          f"more than the {budget} one host may put before you at once: a flood; tick it deliberately")
         if c.status == Alert.Status.ACKNOWLEDGED:
             c.held.append(f"acknowledged: someone is looking into it{f' ({c.note})' if c.note else ''}")
         if (group := (c.hostname, c.name_norm, c.exe_norm, c.parent, c.script)) in late:
@@ -734,6 +747,11 @@ def press_selection(*, approve: list[str] | None, exclude=()) -> tuple[list[dict
         wanted = set(approve)
         chosen = [c for c in candidates if c.key in wanted]
         refused = sorted(wanted - {c.key for c in chosen})
+    if len(chosen) > (cap := settings.MAX_APPROVALS_PER_PRESS):
+        raise InvalidInput(
+            f"approve: this press would approve {len(chosen):,} items, more than the {cap:,} one press may approve "
+            "(what a person can review). Untick or exclude some, or approve them over several presses. "
+            "Nothing was started.", {"approve": [f"more than {cap} items"]})
     keys = {c.key for c in chosen}
     return [c.approval for c in chosen], [c.key for c in candidates if c.key not in keys], refused
 

@@ -293,6 +293,10 @@ RETRAIN_USER_RATE = env_rate("RETRAIN_USER_RATE", "1/5m")
 RETRAIN_GLOBAL_RATE = env_rate("RETRAIN_GLOBAL_RATE", "10/h")
 RETRAIN_SCHEDULE_MINUTES = env_int("RETRAIN_SCHEDULE_MINUTES", 24 * 60)
 RETRAIN_REAP_GRACE_SECONDS = env_int("RETRAIN_REAP_GRACE_SECONDS", 60)
+# What one press may approve (what a person can review), and how many new programs one host may
+# put before a person before its items stop being ticked by default (a stolen key's flood).
+MAX_APPROVALS_PER_PRESS = env_int("MAX_APPROVALS_PER_PRESS", 500, minimum=1)
+HOST_NEW_PROGRAMS_BUDGET = env_int("HOST_NEW_PROGRAMS_BUDGET", 100, minimum=1)
 RATELIMIT_USE_CACHE = "default"
 # The embedded default's local-memory cache is per process; the README says so.
 SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]

@@ -204,3 +204,32 @@ def test_a_program_that_ran_while_approved_is_flagged_again_after_the_approval_i
     assert event.details["reopened"] == 4
     assert fleet.train(exclude=["xmrig"]).status == "succeeded"
     assert "xmrig" in post(build, snapshot("build-01", [MINER], seconds_ago=5))
+
+
+# --- issue 19 point 3: one host's flood is one decision, and a press is what a person can review ---------
+
+
+def test_one_hosts_flood_is_not_ticked_by_default_and_a_default_press_learns_none_of_it(
+        miner_and_one_offs, admin_client, settings):
+    settings.HOST_NEW_PROGRAMS_BUDGET = 200  # pg-main put 205 new names before people
+    _, items = full_preview(admin_client)
+    flood = [i for i in items if i["name"] in ONE_OFFS]
+    assert len(flood) == 205 and not any(i["default"] for i in flood)
+    assert flood[0]["held_reasons"] == [
+        "one of 205 new programs from pg-main since the model last learned, more than the 200 one host may put "
+        "before you at once: a flood; tick it deliberately"]
+    run = press(admin_client, {})
+    assert run.approved == [] and not Approval.objects.exists()
+
+
+def test_a_press_may_not_approve_more_than_a_person_can_review(miner_and_one_offs, admin_client, settings):
+    settings.MAX_APPROVALS_PER_PRESS = 100
+    _, items = full_preview(admin_client)
+    keys = [i["key"] for i in items if i["name"] in ONE_OFFS]
+    refused = admin_client.post(RETRAIN, {"approve": keys}, format="json")
+    assert refused.status_code == 400, refused.content
+    assert refused.json()["detail"].startswith(
+        "approve: this press would approve 205 items, more than the 100 one press may approve")
+    assert not TrainingRun.objects.filter(trigger="api").exists()
+    assert AuditEvent.objects.get(action="retrain.invalid").details["errors"] == {"approve": ["more than 100 items"]}
+    assert len(press(admin_client, {"approve": keys[:100]}).approved) == 100

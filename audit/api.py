@@ -4,6 +4,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEvent
+from audit.services import audit_record
 from voltaxe.api import next_page_url, parse_int, parse_since, query_text, require_perm
 
 CanReadAudit = require_perm("audit.view_auditevent", "Only security admins may read the audit log.")
@@ -20,6 +21,14 @@ def event_json(e: AuditEvent) -> dict:
 
 class AuditEventListView(APIView):
     permission_classes = [CanReadAudit]
+
+    def permission_denied(self, request, message=None, code=None):
+        # Someone signed in looking where they may not is worth a trace; repeats count on one event.
+        # The unauthenticated are answered 401 and not recorded: anyone can knock.
+        if request.user.is_authenticated:
+            audit_record(action="audit.read", request=request, resource_type="audit_log",
+                         outcome=AuditEvent.Outcome.DENIED, aggregate=True)
+        super().permission_denied(request, message=message, code=code)
 
     def get(self, request):
         q = request.query_params

@@ -5,7 +5,6 @@ import logging
 from datetime import timedelta
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
 from audit.models import AuditEvent
@@ -15,6 +14,8 @@ logger = logging.getLogger(__name__)
 
 # Repeats of the same event closer together than this are counted on one row.
 AGGREGATE_WINDOW = timedelta(minutes=10)
+# How many distinct values (host names, user names) a counted event keeps as a sample.
+SAMPLE_MAX = 20
 USER_AGENT_MAX = 200
 
 
@@ -34,12 +35,22 @@ def audit_record(
     outcome: str = AuditEvent.Outcome.SUCCESS,
     details: dict | None = None,
     aggregate: bool = False,
+    aggregate_by: tuple[str, ...] = (),
+    count: int = 1,
+    sample: str = "",
 ) -> AuditEvent | None:
     """Record an event. A failure to record is logged and never hides the outcome of the action itself.
 
-    aggregate: for outcomes a client can repeat at will (refusals, denials). An
-    identical event (same action, actor, address, resource and outcome) within
-    AGGREGATE_WINDOW of the last one is counted on that event instead of written again.
+    aggregate: for outcomes a client can repeat at will (refusals, denials, failed log-ins). An
+    identical event (same action, actor, address, resource and outcome) within AGGREGATE_WINDOW
+    of the last one is counted on that event instead of written again, so that a flood is one
+    row for as long as it lasts.
+    aggregate_by: keys of `details` that also tell repeats apart (a refusal's reason); never a
+    value the client chooses, or the client chooses how many rows it writes.
+    count: how many occurrences this call records (a batch refused at once).
+    sample: the key of a list in `details` that may differ between repeats (the host names or
+    user names refused); the event keeps the first SAMPLE_MAX distinct values, so that a client
+    cannot write a row per made-up name.
     """
     user = actor if actor is not None else getattr(request, "user", None)
     user_fk = user if getattr(user, "pk", None) and getattr(user, "is_authenticated", False) else None
@@ -52,21 +63,34 @@ def audit_record(
         "outcome": outcome,
         "ip_address": client_ip(request),
     }
+    details = dict(details or {})
+    if sample:
+        details[sample] = list(dict.fromkeys(details.get(sample, [])))[:SAMPLE_MAX]
     now = timezone.now()
     try:
         # A savepoint: a failed insert must not spoil the caller's transaction.
         with transaction.atomic():
             if aggregate:
-                same = AuditEvent.objects.filter(**fields, last_seen__gte=now - AGGREGATE_WINDOW).order_by("-last_seen")
-                previous = same.values_list("pk", flat=True).first()
-                if previous is not None and AuditEvent.objects.filter(pk=previous).update(count=F("count") + 1, last_seen=now):
-                    return AuditEvent.objects.get(pk=previous)
+                same = AuditEvent.objects.filter(**fields, last_seen__gte=now - AGGREGATE_WINDOW)
+                for key in aggregate_by:
+                    same = same.filter(**{f"details__{key}": details[key]})
+                # Locked, so that concurrent repeats each add their count and their sample.
+                event = same.select_for_update().order_by("-last_seen").first()
+                if event is not None:
+                    event.count += count
+                    event.last_seen = now
+                    if sample:
+                        kept = event.details.get(sample, [])
+                        event.details[sample] = kept + [v for v in details[sample] if v not in kept][:SAMPLE_MAX - len(kept)]
+                    event.save(update_fields=["count", "last_seen", "details"])
+                    return event
             return AuditEvent.objects.create(
                 **fields,
                 timestamp=now,
                 last_seen=now,
+                count=count,
                 user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:USER_AGENT_MAX],
-                details=details or {},
+                details=details,
             )
     except Exception:
         logger.exception("Could not record audit event %s (%s) for %s", action, outcome, actor_name(user) or "-")

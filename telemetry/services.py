@@ -397,34 +397,52 @@ def _retrying_once(write):
         return write()
 
 
-def agent_hosts_allowed(*, agent: AgentKey | None, hostnames: set[str]) -> set[str]:
-    """The hostnames among `hostnames` that this key may report for.
+# Why a key may not report for a host, as the audit log says it.
+BOUND_ELSEWHERE = "host bound to another key"
+NOT_BOUND_HERE = "host not bound to this key"
 
-    A relay (and the server itself, agent None) may report for any host. An enrolling key is bound
-    to each host nobody owns yet as it first reports for it; a concurrent claim by another key wins
-    or loses on the hostname's unique constraint.
+
+def agent_hosts_refused(*, agent: AgentKey | None, hostnames: set[str]) -> dict[str, str]:
+    """The hostnames among `hostnames` that this key may not report for, each with the reason.
+
+    A key reports for the hosts bound to it. An enrolling key is bound to each host nobody owns
+    yet as it first reports for it; a concurrent claim by another key wins or loses on the
+    hostname's unique constraint. A relay reports for hosts bound to no key too, and binds none
+    of them; a host bound to a key is that key's alone, or a relay could write it and take its
+    next timestamps (issue 19). The server itself (agent None) reports for any host.
     """
-    if agent is None or agent.scope == AgentKey.Scope.RELAY or not hostnames:
-        return set(hostnames)
+    if agent is None or not hostnames:
+        return {}
     owners = dict(AgentHost.objects.filter(hostname__in=hostnames).values_list("hostname", "key_id"))
     free = sorted(h for h in hostnames if h not in owners)
     if free and agent.scope == AgentKey.Scope.ENROLL:
         AgentHost.objects.bulk_create([AgentHost(hostname=h, key=agent) for h in free], ignore_conflicts=True)
         owners.update(AgentHost.objects.filter(hostname__in=free).values_list("hostname", "key_id"))
-    return {h for h in hostnames if owners.get(h) == agent.pk}
+    relay = agent.scope == AgentKey.Scope.RELAY
+    return {h: BOUND_ELSEWHERE if h in owners else NOT_BOUND_HERE
+            for h in hostnames if owners.get(h) != agent.pk and not (relay and h not in owners)}
 
 
-def _refusal(agent: AgentKey | None, hostname: str, request) -> IngestRefused:
+def _refusals(agent: AgentKey | None, refused: dict[str, str], request) -> dict[str, IngestRefused]:
+    """403 for each refused host, audited once per reason.
+
+    One key can make up host names without end (2,200 refusals in 16 s): they count on one event
+    per key, address and reason (audit_record's aggregate), with a sample of the names.
+    """
     from telemetry.authentication import Agent
 
     assert agent is not None  # only agent keys are bound to hosts; people never reach ingestion
 
-    audit_record(
-        action="ingest.refused", actor=Agent(agent), request=request, resource_type="host", resource_id=hostname[:64],
-        outcome=AuditEvent.Outcome.DENIED, aggregate=True,
-        details={"hostname": hostname, "key": agent.prefix, "scope": agent.scope, "reason": "host bound to another key"},
-    )
-    return IngestRefused(403, f"This agent key may not report for host {hostname}.")
+    by_reason: dict[str, list[str]] = {}
+    for hostname, reason in sorted(refused.items()):
+        by_reason.setdefault(reason, []).append(hostname)
+    for reason, hostnames in by_reason.items():
+        audit_record(
+            action="ingest.refused", actor=Agent(agent), request=request, resource_type="agent_key",
+            resource_id=agent.prefix, outcome=AuditEvent.Outcome.DENIED, aggregate=True, aggregate_by=("reason",),
+            count=len(hostnames), sample="hostnames", details={"hostnames": hostnames, "scope": agent.scope, "reason": reason},
+        )
+    return {h: IngestRefused(403, f"This agent key may not report for host {h}.") for h in refused}
 
 
 def _conflict(agent: AgentKey | None, stored: Snapshot, key: tuple[str, datetime], request) -> IngestRefused:
@@ -459,13 +477,12 @@ def _ingest(payloads: list, agent: AgentKey | None, request=None) -> list[Ingest
             valid.append((i, _validate(payload)))
         except PayloadError as exc:
             results[i] = exc
-    hostnames = {s.hostname for _, s in valid}
-    allowed = agent_hosts_allowed(agent=agent, hostnames=hostnames)
-    if allowed != hostnames:
-        refusals = {h: _refusal(agent, h, request) for h in sorted(hostnames - allowed)}
+    refused = agent_hosts_refused(agent=agent, hostnames={s.hostname for _, s in valid})
+    if refused:
+        refusals = _refusals(agent, refused, request)
         for i, snap in valid:
             results[i] = refusals.get(snap.hostname)
-        valid = [(i, snap) for i, snap in valid if snap.hostname in allowed]
+        valid = [(i, snap) for i, snap in valid if snap.hostname not in refused]
     existing = _existing_many({(s.hostname, s.timestamp) for _, s in valid})
     unnamed = {s.hostname for _, s in valid if not s.os}
     known_os = dict(Endpoint.objects.filter(hostname__in=unnamed).values_list("hostname", "os")) if unnamed else {}
@@ -614,8 +631,8 @@ def host_report(*, payload, agent: AgentKey | None, request=None) -> dict:
     os_raw = text_field(_reported_os(payload), "os", errors, max_length=64)
     if errors:
         raise PayloadError(errors)
-    if hostname not in agent_hosts_allowed(agent=agent, hostnames={hostname}):
-        raise _refusal(agent, hostname, request)
+    if refused := agent_hosts_refused(agent=agent, hostnames={hostname}):
+        raise _refusals(agent, refused, request)[hostname]
     if not os_raw:
         return {"hostname": hostname, "os": None, "used": [], "detail": "No OS named in this report; nothing was used."}
     os_name = guess_os(os_raw)[:32]

@@ -4,10 +4,14 @@ from __future__ import annotations
 import ipaddress
 
 from django.conf import settings
+from django.dispatch import Signal
 from django_ratelimit import ALL
 from django_ratelimit.core import get_usage
 
 from voltaxe.clientip import rate_limit_ip
+
+# Sent (request, username, reason) when a log-in attempt is refused by a limit; the audit app records it.
+login_rate_limited = Signal()
 
 
 def _constant(group, request) -> str:
@@ -46,8 +50,13 @@ def login_rate_limit_hit(request, username) -> tuple[int, str] | None:
     wait = rate_limit_hit(request, group="auth.login", rate=settings.TOKEN_RATE,
                           key=lambda group, r: f"{name}\n{_address(r)}")
     if wait is not None:
-        return wait, f"Too many login attempts for this user name from this address. Try again in {wait} seconds."
+        return _refused(request, name, wait, "for this user name from this address")
     wait = rate_limit_hit(request, group="auth.login.address", rate=settings.AUTH_ADDRESS_RATE, key="ip")
     if wait is not None:
-        return wait, f"Too many login attempts from this address. Try again in {wait} seconds."
+        return _refused(request, name, wait, "from this address")
     return None
+
+
+def _refused(request, name: str, wait: int, which: str) -> tuple[int, str]:
+    login_rate_limited.send(sender=None, request=request, username=name, reason=f"too many attempts {which}")
+    return wait, f"Too many login attempts {which}. Try again in {wait} seconds."

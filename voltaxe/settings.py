@@ -244,7 +244,7 @@ SPECTACULAR_SETTINGS = {
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JWT_REFRESH_DAYS", 1, minimum=1)),
-    "UPDATE_LAST_LOGIN": True,
+    # A token issued sends user_logged_in (voltaxe/tokens.py): Django's receiver updates last_login.
     # Clocks disagree by seconds (NTP steps, several web hosts behind one balancer): a token
     # issued by a host a little ahead is not refused as "not yet valid" by one a little behind.
     # It also lets an access token live this much past its lifetime.

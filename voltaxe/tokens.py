@@ -7,6 +7,7 @@ refresh token it came from, so that logging that one out ends its access tokens 
 """
 from __future__ import annotations
 
+from django.contrib.auth.signals import user_logged_in
 from rest_framework_simplejwt import serializers, tokens
 from rest_framework_simplejwt.exceptions import AuthenticationFailed, TokenError
 from rest_framework_simplejwt.settings import api_settings
@@ -36,6 +37,13 @@ class RefreshToken(tokens.RefreshToken):
 
 class TokenObtainPairSerializer(serializers.TokenObtainPairSerializer):
     token_class = RefreshToken
+
+    def validate(self, attrs):
+        data = super().validate(attrs)
+        # simplejwt logs nobody in, so it sends no user_logged_in; a token issued is a log-in all the same
+        # (the audit log records it like the forms' log-ins).
+        user_logged_in.send(sender=type(self.user), request=self.context.get("request"), user=self.user)
+        return data
 
 
 class TokenRefreshSerializer(serializers.TokenRefreshSerializer):

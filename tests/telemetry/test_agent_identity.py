@@ -63,7 +63,7 @@ def test_another_key_cannot_blind_a_host_with_future_snapshots():
     # One audit event counts the repeats of the same refusal (one per request and host), naming the key and the host.
     (event,) = AuditEvent.objects.filter(action="ingest.refused")
     assert event.count == 31 and event.outcome == "denied" and event.actor_name == "agent:kiosk-3"
-    assert event.details["hostname"] == "api-01" and event.details["scope"] == "hosts"
+    assert event.details["hostnames"] == ["api-01"] and event.details["scope"] == "hosts"
 
     # The real agent's next snapshot, at one of the forged times, is stored and scored as itself.
     real = victim.post(URL, _with_intruder("api-01", now + timedelta(seconds=60)), format="json")
@@ -95,9 +95,10 @@ def test_a_replay_with_other_content_is_a_conflict_and_changes_nothing():
 @pytest.mark.django_db
 def test_the_same_host_and_time_from_another_key_is_a_conflict():
     relay = _agent("site-relay", scope=AgentKey.Scope.RELAY)
-    own = _agent("ws-2", "ws-2")
     at = timezone.now() - timedelta(minutes=2)
+    # The relay forwarded ws-2 while no key owned it; then ws-2 got its own key.
     assert relay.post(URL, _snapshot("ws-2", at), format="json").status_code == 201
+    own = _agent("ws-2", "ws-2")
     answer = own.post(URL, _snapshot("ws-2", at), format="json")
     assert answer.status_code == 409 and "from another agent key" in answer.json()["detail"]
     assert Snapshot.objects.get().agent.name == "site-relay"

@@ -11,7 +11,7 @@ class Command(BaseCommand):
         parser.add_argument("--host", action="append", default=[], metavar="HOSTNAME",
                             help="A host this key reports for (repeatable). Default: the host called NAME.")
         parser.add_argument("--any-host", action="store_true",
-                            help="A relay key that may report for any host (a collector forwarding a fleet).")
+                            help="A relay key (a collector forwarding a fleet): reports for any host no other key is bound to.")
         parser.add_argument("--move", action="store_true",
                             help="Take hosts bound to another key (a re-imaged machine); each move is audited and "
                                  "the other key is not revoked.")

@@ -31,7 +31,7 @@ from audit.services import actor_name, audit_record, client_ip
 from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRun
 from axon.risk import SPREADING_HOSTS, Candidate, Fleet, assess
 from axon.scoring import model_cache, score_with
-from axon.store import artifact_load, artifact_write
+from axon.store import ArtifactError, artifact_load, artifact_write
 from telemetry.models import Endpoint, HostDay, ProcessRecord, ProcessRollup, Snapshot
 from telemetry.normalize import normalize_exe, normalize_name
 from telemetry.rollups import CPU, HOUR_COUNTS, HOUR_CPU, KEY_TEXT, MEM_MIB, SUMS
@@ -907,12 +907,27 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
     """Make `version` the one active model (roll back or forward), then re-score recent flags with it.
 
     The file is loaded and verified first: a version that cannot be loaded is never activated.
+    A person's activation (run None) is refused (Denied) without the permission; a refusal and a
+    failure are audited here, the same at every door.
     """
-    target = ModelVersion.objects.get(version=version)
-    model = loaded if loaded is not None else artifact_load(target.artifact_path, target.sha256, version=target.version)
     from axon.scoring import check_compatible
 
-    check_compatible(model)
+    def refused(outcome: str, details: dict) -> None:
+        audit_record(action="model.activated", actor=user, request=request, resource_type="model_version",
+                     resource_id=version, outcome=outcome, aggregate=True, details=details)
+
+    if run is None and not (user is not None and user.has_perm("axon.activate_modelversion")):
+        refused(AuditEvent.Outcome.DENIED, {"reason": "missing axon.activate_modelversion"})
+        raise Denied("Only security admins may activate a model version.")
+    target = ModelVersion.objects.get(version=version)
+    try:
+        model = loaded if loaded is not None else artifact_load(target.artifact_path, target.sha256,
+                                                                version=target.version)
+        check_compatible(model)
+    except (ArtifactError, ValueError) as exc:
+        if run is None:
+            refused(AuditEvent.Outcome.FAILURE, {"error": str(exc)})
+        raise
     with transaction.atomic():
         ModelVersion.objects.filter(is_active=True).exclude(pk=target.pk).update(is_active=False)
         ModelVersion.objects.filter(pk=target.pk).update(is_active=True, activated_at=timezone.now())

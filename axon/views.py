@@ -141,10 +141,10 @@ def live_revoke(request, pk: int):
 @login_required
 @require_POST
 def live_activate(request, version: int):
-    if not request.user.has_perm("axon.activate_modelversion"):
-        raise PermissionDenied("Only security admins may activate a model version.")
     try:
         axon_services.model_version_activate(version=version, user=request.user, request=request)
+    except axon_services.Denied as exc:
+        raise PermissionDenied(str(exc)) from None
     except ModelVersion.DoesNotExist:
         messages.error(request, f"There is no model v{version}.")
     except (ArtifactError, ValueError) as exc:

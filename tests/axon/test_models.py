@@ -159,3 +159,25 @@ def test_gate_holds_a_candidate_that_flags_much_more_and_admin_can_activate_it(t
     monkeypatch.undo()
     assert admin_client.post("/api/axon/models/3/activate/").status_code == 200
     assert ModelVersion.objects.get(is_active=True).version == 3
+
+
+@pytest.mark.django_db
+def test_a_refused_activation_is_audited_at_every_door(two_versions, analyst, admin_user):
+    """Issue 19: an analyst's refused activation, and a failed one at the page, left no trace."""
+    from django.test import Client
+
+    from tests.conftest import client_for
+
+    assert client_for(analyst).post("/api/axon/models/1/activate/").status_code == 403
+    page = Client()
+    page.force_login(analyst)
+    assert page.post("/live-telemetry/models/1/activate/").status_code == 403
+    denied = AuditEvent.objects.get(action="model.activated", outcome="denied")
+    assert denied.count == 2 and denied.actor == analyst and denied.resource_id == "1"
+    assert ModelVersion.objects.get(is_active=True).version == 2
+    _tamper(two_versions[0])
+    page.force_login(admin_user)
+    assert page.post("/live-telemetry/models/1/activate/").status_code == 302
+    failed = AuditEvent.objects.get(action="model.activated", outcome="failure")
+    assert failed.actor == admin_user and "sha256" in failed.details["error"]
+    assert ModelVersion.objects.get(is_active=True).version == 2

@@ -38,7 +38,9 @@ class Agent:
 def agent_key_check(key: str) -> tuple[Agent, AgentKey]:
     """The one check behind every way an agent presents its key: hash, revocation, expiry."""
     prefix, _, _ = key.partition(".")
-    agent_key = AgentKey.objects.filter(prefix=prefix).first() if prefix else None
+    # A made-up prefix is looked up like any other, but one PostgreSQL cannot compare (a NUL) was a 500.
+    usable = prefix and prefix.isascii() and prefix.isprintable()
+    agent_key = AgentKey.objects.filter(prefix=prefix).first() if usable else None
     if agent_key is None or not agent_key.is_valid(key):
         raise exceptions.AuthenticationFailed("This agent key is not valid; create one with `manage.py create_agent NAME`.")
     if agent_key.revoked:

@@ -1,3 +1,5 @@
+import base64
+
 import pytest
 
 from telemetry.models import Endpoint, ProcessRecord, ProcessRollup, Snapshot
@@ -120,6 +122,17 @@ def test_wrong_or_revoked_key_is_401(agent_client, agent_key, anon_client):
     response = agent_client.post(URL, rich(), format="json")
     assert response.status_code == 401
     assert "revoked" in response.json()["detail"]
+    assert Snapshot.objects.count() == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("authorization", ["Api-Key a\x00b.c", "Basic " + base64.b64encode(b"agent:a\x00b.c").decode()],
+                         ids=["api-key", "basic"])
+def test_a_key_with_a_nul_is_401_not_a_database_error(anon_client, authorization):
+    anon_client.raise_request_exception = False
+    anon_client.credentials(HTTP_AUTHORIZATION=authorization)
+    response = anon_client.post(URL, rich(), format="json")
+    assert response.status_code == 401, response.content
     assert Snapshot.objects.count() == 0
 
 

@@ -106,6 +106,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "voltaxe.bodylimit.BodyLimitMiddleware",  # first: nothing below may read a body over its route's limit
     "django.middleware.security.SecurityMiddleware",
     "voltaxe.clientip.ClientIPMiddleware",
     "voltaxe.querystring.NulRefusalMiddleware",  # before sessions and auth: a NUL never reaches the database
@@ -267,9 +268,18 @@ RATELIMIT_IP_META_KEY = "voltaxe.clientip.rate_limit_ip"
 TOKEN_RATE = env_rate("TOKEN_RATE", "10/m")
 # ...and per address whatever the user name; token refreshes and logouts have a budget of the same size.
 AUTH_ADDRESS_RATE = env_rate("AUTH_ADDRESS_RATE", "30/m")
-# The log-in and token endpoints need a few hundred bytes; they answer without authentication,
-# so a larger body is refused before it is read (ingestion keeps DATA_UPLOAD_MAX_MEMORY_SIZE).
+# Request bodies, per route (voltaxe/bodylimit.py): a larger one is a 413 before it is read. Parsed
+# JSON takes up to ~25 times its size (a 32 MiB `[{},{},…]` took ~800 MB), so each route gets what
+# its largest real body needs. The log-in and token endpoints need a few hundred bytes.
 AUTH_MAX_BODY_BYTES = 8192
+# One snapshot of MAX_PROCESSES_PER_SNAPSHOT processes of a busy machine (a quarter of them browser
+# renderers with 1.7 KB command lines, one in twenty a JVM with an 8 KB class path) is 4.6 MiB
+# (benchmarks/body_limits.py --sizes); a Linux server's processes average 240 bytes.
+INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
+# 100 snapshots of 150 such processes are 14.4 MiB, of 600 average ones 13.8 MiB; larger batches are split.
+INGEST_BATCH_MAX_BODY_BYTES = env_int("INGEST_BATCH_MAX_BODY_BYTES", 16 * 1024 * 1024, minimum=1024)
+# Everything else: admin forms, API writes (a retrain's list of approved keys: 24 characters each).
+MAX_BODY_BYTES = env_int("MAX_BODY_BYTES", 1024 * 1024, minimum=1024)
 
 # --- telemetry -------------------------------------------------------------------
 MAX_PROCESSES_PER_SNAPSHOT = env_int("MAX_PROCESSES_PER_SNAPSHOT", 5000, minimum=1)
@@ -278,7 +288,9 @@ MAX_FUTURE_SKEW_SECONDS = env_int("MAX_FUTURE_SKEW_SECONDS", 300)
 # A record received more than this after its timestamp is late history: stored and scored, but
 # never what makes a program look established to a default press (axon.services._late_history).
 LATE_HISTORY_SECONDS = env_int("LATE_HISTORY_SECONDS", 3600, minimum=60)
-DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", 32 * 1024 * 1024)
+# Django's own check when request.body or a form is read (DRF's JSON parser reads request.body): a
+# backstop behind the limits above, so never below the largest of them.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(INGEST_MAX_BODY_BYTES, INGEST_BATCH_MAX_BODY_BYTES, MAX_BODY_BYTES)
 
 # --- axon ------------------------------------------------------------------------
 MODEL_STORE_DIR = Path(os.environ.get("MODEL_STORE_DIR", BASE_DIR / "models_store"))

@@ -21,13 +21,12 @@ from voltaxe.views import (
     healthz,
     login_form_limited,
     site_login,
-    small_body,
 )
 
 api = [
-    path("auth/token/", small_body(TokenObtainView.as_view()), name="token-obtain"),
-    path("auth/token/refresh/", small_body(TokenRefreshLimitedView.as_view()), name="token-refresh"),
-    path("auth/logout/", small_body(LogoutView.as_view()), name="token-logout"),
+    path("auth/token/", TokenObtainView.as_view(), name="token-obtain"),
+    path("auth/token/refresh/", TokenRefreshLimitedView.as_view(), name="token-refresh"),
+    path("auth/logout/", LogoutView.as_view(), name="token-logout"),
     path("telemetry/snapshots/", SnapshotIngestView.as_view(), name="snapshot-ingest"),
     path("telemetry/snapshots/batch/", SnapshotBatchIngestView.as_view(), name="snapshot-ingest-batch"),
     path("telemetry/summary/", SummaryView.as_view(), name="telemetry-summary"),
@@ -53,7 +52,7 @@ urlpatterns = [
          name="sentinel-vulnerability"),
     path("api/", include(api)),
     # The admin's own log-in view, behind the same body limit and log-in limits as the page's.
-    path("admin/login/", small_body(login_form_limited(admin.site.login))),
+    path("admin/login/", login_form_limited(admin.site.login)),
     path("admin/", admin.site.urls),
     path("login/", site_login, name="login"),
     path("", include("telemetry.urls")),

@@ -7,7 +7,7 @@ from functools import wraps
 from django.conf import settings
 from django.contrib.auth.views import LoginView
 from django.db import connection
-from django.http import HttpResponse, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views import defaults
@@ -85,27 +85,6 @@ server_error = _error(500, "The server failed on this request; it has been logge
 # --- the log-in doors -------------------------------------------------------------------------
 
 
-def small_body(view):
-    """Refuse a body above AUTH_MAX_BODY_BYTES before anything parses it: first by what it announces, then by what was read."""
-
-    @wraps(view)
-    def wrapped(request, *args, **kwargs):
-        limit = settings.AUTH_MAX_BODY_BYTES
-        try:
-            announced = int(request.META.get("CONTENT_LENGTH") or 0)
-        except ValueError:
-            announced = 0  # Django then reads nothing either
-        if announced > limit or len(request.body) > limit:
-            detail = (f"The request body is too large: this endpoint accepts at most {limit} bytes. "
-                      "Send only the user name and password, or the token.")
-            if wants_json(request):
-                return JsonResponse({"detail": detail}, status=413)
-            return HttpResponse(detail, status=413, content_type="text/plain; charset=utf-8")
-        return view(request, *args, **kwargs)
-
-    return wrapped
-
-
 def login_form_limited(view):
     """A log-in form (the page's or the admin's) under the shared log-in limits: 429 with a page that says how long to wait."""
 
@@ -125,7 +104,7 @@ def login_form_limited(view):
     return wrapped
 
 
-site_login = small_body(login_form_limited(LoginView.as_view(redirect_authenticated_user=True)))
+site_login = login_form_limited(LoginView.as_view(redirect_authenticated_user=True))
 
 
 def too_many(wait: int, detail: str) -> Response:

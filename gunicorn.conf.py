@@ -30,7 +30,7 @@ def post_request(worker, req, environ, resp):
         size = int(environ.get("CONTENT_LENGTH") or 0)  # set by voltaxe.bodylimit for a chunked body too
     except ValueError:
         size = 0
-    if size >= GC_AFTER_BODY_BYTES:
+    if size >= GC_AFTER_BODY_BYTES and environ.get("voltaxe.body_read"):
         gc.collect()
         if malloc_trim is not None:
             malloc_trim(0)

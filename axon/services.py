@@ -682,6 +682,9 @@ def _press_candidates(*, exclude=()) -> tuple[list[Candidate], ModelVersion | No
         if (group := (c.hostname, c.name_norm, c.exe_norm, c.parent, c.script)) in late:
             c.held.append(late[group])
     candidates.sort(key=lambda c: (c.risk != "high", c.name_norm.lower(), c.exe_norm, c.hostname, c.parent))
+    cap = settings.MAX_APPROVALS_PER_PRESS
+    for c in [c for c in candidates if c.default][cap:]:  # a default press stays within what one press may approve
+        c.held.append(f"beyond the {cap} items one press may approve; press again once this run is done")
     return candidates, active
 
 
@@ -811,15 +814,27 @@ def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
         raise Denied("Only security admins may revoke an approval.")
     with transaction.atomic():
         approval = Approval.objects.select_for_update().get(pk=approval_id)
-        reopened = _approved_records(approval).update(flagged=True, status=ProcessRecord.Status.OPEN)
-        since = approval.first_seen or approval.created_at
-        let_through = _covered_records(approval).filter(flagged=False, observed_at__gte=since)
-        snapshots = set(let_through.values_list("snapshot_id", flat=True))
+        key = approval_key(approval.hostname, approval.name, approval.exe, approval.parent, approval.script)
+        approved = _approved_records(approval)
+        # Since it was first seen, or since the approval if the agent backdated what it sent meanwhile.
+        since = Q(observed_at__gte=approval.first_seen or approval.created_at) | Q(
+            snapshot__received_at__gte=approval.created_at)
+        let_through = _covered_records(approval).filter(since, flagged=False)
+        snapshots = set(approved.values_list("snapshot_id", flat=True)) | set(
+            let_through.values_list("snapshot_id", flat=True))
+        reopened = approved.update(flagged=True, status=ProcessRecord.Status.OPEN)
         reopened += let_through.update(flagged=True, status=ProcessRecord.Status.OPEN, reasons=[REVOKED_REASON])
         _recount(snapshots)
+        # Held back from the next default press, or the program that was just revoked is approved again.
+        alert, _ = Alert.objects.get_or_create(key=key, defaults={
+            "hostname": approval.hostname, "name": approval.name, "exe": approval.exe, "parent": approval.parent})
+        if alert.status != Alert.Status.MALICIOUS:
+            alert.status, alert.note = Alert.Status.ACKNOWLEDGED, f"approval revoked by {actor_name(actor.user)}"
+            alert.updated_by, alert.updated_by_name = actor.user, actor_name(actor.user)
+            alert.save()
         approval.delete()
     actor.audit("approval.revoked", resource_type="approval", resource_id=approval_id, details={
-        "key": approval_key(approval.hostname, approval.name, approval.exe, approval.parent, approval.script),
+        "key": key,
         "hostname": approval.hostname,
         "name": approval.name, "exe": approval.exe, "parent": approval.parent, "run_id": approval.run_id,
         "reopened": reopened})

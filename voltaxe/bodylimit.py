@@ -70,6 +70,10 @@ class BodyLimitMiddleware:
             request._stream = LimitedStream(io.BytesIO(body), len(body))
         # A Content-Length under the limit is all Django reads (LimitedStream), whatever follows it.
         response = self.get_response(request)
+        if getattr(request, "_read_started", False):
+            # For gunicorn.conf.py: only a body that was read and parsed is worth a collection, not a
+            # large Content-Length announced to a refusal that read nothing.
+            meta["voltaxe.body_read"] = True
         if getattr(response, "is_rendered", False) and getattr(response, "renderer_context", None) is not None:
             # DRF's rendered Response still points to its view and Request, and so to the parsed body, for
             # as long as the server holds the response: past gunicorn's post_request, whose collection

@@ -202,7 +202,12 @@ def test_a_program_that_ran_while_approved_is_flagged_again_after_the_approval_i
     assert miner.count() == 4 and miner.filter(flagged=True, status="open").count() == 4
     event = AuditEvent.objects.get(action="approval.revoked", outcome="success")
     assert event.details["reopened"] == 4
-    assert fleet.train(exclude=["xmrig"]).status == "succeeded"
+    # Revoked is a decision to look again: the next default press does not approve it back.
+    item = next(i for i in full_preview(admin_client)[1] if i["key"] == miner_key)
+    assert item["default"] is False and "acknowledged: someone is looking into it (approval revoked by sam@voltaxe.test)" in item[
+        "held_reasons"]
+    assert fleet.train().status == "succeeded"
+    assert not Approval.objects.exists()
     assert "xmrig" in post(build, snapshot("build-01", [MINER], seconds_ago=5))
 
 
@@ -233,3 +238,14 @@ def test_a_press_may_not_approve_more_than_a_person_can_review(miner_and_one_off
     assert not TrainingRun.objects.filter(trigger="api").exists()
     assert AuditEvent.objects.get(action="retrain.invalid").details["errors"] == {"approve": ["more than 100 items"]}
     assert len(press(admin_client, {"approve": keys[:100]}).approved) == 100
+
+
+def test_a_default_press_approves_no_more_than_the_cap_and_the_rest_say_why(miner_and_one_offs, admin_client, settings):
+    settings.MAX_APPROVALS_PER_PRESS, settings.HOST_NEW_PROGRAMS_BUDGET = 100, 1000
+    _, items = full_preview(admin_client)
+    ticked = [i for i in items if i["default"]]
+    held = [i for i in items if i["name"] in ONE_OFFS and not i["default"]]
+    assert len(ticked) == 100 and len(held) == 105
+    assert held[0]["held_reasons"] == ["beyond the 100 items one press may approve; press again once this run is done"]
+    run = press(admin_client, {})
+    assert sorted(a["key"] for a in run.approved) == sorted(i["key"] for i in ticked)

@@ -10,7 +10,7 @@ import logging
 import math
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -387,23 +387,30 @@ def _train_and_publish(run: TrainingRun, progress: _Progress) -> ModelVersion:
     progress("evaluating", 70, f"Trained in {training_seconds:.1f} s; comparing with the active model on recent data")
     metrics = dict(getattr(model, "stats", {}) or {})
     recent = _recent_ordinary(limit=RECENT_EVAL_LIMIT)
-    candidate_rate = _flag_rate(model, recent)
+    candidate_flags = _flags_by_host(model, recent)
+    candidate_rate = sum(candidate_flags.values()) / len(recent) if recent else 0.0
     metrics["recent_flag_rate"] = candidate_rate
     metrics["recent_rows"] = len(recent)
     gate_reason = ""
     if active is not None and recent:
         try:
             active_model = artifact_load(active.artifact_path, active.sha256, version=active.version)
-            active_rate = _flag_rate(active_model, recent)
+            active_flags: Counter[str] | None = _flags_by_host(active_model, recent)
         except Exception as exc:  # an unloadable active model cannot veto its replacement
             logger.warning("Active model v%s could not be loaded for comparison: %s", active.version, exc)
-            active_rate = None
-        metrics["active_recent_flag_rate"] = active_rate
-        if active_rate is not None and candidate_rate > max(active_rate * GATE_RELATIVE, active_rate + GATE_ABSOLUTE):
-            gate_reason = (
-                f"it would flag {candidate_rate:.2%} of the last {RECENT_EVAL_HOURS} h of ordinary data, "
-                f"against {active_rate:.2%} for the active v{active.version}."
-            )
+            active_flags = None
+        metrics["active_recent_flag_rate"] = None if active_flags is None else sum(active_flags.values()) / len(recent)
+        if active_flags is not None:
+            rows = Counter(r.host for r in recent)
+            held, worst = _gate(candidate_flags, active_flags, rows)
+            if held:
+                gate_reason = (
+                    f"it would flag {candidate_rate:.2%} of the last {RECENT_EVAL_HOURS} h of ordinary data, "
+                    f"against {metrics['active_recent_flag_rate']:.2%} for the active v{active.version}; "
+                    f"most of the difference is on {', '.join(worst)}."
+                )
+            elif worst:
+                metrics["gate_outlier_host"] = worst[0]  # it alone would have held the model back
     progress("saving", 80, "Saving the model file")
     # One run at a time (the single-flight constraint), so the next number is free.
     number = (ModelVersion.objects.aggregate(n=Max("version"))["n"] or 0) + 1
@@ -584,11 +591,30 @@ def _recent_ordinary(*, limit: int) -> list[Observation]:
     return _observations(records)
 
 
-def _flag_rate(model, rows: list[Observation]) -> float:
+def _flags_by_host(model, rows: list[Observation]) -> Counter[str]:
     if not rows:
-        return 0.0
+        return Counter()
     verdicts = score_with(model, 0, rows)
-    return sum(bool(f) for f in verdicts.flagged) / len(rows)
+    return Counter(r.host for r, f in zip(rows, verdicts.flagged) if f)
+
+
+def _gate(candidate: Counter[str], active: Counter[str], rows: Counter[str]) -> tuple[bool, list[str]]:
+    """(held back, the hosts where the candidate flags most beyond the active model).
+
+    A candidate that flags much more of recent ordinary data than the active model is held back,
+    unless one host alone makes the difference: then that host is odd (a stolen key's listing, a
+    machine mid-reinstall), not the model, and it must not hold back every model of the fleet.
+    """
+    def over(hosts: list[str]) -> bool:
+        n = sum(rows[h] for h in hosts)
+        c, a = sum(candidate[h] for h in hosts) / n, sum(active[h] for h in hosts) / n
+        return c > max(a * GATE_RELATIVE, a + GATE_ABSOLUTE)
+
+    excess = sorted((h for h in rows if candidate[h] > active[h]), key=lambda h: (active[h] - candidate[h], h))
+    if not over(list(rows)):
+        return False, []
+    rest = [h for h in rows if h != excess[0]] if excess else list(rows)
+    return (not rest or over(rest)), excess[:3]
 
 
 # --- approvals -----------------------------------------------------------------------------

@@ -181,3 +181,37 @@ def test_a_refused_activation_is_audited_at_every_door(two_versions, analyst, ad
     failed = AuditEvent.objects.get(action="model.activated", outcome="failure")
     assert failed.actor == admin_user and "sha256" in failed.details["error"]
     assert ModelVersion.objects.get(is_active=True).version == 2
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("noisy_hosts", [("build-01",), ("build-01", "pg-main")], ids=["one-host", "two-hosts"])
+def test_one_odd_host_cannot_hold_back_a_model_and_a_held_model_names_its_hosts(two_versions, monkeypatch, noisy_hosts):
+    """Issue 19 point 5: the gate judges per host; one host's oddity held back every model of the fleet."""
+    import axon.training
+
+    real = axon.training.DetectorModel.score
+
+    def noisy(self, batch):
+        result = real(self, batch)
+        result.flagged[:] = [h in noisy_hosts for h in batch.host]
+        return result
+
+    monkeypatch.setattr(axon.training.DetectorModel, "score", noisy)
+    original_load = services.artifact_load
+
+    def load_active(path, sha, **kwargs):
+        model = original_load(path, sha, **kwargs)
+        model.__class__ = type("Quiet", (model.__class__,), {"score": real})
+        return model
+
+    monkeypatch.setattr(services, "artifact_load", load_active)
+    run = fleet.train()
+    v3 = ModelVersion.objects.get(version=3)
+    if len(noisy_hosts) == 1:
+        assert run.status == "succeeded" and v3.is_active and not v3.gate_reason, run.message
+        assert v3.metrics["gate_outlier_host"] == "build-01"
+    else:
+        assert v3.status == "held" and not v3.is_active
+        assert v3.gate_reason.endswith("most of the difference is on build-01, pg-main.") or v3.gate_reason.endswith(
+            "most of the difference is on pg-main, build-01."), v3.gate_reason
+        assert "held back" in run.message and "pg-main" in run.message

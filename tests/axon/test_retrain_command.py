@@ -50,3 +50,13 @@ def test_without_approve_the_command_takes_the_low_risk_defaults_and_bad_input_i
     assert result.returncode == 0, result.stdout + result.stderr
     assert "It approves 1 item(s):" in result.stdout and "(figma.exe on laptop-ana)" in result.stdout
     assert list(Approval.objects.values_list("name", flat=True)) == ["figma.exe"]
+
+
+def test_list_says_why_an_item_is_not_ticked(manage, flagged):
+    from axon.models import Alert
+
+    key = listed(manage("retrain", "--list").stdout)["Figma.exe"][0]
+    Alert.objects.create(key=key, hostname="laptop-ana", name="figma.exe", status="acknowledged", note="checking")
+    result = manage("retrain", "--list")
+    assert listed(result.stdout)["Figma.exe"][2] is False
+    assert "not ticked: acknowledged: someone is looking into it (checking)" in result.stdout

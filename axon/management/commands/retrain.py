@@ -65,6 +65,8 @@ class Command(BaseCommand):
                               f"({item['observations']} seen)")
             for why in item["risk_reasons"]:
                 self.stdout.write(f"      risk: {why}")
+            for why in item["held_reasons"]:
+                self.stdout.write(f"      not ticked: {why}")
 
     _last = None
 

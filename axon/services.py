@@ -682,7 +682,7 @@ def flagged_candidates(records) -> list[Candidate]:
             # Closing hides what was seen, not what comes. An alert closed before arrivals were recorded
             # (seen_up_to empty) goes by the timestamps instead.
             if t.status == Alert.Status.CLOSED and (
-                    c.newest_id > t.seen_up_to if t.seen_up_to is not None else c.last_seen > t.updated_at):
+                    c.newest_id > t.seen_up_to if t.seen_up_to is not None else bool(c.last_seen and c.last_seen > t.updated_at)):
                 c.status, c.reopened = Alert.Status.OPEN, True
     return list(groups.values())
 

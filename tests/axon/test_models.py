@@ -129,20 +129,19 @@ def test_a_corrupt_file_with_no_good_model_leaves_snapshots_unscored_and_says_wh
     assert "cannot be used" in model_cache.error
 
 
-@pytest.mark.django_db
-def test_gate_holds_a_candidate_that_flags_much_more_and_admin_can_activate_it(two_versions, monkeypatch, admin_client):
+def noisy_candidate(monkeypatch, flags) -> None:
+    """The next trained model flags what `flags(batch)` says; the active model (the gate's yardstick) scores as ever."""
     import axon.training
 
     real = axon.training.DetectorModel.score
 
     def noisy(self, batch):
         result = real(self, batch)
-        result.flagged[:] = True
+        result.flagged[:] = flags(batch)
         result.reasons = [["forced"] for _ in result.reasons]
         return result
 
     monkeypatch.setattr(axon.training.DetectorModel, "score", noisy)
-    # Only the candidate is noisy: give the active model back its own scoring for the comparison.
     original_load = services.artifact_load
 
     def load_active(path, sha, **kwargs):
@@ -151,6 +150,11 @@ def test_gate_holds_a_candidate_that_flags_much_more_and_admin_can_activate_it(t
         return model
 
     monkeypatch.setattr(services, "artifact_load", load_active)
+
+
+@pytest.mark.django_db
+def test_gate_holds_a_candidate_that_flags_much_more_and_admin_can_activate_it(two_versions, monkeypatch, admin_client):
+    noisy_candidate(monkeypatch, lambda batch: [True] * len(batch.host))
     run = fleet.train()
     assert run.status == "succeeded" and "held back" in run.message
     v3 = ModelVersion.objects.get(version=3)
@@ -187,24 +191,7 @@ def test_a_refused_activation_is_audited_at_every_door(two_versions, analyst, ad
 @pytest.mark.parametrize("noisy_hosts", [("build-01",), ("build-01", "pg-main")], ids=["one-host", "two-hosts"])
 def test_one_odd_host_cannot_hold_back_a_model_and_a_held_model_names_its_hosts(two_versions, monkeypatch, noisy_hosts):
     """Issue 19 point 5: the gate judges per host; one host's oddity held back every model of the fleet."""
-    import axon.training
-
-    real = axon.training.DetectorModel.score
-
-    def noisy(self, batch):
-        result = real(self, batch)
-        result.flagged[:] = [h in noisy_hosts for h in batch.host]
-        return result
-
-    monkeypatch.setattr(axon.training.DetectorModel, "score", noisy)
-    original_load = services.artifact_load
-
-    def load_active(path, sha, **kwargs):
-        model = original_load(path, sha, **kwargs)
-        model.__class__ = type("Quiet", (model.__class__,), {"score": real})
-        return model
-
-    monkeypatch.setattr(services, "artifact_load", load_active)
+    noisy_candidate(monkeypatch, lambda batch: [h in noisy_hosts for h in batch.host])
     run = fleet.train()
     v3 = ModelVersion.objects.get(version=3)
     if len(noisy_hosts) == 1:

@@ -40,24 +40,32 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         """GET: the review (candidates, risk, default ticks). POST: the press, through the same service as every door."""
         if request.method == "POST":
             actor = services.Actor.from_request(request, TrainingRun.Trigger.ADMIN)
-            body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve")}
+            body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve"),
+                    "confirm_high_risk": request.POST.getlist("confirm_high_risk")}
             try:
                 outcome = services.retrain_request(actor=actor, body=body)
             except services.Denied:
                 raise PermissionDenied from None
             except (services.InvalidInput, services.RateLimited) as exc:
+                # The review again, as the person left it: their ticks and reason are not thrown away.
                 self.message_user(request, getattr(exc, "detail", None) or str(exc), messages.ERROR)
-                return redirect("admin:axon_trainingrun_retrain")
+                return self._review(request, body)
             verb = "Started" if outcome.started else "Joined the run already in progress:"
             self.message_user(request, f"{verb} training run {outcome.run.pk}; it approves "
                                        f"{len(outcome.run.approved) if outcome.started else 0} item(s).", messages.SUCCESS)
             return redirect("admin:axon_trainingrun_changelist")
         if not self.has_trigger_retrain_permission(request):
             raise PermissionDenied
+        return self._review(request)
+
+    def _review(self, request, posted: dict | None = None):
         preview = services.retrain_preview()
+        for item in preview["will_learn"]:
+            item["ticked"] = item["key"] in posted["approve"] if posted else item["default"]
+            item["confirmed"] = bool(posted) and item["key"] in posted["confirm_high_risk"]
         return TemplateResponse(request, "admin/axon/trainingrun/retrain.html", {
             **self.admin_site.each_context(request), "opts": self.model._meta, "title": "Retrain the model",
-            "preview": preview,
+            "preview": preview, "reason": posted["reason"] if posted else "",
         })
 
 

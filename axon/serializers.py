@@ -28,11 +28,14 @@ class RetrainBody(serializers.Serializer):
     # Absent or null: the preview's default items. A list, even empty: exactly these preview keys.
     approve = serializers.ListField(child=Text(min_length=1, max_length=64), required=False, allow_null=True,
                                     default=None, max_length=MAX_KEYS)
-
+    # The second step a person takes for each high-risk key they approve (see press_selection).
+    confirm_high_risk = serializers.ListField(child=Text(min_length=1, max_length=64), required=False,
+                                              allow_null=True, default=list, max_length=MAX_KEYS)
 
     def validate(self, attrs):
         # null is as good as absent
-        return {**attrs, "reason": attrs.get("reason") or "", "exclude": attrs.get("exclude") or []}
+        return {**attrs, "reason": attrs.get("reason") or "", "exclude": attrs.get("exclude") or [],
+                "confirm_high_risk": attrs.get("confirm_high_risk") or []}
 
 
 class TriageBody(serializers.Serializer):

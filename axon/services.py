@@ -29,7 +29,7 @@ from django.utils import timezone
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record, client_ip
 from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRun
-from axon.risk import SPREADING_HOSTS, Candidate, Fleet, assess
+from axon.risk import HIGH, SPREADING_HOSTS, Candidate, Fleet, assess
 from axon.scoring import model_cache, score_with
 from axon.store import ArtifactError, artifact_load, artifact_write
 from telemetry.models import Endpoint, HostDay, ProcessRecord, ProcessRollup, Snapshot
@@ -177,8 +177,8 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
         actor.audit("retrain.joined", resource_type="training_run", resource_id=in_flight.pk, details=details)
         return RetrainOutcome(run=in_flight, started=False)
     try:
-        approved, unticked, refused = ([], [], []) if scheduled else press_selection(approve=data["approve"],
-                                                                                    exclude=exclude)
+        approved, unticked, refused = ([], [], []) if scheduled else press_selection(
+            approve=data["approve"], exclude=exclude, confirmed=data["confirm_high_risk"])
     except InvalidInput as exc:
         actor.audit("retrain.invalid", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
                     details={"trigger": actor.door, "errors": _jsonable(exc.errors)})
@@ -710,10 +710,12 @@ def _press_candidates(*, exclude=()) -> tuple[list[Candidate], ModelVersion | No
             c.held.append(f"acknowledged: someone is looking into it{f' ({c.note})' if c.note else ''}")
         if (group := (c.hostname, c.name_norm, c.exe_norm, c.parent, c.script)) in late:
             c.held.append(late[group])
-    candidates.sort(key=lambda c: (c.risk != "high", c.name_norm.lower(), c.exe_norm, c.hostname, c.parent))
+    # What a default press will learn first, then what stays flagged unless someone ticks it (high risk first).
+    candidates.sort(key=lambda c: (not c.default, c.risk != HIGH, c.name_norm.lower(), c.exe_norm, c.hostname, c.parent))
     cap = settings.MAX_APPROVALS_PER_PRESS
     for c in [c for c in candidates if c.default][cap:]:  # a default press stays within what one press may approve
         c.held.append(f"beyond the {cap} items one press may approve; press again once this run is done")
+    candidates.sort(key=lambda c: not c.default)  # stable: those just held move behind the ones that stay ticked
     return candidates, active
 
 
@@ -755,8 +757,8 @@ def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None) ->
         "will_learn": [{
             "key": c.key, "name": c.name, "exe": c.exe, "parent": c.parent, "script": c.script, "user": c.user,
             "hostnames": [c.hostname], "observations": c.observations, "first_seen": c.first_seen,
-            "last_seen": c.last_seen, "risk": c.risk, "risk_reasons": c.risk_reasons, "default": c.default,
-            "held_reasons": c.held, "note": c.note,
+            "last_seen": c.last_seen, "reasons": c.reasons, "risk": c.risk, "risk_reasons": c.risk_reasons,
+            "default": c.default, "held_reasons": c.held, "note": c.note,
             "status": c.status,
         } for c in page],
         "more": limit is not None and offset + limit < len(candidates),
@@ -764,12 +766,14 @@ def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None) ->
     }
 
 
-def press_selection(*, approve: list[str] | None, exclude=()) -> tuple[list[dict], list[str], list[str]]:
+def press_selection(*, approve: list[str] | None, exclude=(), confirmed=()) -> tuple[list[dict], list[str], list[str]]:
     """(approved, unticked, not approvable) for a press now.
 
     approve None: the default (low-risk) candidates. Otherwise the listed keys that are
     candidates now; a key that is not (flagged after the preview and so never shown, marked
     malicious or closed since, unknown) is not approved and is reported as not approvable.
+    A high-risk key is approved only when it is also in `confirmed`: a tick alone can be a
+    slip or a forged form, so every door asks for the second step and this refuses without it.
     """
     candidates, _ = _press_candidates(exclude=exclude)
     if approve is None:
@@ -779,6 +783,15 @@ def press_selection(*, approve: list[str] | None, exclude=()) -> tuple[list[dict
         wanted = set(approve)
         chosen = [c for c in candidates if c.key in wanted]
         refused = sorted(wanted - {c.key for c in chosen})
+        unconfirmed = [c for c in chosen if c.risk == HIGH and c.key not in set(confirmed)]
+        if unconfirmed:
+            named = [f"{c.key}: {c.name} on {c.hostname}: {'; '.join(c.risk_reasons)}" for c in unconfirmed]
+            raise InvalidInput(
+                f"confirm_high_risk: {len(unconfirmed)} high-risk item{'s' if len(unconfirmed) != 1 else ''} "
+                f"{'were' if len(unconfirmed) != 1 else 'was'} ticked without the second step, for example "
+                f"{unconfirmed[0].name} on {unconfirmed[0].hostname} ({'; '.join(unconfirmed[0].risk_reasons)}). "
+                "Confirm each one you mean to learn as normal, or untick it. Nothing was started.",
+                {"confirm_high_risk": named[:50]})
     if len(chosen) > (cap := settings.MAX_APPROVALS_PER_PRESS):
         raise InvalidInput(
             f"approve: this press would approve {len(chosen):,} items, more than the {cap:,} one press may approve "

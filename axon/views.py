@@ -85,7 +85,8 @@ def live_retrain(request):
     checks the permission and the body and audits the outcome, as for every other door.
     """
     actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
-    body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve")}
+    body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve"),
+            "confirm_high_risk": request.POST.getlist("confirm_high_risk")}
     try:
         outcome = axon_services.retrain_request(actor=actor, body=body)
     except axon_services.Denied as exc:

@@ -78,7 +78,7 @@ TESTING = env_bool("VOLTAXE_TESTING", False)
 
 SECRET_KEY = os.environ.get("SECRET_KEY", "")
 if not SECRET_KEY:
-    if not (DEBUG or TESTING):
+    if not (DEBUG or TESTING or env_bool("VOLTAXE_HELP_ONLY", False)):
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = "voltaxe-development-only-key-never-use-in-production-0123456789"
 

@@ -173,8 +173,9 @@
           if (!was) return;
           b.checked = was.checked;
           b.dataset.touched = "1";
-          if (was.confirmed) b.dataset.confirmed = was.confirmed;
+          if (was.confirmed) { b.dataset.confirmed = was.confirmed; setConfirmed(b, true); }
         });
+        filterHosts();
         pending = pendingKey && Array.from(list.querySelectorAll("input[name=approve]")).find((b) => b.value === pendingKey);
         if (!pending) hideRiskConfirm();
         updateLabel();
@@ -189,8 +190,15 @@
         ? `Retrain and learn ${programs.size} program${programs.size === 1 ? "" : "s"}` : "Retrain, learn nothing new";
     }
 
-    // Ticking a high-risk item takes a second, explicit yes that names why it is risky.
+    // Ticking a high-risk item takes a second, explicit yes that names why it is risky. The dialog
+    // is that step here; without the script the row's own "Yes, I checked why" box is (the server
+    // refuses a high-risk key that comes without it, whichever door it comes through).
+    form.classList.add("scripted");
     let pending = null;
+    function setConfirmed(box, yes) {
+      const c = form.querySelector(`input[name=confirm_high_risk][value="${box.value}"]`);
+      if (c) c.checked = yes;
+    }
     function hideRiskConfirm() { pending = null; $("#risk-confirm").hidden = true; }
     form.addEventListener("change", (ev) => {
       const box = ev.target;
@@ -205,15 +213,43 @@
         $("#risk-confirm-no").focus();
       } else if (!box.checked) {
         delete box.dataset.confirmed;
+        setConfirmed(box, false);
       }
       updateLabel();
     });
     $("#risk-confirm-yes").addEventListener("click", () => {
-      if (pending) { pending.dataset.confirmed = "1"; pending.checked = true; pending.focus(); }
+      if (pending) { pending.dataset.confirmed = "1"; pending.checked = true; setConfirmed(pending, true); pending.focus(); }
       hideRiskConfirm();
       updateLabel();
     });
     $("#risk-confirm-no").addEventListener("click", () => { const box = pending; hideRiskConfirm(); if (box) box.focus(); });
+
+    // Select all / none (never a high-risk item: each takes its own yes) and a host filter.
+    const tools = $("#learn-tools");
+    tools.hidden = false;
+    function visibleBoxes() {
+      return Array.from(form.querySelectorAll("#learn-list .candidate:not([hidden]) input[name=approve]"));
+    }
+    tools.addEventListener("click", (ev) => {
+      const which = ev.target.dataset && ev.target.dataset.tick;
+      if (!which) return;
+      visibleBoxes().forEach((b) => {
+        if (which === "none") { b.checked = false; delete b.dataset.confirmed; setConfirmed(b, false); }
+        else if (b.dataset.risk !== "high") b.checked = true;
+        b.dataset.touched = "1";
+      });
+      updateLabel();
+    });
+    function filterHosts() {
+      const want = $("#learn-host").value.trim().toLowerCase();
+      form.querySelectorAll("#learn-list .candidate").forEach((row) => {
+        row.hidden = Boolean(want) && !row.dataset.host.toLowerCase().includes(want);
+      });
+      form.querySelectorAll("#learn-list .program").forEach((p) => {
+        p.hidden = !p.querySelector(".candidate:not([hidden])");
+      });
+    }
+    $("#learn-host").addEventListener("input", filterHosts);
 
     // On the document: the button is part of the training banner, which polls replace.
     document.addEventListener("click", (ev) => { if (ev.target.closest("#panic-button")) open(ev); });
@@ -242,10 +278,12 @@
       confirm.querySelector(".label").textContent = "Retraining...";
       // Exactly the keys ticked: nothing flagged after the list was loaded, nothing it did not show.
       const approve = Array.from(form.querySelectorAll("input[name=approve]:checked")).map((b) => b.value);
+      const confirmHighRisk = Array.from(form.querySelectorAll("input[name=confirm_high_risk]:checked")).map((b) => b.value)
+        .filter((k) => approve.includes(k));
       const reason = $("#panic-reason").value.trim();
       let result;
       try {
-        result = await api(form.dataset.api, { reason, approve });
+        result = await api(form.dataset.api, { reason, approve, confirm_high_risk: confirmHighRisk });
       } catch (err) {
         result = { response: { ok: false, status: 0 }, data: { detail: "The server could not be reached: " + err.message } };
       }

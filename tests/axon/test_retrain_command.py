@@ -35,7 +35,11 @@ def test_list_prints_every_candidate_with_its_key_and_risk_and_starts_nothing(ma
 def test_approve_learns_exactly_the_given_keys(manage, flagged):
     items = listed(manage("retrain", "--list").stdout)
     intruder_key = items["kdevtmpfsi"][0]
-    result = manage("retrain", "--sync", "--approve", intruder_key, "--reason", "checked by hand")
+    unconfirmed = manage("retrain", "--sync", "--approve", intruder_key)
+    assert unconfirmed.returncode != 0 and "high-risk item was ticked without the second step" in unconfirmed.stderr
+    assert TrainingRun.objects.count() == 1
+    result = manage("retrain", "--sync", "--approve", intruder_key, "--confirm-high-risk", intruder_key,
+                    "--reason", "checked by hand")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"It approves 1 item(s): {intruder_key} (kdevtmpfsi on api-01)" in result.stdout
     run = TrainingRun.objects.get(trigger="command", reason="checked by hand")
@@ -60,3 +64,22 @@ def test_list_says_why_an_item_is_not_ticked(manage, flagged):
     result = manage("retrain", "--list")
     assert listed(result.stdout)["Figma.exe"][2] is False
     assert "not ticked: acknowledged: someone is looking into it (checking)" in result.stdout
+
+
+def test_help_needs_no_environment(tmp_path):
+    """`--help` answers on a machine where nothing is configured yet (no SECRET_KEY, no DEBUG)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, str(REPO / "manage.py"), "retrain", "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--confirm-high-risk KEY" in result.stdout and "Traceback" not in result.stderr
+    # Anything but help still insists on a secret.
+    refused = subprocess.run([sys.executable, str(REPO / "manage.py"), "check"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert refused.returncode != 0 and "SECRET_KEY must be set when DEBUG is off." in refused.stderr

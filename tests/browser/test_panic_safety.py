@@ -25,7 +25,7 @@ def test_a_high_risk_item_is_unticked_and_ticking_it_needs_a_second_yes_that_nam
     page = login("sam")
     modal = open_modal(page)
     intruder = learn_checkbox(page, "kdevtmpfsi")
-    expect(modal).to_contain_text("High risk, not ticked:")
+    expect(modal).to_contain_text("High risk:")
     expect(modal).to_contain_text("runs from a temporary or world-writable folder (/tmp/kdevtmpfsi)")
     expect(retrain_now(page)).to_have_text("Retrain and learn 1 program")
 
@@ -64,9 +64,39 @@ def test_a_press_sends_exactly_the_ticked_keys_and_the_run_records_them(fleet_fl
     page.on("request", lambda r: sent.append(r.post_data_json) if r.url.endswith("/api/axon/retrain") else None)
     retrain_now(page).click()
     expect(page.locator("#banners").get_by_role("status").filter(has_text="Retraining initiated")).to_be_visible()
-    assert sent == [{"reason": "", "approve": [wanted["Figma.exe"]]}]
+    assert sent == [{"reason": "", "approve": [wanted["Figma.exe"]], "confirm_high_risk": []}]
     run = TrainingRun.objects.get(trigger="dashboard")
     assert [a["key"] for a in run.approved] == [wanted["Figma.exe"]]
+
+
+def test_a_confirmed_high_risk_tick_is_sent_as_its_second_step_and_select_all_leaves_it_alone(
+        fleet_flagged, admin_user, login):
+    page = login("sam")
+    wanted = keys()
+    modal = open_modal(page)
+    intruder = learn_checkbox(page, "kdevtmpfsi")
+    # With the script the dialog is the second step: the row's own box (the no-script step) is not shown.
+    expect(modal.locator(f'input[name=confirm_high_risk][value="{wanted["kdevtmpfsi"]}"]')).to_be_hidden()
+
+    modal.get_by_role("button", name="Untick all").click()
+    expect(retrain_now(page)).to_have_text("Retrain, learn nothing new")
+    modal.get_by_role("button", name="Tick all low-risk").click()
+    expect(intruder).not_to_be_checked()
+    expect(retrain_now(page)).to_have_text("Retrain and learn 1 program")
+    modal.get_by_label("Host").fill("no-such-host")
+    expect(intruder).to_be_hidden()
+    modal.get_by_label("Host").fill("")
+
+    intruder.click()
+    modal.get_by_role("alertdialog").get_by_role("button", name="Yes, learn it as normal").click()
+    sent = []
+    page.on("request", lambda r: sent.append(r.post_data_json) if r.url.endswith("/api/axon/retrain") else None)
+    retrain_now(page).click()
+    expect(page.locator("#banners").get_by_role("status").filter(has_text="Retraining initiated")).to_be_visible()
+    assert [body["confirm_high_risk"] for body in sent] == [[wanted["kdevtmpfsi"]]]
+    assert set(sent[0]["approve"]) == {wanted["Figma.exe"], wanted["kdevtmpfsi"]}
+    run = TrainingRun.objects.get(trigger="dashboard")
+    assert {a["key"] for a in run.approved} == {wanted["Figma.exe"], wanted["kdevtmpfsi"]}
 
 
 def test_alerts_are_grouped_with_counts_and_an_analyst_marks_one_malicious_without_javascript_help(

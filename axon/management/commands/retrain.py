@@ -19,15 +19,18 @@ class Command(BaseCommand):
                             help="Print what a press could approve now (key, risk, program, host) and start nothing.")
         parser.add_argument("--approve", nargs="+", action="extend", default=None, metavar="KEY",
                             help="Approve exactly these keys from --list (default: the low-risk ones).")
+        parser.add_argument("--confirm-high-risk", nargs="+", action="extend", default=[], metavar="KEY",
+                            help="The second step for each high-risk key in --approve: learn it as normal anyway.")
         parser.add_argument("--sync", action="store_true", help="Run the training in this process instead of the worker.")
         parser.add_argument("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 
-    def handle(self, *args, wait, exclude, reason, sync, timeout, list, approve, **options):
+    def handle(self, *args, wait, exclude, reason, sync, timeout, list, approve, confirm_high_risk, **options):
         if list:
             return self._list(exclude)
         try:
             outcome = services.retrain_request(actor=services.Actor(door=TrainingRun.Trigger.COMMAND),
-                                               body={"reason": reason, "exclude": exclude, "approve": approve},
+                                               body={"reason": reason, "exclude": exclude, "approve": approve,
+                                                     "confirm_high_risk": confirm_high_risk},
                                                enqueue=not sync)
         except services.InvalidInput as exc:
             raise CommandError(exc.detail) from None

@@ -39,8 +39,13 @@ class RetrainBody(serializers.Serializer):
 
 
 class TriageBody(serializers.Serializer):
-    keys = serializers.ListField(child=Text(min_length=1, max_length=64), min_length=1, max_length=MAX_KEYS)
-    status = serializers.ChoiceField(choices=["open", "acknowledged", "malicious", "closed"])
+    # Messages a person acts on: the page's empty form lands here too.
+    keys = serializers.ListField(child=Text(min_length=1, max_length=64), min_length=1, max_length=MAX_KEYS,
+                                 error_messages={"min_length": "tick at least one alert first.",
+                                                 "required": "tick at least one alert first."})
+    status = serializers.ChoiceField(choices=["open", "acknowledged", "malicious", "closed"], error_messages={
+        "invalid_choice": "choose what to mark them: open, acknowledged, malicious or closed.",
+        "required": "choose what to mark them: open, acknowledged, malicious or closed."})
     note = Text(required=False, allow_blank=True, max_length=MAX_REASON, default="")
 
 

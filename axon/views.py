@@ -33,12 +33,20 @@ class ModelPanel:
     def context(self, user) -> dict:
         alerts, _ = axon_services.alerts_list(limit=50)
         can_revoke = user.has_perm("axon.delete_approval")
+        axon = status_json()
+        active = axon["active_model"]["version"] if axon["active_model"] else None
+        approvals = [approval_json(a) for a in Approval.objects.all()[:50]] if can_revoke else []
+        versions = [version_json(v) for v in ModelVersion.objects.all()[:10]]
+        for a in approvals:  # what the Revoke and Activate confirmations say will change
+            a["confirm"] = " ".join(revoke_change(a))
+        for v in versions:
+            v["confirm"] = " ".join(activate_change(v, active))
         return {
-            "axon": status_json(),
+            "axon": axon,
             "alerts": [candidate_json(a) for a in alerts],
-            "approvals": [approval_json(a) for a in Approval.objects.all()[:50]] if can_revoke else [],
+            "approvals": approvals,
             "runs": [run_json(r) for r in TrainingRun.objects.select_related("model_version")[:10]],
-            "versions": [version_json(v) for v in ModelVersion.objects.all()[:10]],
+            "versions": versions,
             "can_retrain": user.has_perm("axon.trigger_retrain"),
             "can_activate": user.has_perm("axon.activate_modelversion"),
             "can_triage": user.has_perm("axon.triage_alert"),
@@ -123,10 +131,23 @@ def live_triage(request):
     return redirect("live-telemetry")
 
 
+def _confirmation(request, *, title: str, change: list[str], action: str):
+    """The second step before a change that takes effect at once, for the form posted without the script
+    (the script asks the same question in a dialog and posts `confirmed`)."""
+    return render(request, "axon/confirm.html", {"title": title, "change": change, "action": action})
+
+
 @login_required
 @require_POST
 def live_revoke(request, pk: int):
     actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
+    if request.POST.get("confirmed") != "yes" and request.user.has_perm("axon.delete_approval"):
+        approval = Approval.objects.filter(pk=pk).first()
+        if approval is None:
+            messages.error(request, "That approval no longer exists.")
+            return redirect("live-telemetry")
+        return _confirmation(request, title=f"Revoke the approval of {approval.name} on {approval.hostname}?",
+                             action="Revoke", change=revoke_change(approval_json(approval)))
     try:
         approval = axon_services.approval_revoke(actor=actor, approval_id=pk)
     except axon_services.Denied as exc:
@@ -142,6 +163,14 @@ def live_revoke(request, pk: int):
 @login_required
 @require_POST
 def live_activate(request, version: int):
+    if request.POST.get("confirmed") != "yes" and request.user.has_perm("axon.activate_modelversion"):
+        target = ModelVersion.objects.filter(version=version).first()
+        if target is None:
+            messages.error(request, f"There is no model v{version}.")
+            return redirect("live-telemetry")
+        active = ModelVersion.objects.filter(is_active=True).first()
+        return _confirmation(request, title=f"Activate model v{version}?", action=f"Activate v{version}",
+                             change=activate_change(version_json(target), active.version if active else None))
     try:
         axon_services.model_version_activate(version=version, user=request.user, request=request)
     except axon_services.Denied as exc:
@@ -153,3 +182,20 @@ def live_activate(request, version: int):
     else:
         messages.success(request, f"Model v{version} is now active.")
     return redirect("live-telemetry")
+
+
+def revoke_change(approval: dict) -> list[str]:
+    """What revoking changes, in the words the confirmation (page or dialog) uses."""
+    what = approval["name"] + (f" running {approval['script']}" if approval.get("script") else "")
+    return [f"{what} on {approval['hostname']} (under {approval['parent'] or 'no parent'}) is no longer approved.",
+            "What it did while approved is flagged again and left out of training; it is not ticked by default "
+            "until someone triages it.",
+            "The active model still lets it through until the next model version."]
+
+
+def activate_change(target: dict, active: int | None) -> list[str]:
+    return [f"Model v{target['version']} (trained {target['trained_at']:%Y-%m-%d %H:%M} UTC on "
+            f"{target['records']:,} records) scores everything from now on"
+            + (f", in place of v{active}." if active else "."),
+            "Recent anomalies are re-scored by it, so past counts on this page change.",
+            "Nothing is retrained; you can activate another version the same way."]

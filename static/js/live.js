@@ -26,11 +26,17 @@
     el.setAttribute("role", kind === "error" ? "alert" : "status");
     el.innerHTML = "<span></span><button type='button' class='banner-close' aria-label='Dismiss'>×</button>";
     el.firstChild.textContent = text;
-    el.lastChild.addEventListener("click", () => el.remove());
     $("#banners").appendChild(el);
     if (autoDismiss) setTimeout(() => el.remove(), BANNER_MS);
     return el;
   }
+  // Every banner closes, the server's too (without the script their x reloads the page, which shows them once).
+  document.addEventListener("click", (ev) => {
+    const close = ev.target.closest("#banners .banner-close");
+    if (!close) return;
+    ev.preventDefault();
+    close.closest(".banner").remove();
+  });
   // Messages the server rendered (after a form post without JavaScript) go away too.
   document.querySelectorAll("#banners .banner-success, #banners .banner-info:not([data-joined])").forEach((el) => setTimeout(() => el.remove(), BANNER_MS));
 
@@ -68,6 +74,7 @@
     const was = currentRun();
     try {
       const response = await fetch(controls.dataset.url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (signedOutBy(response)) return signedOut();
       if (!response.ok) throw new Error("the server answered " + response.status);
       const { fragments } = await response.json();
       Object.entries(fragments).forEach(([id, html]) => { const el = document.getElementById(id); if (el) swap(el, html); });
@@ -87,6 +94,20 @@
       notice.textContent = `Live updates failed at ${new Date().toLocaleTimeString()} (${err.message}); showing the last data and retrying.`;
     }
     schedule();
+  }
+
+  // An expired session answers with the login page (a redirect) or a 401: stop, and say so plainly.
+  function signedOutBy(response) {
+    return response.status === 401 || (response.redirected && new URL(response.url).pathname.startsWith("/login"));
+  }
+  function signedOut() {
+    paused = true;
+    clearTimeout(timer);
+    const status = $("#poll-status");
+    status.innerHTML = "<strong>Signed out:</strong> <a href=''>sign in again</a>";
+    $("a", status).href = "/login/?next=" + encodeURIComponent(location.pathname + location.search);
+    $("#poll-toggle").hidden = true;
+    $("#poll-error").hidden = true;
   }
 
   $("#poll-toggle").addEventListener("click", (ev) => {
@@ -123,6 +144,7 @@
     const form = $("#panic-form");
     const confirm = $("#panic-confirm");
     let opener = null;
+    let coolUntil = 0; // after a refused press: the button waits until then (see coolDown)
     modal.classList.add("js-managed"); // from here on .open, not :target, says whether it shows
 
     const focusables = () => Array.from(modal.querySelectorAll("a[href]:not([tabindex='-1']), button, input, [tabindex]:not([tabindex='-1'])"))
@@ -130,6 +152,7 @@
 
     function open(ev) {
       ev.preventDefault();
+      if (Date.now() < coolUntil) return; // the banner counts down the wait
       const run = currentRun();
       if (run) {
         // Stays while that run goes on; removed when it ends (poll).
@@ -296,12 +319,54 @@
         banner("success", "Retraining initiated. " + result.data.message, true);
       } else if (result.response.ok) {
         banner("info", result.data.message, false).dataset.joined = "1";
+      } else if (signedOutBy(result.response)) {
+        signedOut();
+        banner("error", "Signed out: sign in again, then press again. Nothing was started.", false);
+        return;
+      } else if (result.response.status === 429 && result.data.retry_after) {
+        coolDown(banner("error", result.data.detail, false), Number(result.data.retry_after));
       } else {
         banner("error", result.data.detail || `The server answered ${result.response.status}.`, false);
       }
       poll();
     });
+
+    // A refused press says how long to wait, counts it down, and the button waits with it.
+    function coolDown(el, seconds) {
+      coolUntil = Date.now() + seconds * 1000;
+      const text = el.firstChild;
+      const base = text.textContent.replace(/\s*Try again in \d+ seconds?\.?/, "");
+      const tick = () => {
+        const left = Math.ceil((coolUntil - Date.now()) / 1000);
+        const button = $("#panic-button");
+        if (left <= 0) {
+          text.textContent = base + " You can press again now.";
+          if (button) { button.removeAttribute("aria-disabled"); button.classList.remove("is-cooling"); }
+          return;
+        }
+        text.textContent = `${base} Try again in ${left} second${left === 1 ? "" : "s"}.`;
+        if (button) { button.setAttribute("aria-disabled", "true"); button.classList.add("is-cooling"); }
+        setTimeout(tick, 1000);
+      };
+      tick();
+    }
+    window.__voltaxeCooling = () => Date.now() < coolUntil;
   }
+
+  // --- changes that take effect at once ask first, saying what will change ------------------
+  // Capturing, so that it runs before the activate handler below; without the script the server asks.
+  document.addEventListener("submit", (ev) => {
+    const form = ev.target.closest("form[data-confirm]");
+    if (!form) return;
+    if (!window.confirm(form.dataset.confirm)) {
+      ev.preventDefault();
+      ev.stopImmediatePropagation();
+      return;
+    }
+    if (!form.querySelector("input[name=confirmed]")) {
+      form.insertAdjacentHTML("beforeend", "<input type='hidden' name='confirmed' value='yes'>");
+    }
+  }, true);
 
   // --- activate (roll back) -------------------------------------------------------------------
   document.addEventListener("submit", async (ev) => {

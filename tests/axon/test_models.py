@@ -181,7 +181,7 @@ def test_a_refused_activation_is_audited_at_every_door(two_versions, analyst, ad
     assert ModelVersion.objects.get(is_active=True).version == 2
     _tamper(two_versions[0])
     page.force_login(admin_user)
-    assert page.post("/live-telemetry/models/1/activate/").status_code == 302
+    assert page.post("/live-telemetry/models/1/activate/", {"confirmed": "yes"}).status_code == 302
     failed = AuditEvent.objects.get(action="model.activated", outcome="failure")
     assert failed.actor == admin_user and "sha256" in failed.details["error"]
     assert ModelVersion.objects.get(is_active=True).version == 2

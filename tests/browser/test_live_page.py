@@ -281,6 +281,12 @@ def test_a_second_press_by_the_same_user_is_rate_limited_with_the_servers_messag
                                              r"Try again in \d+ seconds\."))
     assert background(error) == RED_BANNER
     expect(dialog(page)).to_be_hidden()
+    # It counts down, and the button waits with it.
+    first = error.text_content()
+    expect(error).not_to_have_text(first, timeout=5000)
+    expect(panic_button(page)).to_have_attribute("aria-disabled", "true")
+    panic_button(page).click(force=True)  # a click anyway opens nothing
+    expect(dialog(page)).to_be_hidden()
     # Nothing started: the runs table still has the command's run and the one press.
     expect(page.get_by_role("region", name="Training runs").get_by_role("row")).to_have_count(3)  # header + 2
     expect(status).to_contain_text("Model v2 active")

@@ -178,7 +178,8 @@ def _send(client: APIClient, route: str, method: str, path: str):
         body = {"keys": [approval_key(*FLAGGED)], "status": "acknowledged", "note": "authorization matrix"}
         return client.post(path, {**body, "key": body["keys"]}) if route == "page_triage" else client.post(path, body, format="json")
     if route.startswith("page_"):
-        return client.post(path, {"reason": "authorization matrix"})  # the page's form post
+        # The page's form post (activate and revoke: past the page's confirmation step).
+        return client.post(path, {"reason": "authorization matrix", "confirmed": "yes"})
     return client.post(path, format="json")
 
 

@@ -54,7 +54,7 @@ def test_admin_page_has_the_modal_with_its_texts_and_the_preview(client, admin_u
     for text in ("🚨 Retrain Model", "Panic Button", "When to use this", "Important", "Cancel", "csrfmiddlewaretoken",
                  # the app is ticked; the intruder is offered unticked, with why it is risky
                  f'name="approve" value="{keys["Figma.exe"]}"', f'name="approve" value="{keys["kdevtmpfsi"]}"',
-                 "High risk, not ticked:", "runs from a temporary or world-writable folder (/tmp/kdevtmpfsi)",
+                 "High risk:", "runs from a temporary or world-writable folder (/tmp/kdevtmpfsi)",
                  "Retrain and learn 1 program"):
         assert text in html, text
     checked = re.findall(r'name="approve" value="(\w+)"[^>]*?checked', html)
@@ -173,7 +173,11 @@ def test_rollback_form_activates_an_older_version(client, admin_user):
     fleet.train()
     fleet.train()
     client.force_login(admin_user)
-    response = client.post("/live-telemetry/models/1/activate/", follow=True)
+    # Without the script, the form's first post asks, saying what will change; nothing changes yet.
+    ask = client.post("/live-telemetry/models/1/activate/").content.decode()
+    assert "Activate model v1?" in ask and "in place of v2." in ask and "past counts on this page change" in ask
+    assert ModelVersion.objects.get(is_active=True).version == 2
+    response = client.post("/live-telemetry/models/1/activate/", {"confirmed": "yes"}, follow=True)
     assert "Model v1 is now active." in response.content.decode()
     assert ModelVersion.objects.get(is_active=True).version == 1
     assert AuditEvent.objects.filter(action="model.activated", resource_id="1").exists()
@@ -199,7 +203,11 @@ def test_a_security_admin_sees_the_approvals_and_revokes_one_from_the_page(clien
     client.force_login(admin_user)
     html = client.get("/live-telemetry/").content.decode()
     assert "Revoking one takes effect from the\n    next model version" in html and f"/approvals/{approval.pk}/revoke/" in html
-    response = client.post(f"/live-telemetry/approvals/{approval.pk}/revoke/", follow=True)
+    assert 'data-confirm="Revoke? figma.exe on ' in html  # the script's dialog says the same as the page below
+    ask = client.post(f"/live-telemetry/approvals/{approval.pk}/revoke/").content.decode()
+    assert "Revoke the approval of figma.exe on" in ask and "is flagged again and left out of training" in ask
+    assert Approval.objects.exists()
+    response = client.post(f"/live-telemetry/approvals/{approval.pk}/revoke/", {"confirmed": "yes"}, follow=True)
     assert "the next model version will not." in response.content.decode()
     assert not Approval.objects.exists()
     assert AuditEvent.objects.get(action="approval.revoked").details["name"] == "figma.exe"

@@ -72,7 +72,8 @@ def test_filters_by_host_risk_text_and_status(story, analyst_client):
                                format="json").status_code == 200
     assert "reportgen" not in names(analyst_client.get(ALERTS))  # open by default
     acknowledged = analyst_client.get(f"{ALERTS}?status=acknowledged").json()["results"]
-    assert [(a["name"], a["note"], a["updated_by"]) for a in acknowledged] == [("reportgen", "asking the DBA team", "ann@voltaxe.test")]
+    assert [(a["name"], a["note"], a["updated_by"]) for a in acknowledged] == [
+        ("reportgen", "asking the DBA team", "ann@voltaxe.test")]
     assert acknowledged[0]["updated_at"] is not None
     assert analyst_client.get(f"{ALERTS}?status=all").json()["total"] == 3
 
@@ -98,7 +99,8 @@ def test_paging_counts_every_match_and_links_the_next_page(story, analyst_client
     assert first["total"] == 3 and len(first["results"]) == 2 and "offset=2" in first["next"]
     rest = analyst_client.get(first["next"]).json()
     assert rest["total"] == 3 and len(rest["results"]) == 1 and rest["next"] is None
-    assert {a["key"] for a in first["results"] + rest["results"]} == {a["key"] for a in analyst_client.get(ALERTS).json()["results"]}
+    every = {a["key"] for a in analyst_client.get(ALERTS).json()["results"]}
+    assert {a["key"] for a in first["results"] + rest["results"]} == every
 
 
 @pytest.mark.parametrize("query, name", [

@@ -3,6 +3,8 @@ from __future__ import annotations
 from django.http import Http404
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.exceptions import PermissionDenied
@@ -11,7 +13,7 @@ from rest_framework.views import APIView
 
 from audit.services import actor_name
 from axon import services
-from axon.models import Alert, Approval, ModelVersion, TrainingRun
+from axon.models import AlertChange, Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
 from voltaxe.api import BadRequest, next_page_url, parse_int, require_perm
 
@@ -103,9 +105,11 @@ class RetrainView(APIView):
 def candidate_json(c: services.Candidate) -> dict:
     return {
         "key": c.key, "hostname": c.hostname, "name": c.name, "exe": c.exe, "parent": c.parent, "user": c.user,
+        "script": c.script or None,
         "count": c.observations, "first_seen": c.first_seen, "last_seen": c.last_seen, "max_score": c.max_score,
+        "severity": c.severity or None, "severity_reasons": c.severity_reasons,
         "reasons": c.reasons, "risk": c.risk, "risk_reasons": c.risk_reasons, "status": c.status, "note": c.note,
-        "updated_by": c.updated_by,
+        "updated_by": c.updated_by, "updated_at": c.updated_at,
         "reopened": c.reopened,  # closed, then flagged again
     }
 
@@ -122,18 +126,64 @@ class RetrainPreviewView(APIView):
         return Response(body)
 
 
+ERRORS = {
+    400: OpenApiResponse(OpenApiTypes.OBJECT, 'A parameter is malformed: {"detail", "errors"} name it.'),
+    401: OpenApiResponse(OpenApiTypes.OBJECT, "Not authenticated."),
+    403: OpenApiResponse(OpenApiTypes.OBJECT, "Not an analyst or security admin (an agent key included)."),
+}
+PAGING = [
+    OpenApiParameter("offset", int, description="Skip this many (default 0)."),
+    OpenApiParameter("limit", int, description="At most this many (default 50, at most 500)."),
+]
+
+
 class AlertListView(APIView):
     permission_classes = [CanViewAxon]
 
+    @extend_schema(parameters=[
+        OpenApiParameter("status", str, enum=list(services.ALERT_STATUSES), description="Default open; all for every status."),
+        OpenApiParameter("hostname", str, description="Exactly this host."),
+        OpenApiParameter("risk", str, enum=["low", "high"]),
+        OpenApiParameter("q", str, description="A piece of the name, path, parent, user or script (any case)."),
+        OpenApiParameter("since", OpenApiTypes.DATETIME, description="Seen at or after (RFC 3339)."),
+        OpenApiParameter("until", OpenApiTypes.DATETIME, description="Seen at or before (RFC 3339)."),
+        OpenApiParameter("ordering", str, enum=list(services.ALERT_ORDERINGS), description="Default severity."),
+        *PAGING,
+    ], responses={200: OpenApiResponse(OpenApiTypes.OBJECT, '{"total", "results": [alert], "next"}'), **ERRORS})
     def get(self, request):
-        status_ = request.query_params.get("status", "")
-        if status_ and status_ not in [*Alert.Status.values, "all"]:
-            raise BadRequest(f"status must be one of {', '.join(Alert.Status.values)} or all.", {"status": ["unknown status"]})
+        query = service_errors(lambda: services.AlertQuery.from_params(request.query_params))
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 50, 1, 500)
-        rows, more = services.alerts_list(status=status_, hostname=request.query_params.get("hostname", ""),
-                                          offset=offset, limit=limit)
-        return Response({"results": [candidate_json(c) for c in rows], "next": next_page_url(request, offset, limit, more)})
+        rows, total = services.alerts_search(query=query, offset=offset, limit=limit)
+        return Response({"total": total, "results": [candidate_json(c) for c in rows],
+                         "next": next_page_url(request, offset, limit, offset + limit < total)})
+
+
+def change_json(change: AlertChange) -> dict:
+    return {"status": change.status, "note": change.note, "by": change.by_name, "at": change.at}
+
+
+def alert_detail_json(detail: dict) -> dict:
+    approval = detail["approval"]
+    return {**candidate_json(detail["alert"]), "observations": detail["observations"],
+            "history": [change_json(h) for h in detail["history"]],
+            "approval": None if approval is None else approval_json(approval)}
+
+
+class AlertDetailView(APIView):
+    permission_classes = [CanViewAxon]
+
+    @extend_schema(parameters=PAGING, responses={
+        200: OpenApiResponse(OpenApiTypes.OBJECT, "The alert, its observations (newest first), history and approval."),
+        **ERRORS, 404: OpenApiResponse(OpenApiTypes.OBJECT, "No alert has this key (or it has no open flags).")})
+    def get(self, request, key: str):
+        offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
+        limit = parse_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
+        detail = services.alert_detail(key=key, offset=offset, limit=limit)
+        if detail is None:
+            raise Http404("No alert has this key. It may have been approved, or cleared by a newer model.")
+        return Response({**alert_detail_json(detail),
+                         "next": next_page_url(request, offset, limit, detail["more"])})
 
 
 class AlertTriageView(APIView):

@@ -11,12 +11,14 @@ class AxonConfig(AppConfig):
         from axon.scoring import model_cache, observations_score
         from axon.views import ModelPanel
         from telemetry import scoring, views
+        from voltaxe import nav
         from voltaxe.views import health_probes
 
         # The apps below know nothing of the model: it plugs into their seams.
         scoring.register(observations_score)
         views.panels.append(ModelPanel())
         health_probes["active_model"] = lambda: model_cache.get()[0]
+        nav.links.append(("Alerts", "alerts"))
 
         post_migrate.connect(schedules_sync, sender=self)
 

@@ -242,3 +242,20 @@ class Alert(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} on {self.hostname}: {self.status}"
+
+
+class AlertChange(models.Model):
+    """One triage change of an alert, kept for its history: written with the change, in the same transaction."""
+
+    key = models.CharField(max_length=64, db_index=True)
+    status = models.CharField(max_length=16, choices=Alert.Status.choices)
+    note = models.TextField(blank=True)
+    by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    by_name = models.CharField(max_length=255, blank=True)  # kept when the user is gone
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.status} by {self.by_name}"

@@ -83,9 +83,13 @@ class Candidate:
     status: str = "open"  # the triage (axon.models.Alert.Status)
     note: str = ""
     updated_by: str = ""
+    updated_at: datetime | None = None
     newest_id: int = 0  # the newest flagged record's id: what arrived last
     reopened: bool = False  # closed, then flagged again
     held: list[str] = field(default_factory=list)  # why a low-risk item is still not ticked by default
+    severity: str = ""  # how urgently it needs a person (axon.severity), set by the alerts list
+    severity_reasons: list[str] = field(default_factory=list)
+    severity_rank: tuple = ()  # sorts worst first
 
     @property
     def default(self) -> bool:

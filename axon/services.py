@@ -28,9 +28,10 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record, client_ip
-from axon.models import Alert, Approval, ModelArtifact, ModelVersion, TrainingRun
+from axon.models import Alert, AlertChange, Approval, ModelArtifact, ModelVersion, TrainingRun
 from axon.risk import HIGH, SPREADING_HOSTS, Candidate, Fleet, assess
 from axon.scoring import model_cache, score_with
+from axon.severity import severity
 from axon.store import ArtifactError, artifact_load, artifact_write
 from telemetry.models import Endpoint, HostDay, ProcessRecord, ProcessRollup, Snapshot
 from telemetry.normalize import normalize_exe, normalize_name
@@ -678,7 +679,7 @@ def flagged_candidates(records) -> list[Candidate]:
         c.risk, c.risk_reasons = assess(c, fleet)
         if c.key in triage:
             t = triage[c.key]
-            c.status, c.note, c.updated_by = t.status, t.note, t.updated_by_name
+            c.status, c.note, c.updated_by, c.updated_at = t.status, t.note, t.updated_by_name, t.updated_at
             # Closing hides what was seen, not what comes. An alert closed before arrivals were recorded
             # (seen_up_to empty) goes by the timestamps instead.
             if t.status == Alert.Status.CLOSED and (
@@ -874,6 +875,8 @@ def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
             alert.status, alert.note = Alert.Status.ACKNOWLEDGED, f"approval revoked by {actor_name(actor.user)}"
             alert.updated_by, alert.updated_by_name = actor.user, actor_name(actor.user)
             alert.save()
+            AlertChange.objects.create(key=key, status=alert.status, note=alert.note, by=alert.updated_by,
+                                       by_name=alert.updated_by_name)
         approval.delete()
     actor.audit("approval.revoked", resource_type="approval", resource_id=approval_id, details={
         "key": key,
@@ -886,18 +889,129 @@ def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
 # --- triage --------------------------------------------------------------------------------
 
 
-def alerts_list(*, status: str = "", hostname: str = "", offset: int = 0, limit: int = 50) -> tuple[list[Candidate], bool]:
-    """Open anomalies grouped by approval key, worst first; closed ones only when asked for (closed, all).
+ALERT_ORDERINGS = ("severity", "-last_seen", "-count", "hostname")
+ALERT_STATUSES = (*Alert.Status.values, "all")
+MAX_FILTER_TEXT = 255
 
-    Returns (page, more)."""
-    records = ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN)
-    if hostname:
-        records = records.filter(endpoint__hostname=hostname)
-    alerts = flagged_candidates(records)
-    if status != "all":
-        alerts = [a for a in alerts if a.status == status] if status else [a for a in alerts if a.status != Alert.Status.CLOSED]
-    alerts.sort(key=lambda a: (a.status == Alert.Status.ACKNOWLEDGED, -(a.max_score or 0), a.risk != "high", a.key))
-    return alerts[offset:offset + limit], offset + limit < len(alerts)
+
+@dataclass(frozen=True)
+class AlertQuery:
+    """What the alerts list is filtered and ordered by: the API's query parameters, and the page's."""
+
+    status: str = "open"  # one of Alert.Status, "all", or "" for every status but closed (the Live page)
+    hostname: str = ""
+    risk: str = ""  # "", "low" or "high"
+    q: str = ""  # a piece of the name, path, parent, user or script
+    since: datetime | None = None  # seen at or after
+    until: datetime | None = None  # seen at or before
+    ordering: str = "severity"
+
+    @classmethod
+    def from_params(cls, params, **given) -> AlertQuery:
+        """From a query string; an unknown or malformed value is InvalidInput naming the parameter."""
+        def choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+            value = params.get(name) or default
+            if value not in allowed:
+                raise InvalidInput(f"{name} must be one of {', '.join(allowed)}; got {value[:40]!r}.",
+                                   {name: [f"unknown value: {value[:40]}"]})
+            return value
+
+        def text(name: str) -> str:
+            value = (params.get(name) or "").strip()
+            if len(value) > MAX_FILTER_TEXT:
+                raise InvalidInput(f"{name} must be at most {MAX_FILTER_TEXT} characters.", {name: ["too long"]})
+            return value
+
+        values = {
+            "status": choice("status", ALERT_STATUSES, "open"), "hostname": text("hostname"),
+            "risk": choice("risk", ("", "low", "high"), ""), "q": text("q"),
+            "since": _query_time(params.get("since"), "since"), "until": _query_time(params.get("until"), "until"),
+            "ordering": choice("ordering", ALERT_ORDERINGS, "severity"),
+        }
+        return cls(**{**values, **given})
+
+    def matches(self, c: Candidate) -> bool:
+        if self.status == "" and c.status == Alert.Status.CLOSED or self.status not in ("", "all", c.status):
+            return False
+        if self.hostname and c.hostname != self.hostname or self.risk and c.risk != self.risk:
+            return False
+        if self.since and not (c.last_seen and c.last_seen >= self.since):
+            return False
+        if self.until and not (c.first_seen and c.first_seen <= self.until):
+            return False
+        needle = self.q.lower()
+        return not needle or any(needle in (text or "").lower() for text in (c.name, c.exe, c.parent, c.user, c.script))
+
+
+def _query_time(value: str | None, name: str) -> datetime | None:
+    """An RFC 3339 time, in UTC; naive is taken as UTC."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace(" ", "+"))  # a '+' arrives as a space
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise InvalidInput(f"{name} must be an RFC 3339 time such as 2026-11-26T09:00:00Z; got {value[:40]!r}.",
+                           {name: ["not a time"]}) from None
+
+
+def _open_alerts() -> list[Candidate]:
+    """Every alert with open flags, each with its severity; the fleet is judged whole, whatever is filtered after."""
+    alerts = flagged_candidates(ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN))
+    active = ModelVersion.objects.filter(is_active=True).only("metrics").first()
+    threshold = active.metrics.get("threshold") if active is not None else None
+    now = timezone.now()
+    for c in alerts:
+        judged = severity(risk=c.risk, risk_reasons=c.risk_reasons, reasons=list(c.reasons), score=c.max_score,
+                          threshold=threshold, hosts=c.hosts, last_seen=c.last_seen, now=now)
+        c.severity, c.severity_reasons, c.severity_rank = judged.level, judged.reasons, judged.rank
+    return alerts
+
+
+_ORDER = {
+    # Open ones first: what still needs a person; then worst first.
+    "severity": lambda c: (c.status != Alert.Status.OPEN, c.severity_rank, c.key),
+    "-last_seen": lambda c: (-(c.last_seen.timestamp() if c.last_seen else 0), c.key),
+    "-count": lambda c: (-c.observations, c.key),
+    "hostname": lambda c: (c.hostname, c.name.lower(), c.key),
+}
+
+
+def alerts_search(*, query: AlertQuery, offset: int = 0, limit: int = 50) -> tuple[list[Candidate], int]:
+    """Alerts grouped by approval key, filtered and ordered by `query`: (this page, how many match in all)."""
+    alerts = sorted((c for c in _open_alerts() if query.matches(c)), key=_ORDER[query.ordering])
+    return alerts[offset:offset + limit], len(alerts)
+
+
+def alerts_list(*, status: str = "", hostname: str = "", offset: int = 0, limit: int = 50) -> tuple[list[Candidate], bool]:
+    """Alerts worst first; every status but closed by default ("all" for every one). Returns (page, more)."""
+    page, total = alerts_search(query=AlertQuery(status=status, hostname=hostname), offset=offset, limit=limit)
+    return page, offset + limit < total
+
+
+def alert_detail(*, key: str, offset: int = 0, limit: int = 100) -> dict | None:
+    """One alert with its observations (newest first, paged), triage history and covering approval; None if unknown."""
+    c = next((a for a in _open_alerts() if a.key == key), None)
+    if c is None:
+        return None
+    records = ProcessRecord.objects.filter(
+        flagged=True, status=ProcessRecord.Status.OPEN, endpoint__hostname=c.hostname, name_norm=c.name_norm,
+        exe_norm=c.exe_norm, parent_name=c.parent, script=c.script).order_by("-observed_at", "-id")
+    page = list(records.values("observed_at", "pid", "ppid", "parent_name", "cmdline", "cpu_percent", "memory_rss",
+                               "model_number")[offset:offset + limit + 1])
+    approval = Approval.objects.filter(hostname=c.hostname, name=c.name_norm, exe=c.exe_norm, parent=c.parent).filter(
+        Q(script=c.script) | Q(script__isnull=True)).first()
+    return {
+        "alert": c,
+        "observations": [{
+            "timestamp": r["observed_at"], "pid": r["pid"], "ppid": r["ppid"], "parent": r["parent_name"],
+            "cmdline": r["cmdline"], "cpu_percent": r["cpu_percent"], "memory_rss": r["memory_rss"],
+            "model_version": r["model_number"], "source": "snapshot",
+        } for r in page[:limit]],
+        "more": len(page) > limit,
+        "history": list(AlertChange.objects.filter(key=key)),
+        "approval": approval,
+    }
 
 
 def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
@@ -939,6 +1053,8 @@ def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
                 defaults.update(hostname=c.hostname, name=c.name_norm, exe=c.exe_norm, parent=c.parent,
                                 seen_up_to=c.newest_id)
             Alert.objects.update_or_create(key=key, defaults=defaults)
+            AlertChange.objects.create(key=key, status=data["status"], note=data["note"], by=user,
+                                       by_name=actor_name(actor.user))
     actor.audit("alert.triaged", resource_type="alert", resource_id=",".join(sorted(keys))[:64],
                 details={"keys": sorted(keys), "status": data["status"], "note": data["note"],
                          "before": {k: before.get(k, Alert.Status.OPEN) for k in sorted(keys)}})

@@ -4,7 +4,7 @@ A host is **late** when nothing came from it for LATE_FACTOR times its usual int
 interval is the median gap between the server's *receipt* times of its last RECENT_SNAPSHOTS
 snapshots, not between the times the agent wrote in them: a compromised agent chooses its
 timestamps (it could space them a day apart so that a silence of hours looks usual), but not when
-its requests reach the server. Gaps under SAME_DELIVERY are one delivery (a batch, a backlog
+its requests reach the server. Gaps under SAME_DELIVERY_SECONDS are one delivery (a batch, a backlog
 flushed after an outage) and say nothing about the cadence, so they are left out. The median
 keeps one outage from stretching the usual interval. When events (process starts) are stored,
 their receipt times join the snapshots' in `_heard`.
@@ -30,13 +30,13 @@ from telemetry.models import Endpoint, ProcessRecord, Snapshot
 
 RECENT_SNAPSHOTS = 20
 LATE_FACTOR = 3
-SAME_DELIVERY = timedelta(seconds=1)
+SAME_DELIVERY_SECONDS = 1.0
 
 
-def usual_interval(received: Sequence[datetime]) -> float | None:
-    """The median gap in seconds between deliveries, or None with fewer than two deliveries."""
+def usual_interval(received: Sequence[float]) -> float | None:
+    """The median gap in seconds between deliveries (receipt times in Unix seconds), or None with fewer than two."""
     times = sorted(received)
-    gaps = [(b - a).total_seconds() for a, b in zip(times, times[1:]) if b - a >= SAME_DELIVERY]
+    gaps = [b - a for a, b in zip(times, times[1:]) if b - a >= SAME_DELIVERY_SECONDS]
     return statistics.median(gaps) if gaps else None
 
 
@@ -89,12 +89,14 @@ def register_alert_counter(counter: AlertCounter) -> None:
     _alert_counter = counter
 
 
-def _heard(endpoint_ids: list[int] | None) -> dict[int, list[datetime]]:
-    """When the server received each host's last RECENT_SNAPSHOTS snapshots (of these hosts; None: all), in one query.
+def _heard(endpoint_ids: list[int] | None) -> dict[int, list[float]]:
+    """When (Unix seconds) the server received each host's last RECENT_SNAPSHOTS snapshots (of these hosts;
+    None: all), in one query.
 
-    For each host, the RECENT_SNAPSHOTS-th newest snapshot's timestamp is found through the
-    (endpoint, timestamp) index, then the snapshots from it on: work per host, never a scan of
-    the history (a window function over the snapshots reads the whole table).
+    Host by host through the (endpoint, timestamp) index, never a scan of the history. The join order
+    is forced: left to the planners, both read every snapshot and judged each against its host's
+    cut-off (PostgreSQL, 1,000 hosts of 300 snapshots: 31 s; SQLite: 1.2 s). Times come as numbers:
+    20,000 model instances cost 2 s of Python.
     """
     snapshots, endpoints = Snapshot._meta.db_table, Endpoint._meta.db_table
     where, params = "", []
@@ -103,16 +105,25 @@ def _heard(endpoint_ids: list[int] | None) -> dict[int, list[datetime]]:
             return {}
         where = f"WHERE e.id IN ({', '.join(['%s'] * len(endpoint_ids))})"
         params = list(endpoint_ids)
-    before_all = connection.ops.adapt_datetimefield_value(datetime(1, 1, 2, tzinfo=UTC))  # a host with fewer snapshots
-    rows = Snapshot.objects.raw(
-        f"SELECT s.id, s.endpoint_id, s.received_at FROM {endpoints} e JOIN {snapshots} s ON s.endpoint_id = e.id "
-        f"AND s.timestamp >= COALESCE((SELECT n.timestamp FROM {snapshots} n WHERE n.endpoint_id = e.id "
-        f"ORDER BY n.timestamp DESC LIMIT 1 OFFSET {RECENT_SNAPSHOTS - 1}), %s) {where}",
-        [before_all, *params],
-    )
-    heard: dict[int, list[datetime]] = {}
-    for s in rows:
-        heard.setdefault(s.endpoint_id, []).append(s.received_at)
+    if connection.vendor == "postgresql":
+        sql = (f"SELECT e.id, EXTRACT(EPOCH FROM r.received_at)::float8 FROM {endpoints} e CROSS JOIN LATERAL "
+               f"(SELECT s.received_at FROM {snapshots} s WHERE s.endpoint_id = e.id "
+               f"ORDER BY s.timestamp DESC LIMIT {RECENT_SNAPSHOTS}) r {where}")
+    else:
+        # No LATERAL in SQLite: each host's cut-off (its RECENT_SNAPSHOTS-th newest timestamp) once, then
+        # its snapshots from there; CROSS JOIN makes SQLite loop over the hosts outside.
+        params.insert(0, connection.ops.adapt_datetimefield_value(datetime(1, 1, 2, tzinfo=UTC)))
+        sql = (f"WITH cut AS MATERIALIZED (SELECT e.id AS endpoint_id, COALESCE((SELECT n.timestamp FROM {snapshots} n "
+               f"WHERE n.endpoint_id = e.id ORDER BY n.timestamp DESC LIMIT 1 OFFSET {RECENT_SNAPSHOTS - 1}), %s) AS since "
+               f"FROM {endpoints} e {where}) "
+               f"SELECT s.endpoint_id, (julianday(s.received_at) - 2440587.5) * 86400.0 FROM cut CROSS JOIN {snapshots} s "
+               f"WHERE s.endpoint_id = cut.endpoint_id AND s.timestamp >= cut.since")
+    heard: dict[int, list[float]] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        for endpoint_id, received in cursor.fetchall():
+            # To the millisecond: SQLite's julianday carries a few microseconds of rounding.
+            heard.setdefault(endpoint_id, []).append(round(received, 3))
     return heard
 
 
@@ -125,7 +136,7 @@ def _hosts(endpoints, *, now: datetime, every: bool = False, alerts: bool = True
     for e in rows:
         received = heard.get(e.pk, [])
         usual = usual_interval(received)
-        last_heard = max(received) if received else None
+        last_heard = datetime.fromtimestamp(max(received), UTC) if received else None
         late_since = None
         if usual is not None and last_heard is not None:
             due = last_heard + timedelta(seconds=LATE_FACTOR * usual)

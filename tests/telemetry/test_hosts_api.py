@@ -33,7 +33,8 @@ def agent(name: str) -> tuple[APIClient, str]:
 def payload(host: str, when: datetime) -> dict:
     return {"hostname": host, "os": "linux", "timestamp": when.isoformat(), "processes": [
         {"name": "systemd", "pid": 1, "ppid": 0, "exe": "/usr/lib/systemd/systemd", "username": "root", "cmdline": "/sbin/init"},
-        {"name": "sshd", "pid": 812, "ppid": 1, "exe": "/usr/sbin/sshd", "username": "root", "cmdline": "sshd: /usr/sbin/sshd -D"},
+        {"name": "sshd", "pid": 812, "ppid": 1, "exe": "/usr/sbin/sshd", "username": "root",
+         "cmdline": "sshd: /usr/sbin/sshd -D"},
     ]}
 
 

@@ -8,15 +8,18 @@ class AxonConfig(AppConfig):
 
     def ready(self) -> None:
         from axon import checks  # noqa: F401  (registers the system checks)
+        from axon.hosts import HostAlertsPanel, open_alerts_by_host
         from axon.scoring import model_cache, observations_score
         from axon.views import ModelPanel
-        from telemetry import scoring, views
+        from telemetry import hosts, hosts_views, scoring, views
         from voltaxe import nav
         from voltaxe.views import health_probes
 
         # The apps below know nothing of the model: it plugs into their seams.
         scoring.register(observations_score)
         views.panels.append(ModelPanel())
+        hosts.register_alert_counter(open_alerts_by_host)
+        hosts_views.host_panels.append(HostAlertsPanel())
         health_probes["active_model"] = lambda: model_cache.get()[0]
         nav.links.append(("Alerts", "alerts"))
 

@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.template.loader import render_to_string
 from django.utils import timezone
 
+from telemetry.hosts import hosts_late
 from telemetry.models import Snapshot
 from telemetry.services import telemetry_summary
 
@@ -23,12 +24,13 @@ def _require_viewer(request) -> None:
         raise PermissionDenied("You need the Analyst or Security Admin role to view telemetry.")
 
 
-def activity_24h() -> list[dict]:
-    """Snapshots and anomalies per hour over the last 24 hours, oldest first, with empty hours filled."""
+def activity_24h(*, hostname: str = "") -> list[dict]:
+    """Snapshots and anomalies per hour over the last 24 hours (of one host, if named), oldest first, with empty hours filled."""
     now = timezone.now()
     start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    snapshots = Snapshot.objects.filter(endpoint__hostname=hostname) if hostname else Snapshot.objects.all()
     rows = (
-        Snapshot.objects.filter(timestamp__gte=start).order_by()
+        snapshots.filter(timestamp__gte=start).order_by()
         .annotate(hour=TruncHour("timestamp")).values("hour")
         .annotate(snapshots=Count("id"), anomalies=Sum("anomaly_count"))
     )
@@ -64,6 +66,7 @@ LIVE_FRAGMENTS = {
     "figures": "telemetry/_figures.html",
     "activity-chart": "telemetry/_activity.html",
     "snapshots-body": "telemetry/_snapshots.html",
+    "late-hosts": "telemetry/_late_hosts.html",
 }
 
 
@@ -88,7 +91,8 @@ def activity_chart(activity: list[dict], *, width: int = 600, height: int = 160,
 
 def live_context(user) -> dict:
     """What the page's live parts show: the first render and every poll use this, so they cannot differ."""
-    context = {"summary": telemetry_summary(), "chart": activity_chart(activity_24h()), "now": timezone.now()}
+    context = {"summary": telemetry_summary(), "chart": activity_chart(activity_24h()), "now": timezone.now(),
+               "late_hosts": hosts_late()}
     for panel in panels:
         context.update(panel.context(user))
     return context

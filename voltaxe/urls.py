@@ -14,6 +14,7 @@ from telemetry.api import (
     SnapshotIngestView,
     SummaryView,
 )
+from telemetry.hosts_api import HostDetailView, HostListView
 from voltaxe.views import (
     LogoutView,
     TokenObtainView,
@@ -31,6 +32,8 @@ api = [
     path("telemetry/snapshots/batch/", SnapshotBatchIngestView.as_view(), name="snapshot-ingest-batch"),
     path("telemetry/summary/", SummaryView.as_view(), name="telemetry-summary"),
     path("telemetry/anomalies/", AnomalyListView.as_view(), name="telemetry-anomalies"),
+    path("telemetry/hosts/", HostListView.as_view(), name="telemetry-hosts"),
+    path("telemetry/hosts/<str:hostname>/", HostDetailView.as_view(), name="telemetry-host"),
     path("audit/events/", AuditEventListView.as_view(), name="audit-events"),
     path("axon/", include("axon.urls")),
     path("schema/", SpectacularJSONAPIView.as_view(), name="schema"),  # JSON, like every other answer here

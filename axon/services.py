@@ -989,6 +989,17 @@ def alerts_list(*, status: str = "", hostname: str = "", offset: int = 0, limit:
     return page, offset + limit < total
 
 
+def alerts_overview(*, limit: int = 50) -> dict:
+    """The Live page's table (worst first, every status but closed) and the counts its cards show, from one
+    grouping: the cards count what the table lists (alert groups), observations second."""
+    alerts = _open_alerts()
+    listed = sorted((c for c in alerts if c.status != Alert.Status.CLOSED), key=_ORDER["severity"])
+    open_ = [c for c in alerts if c.status == Alert.Status.OPEN]
+    return {"page": listed[:limit], "more": len(listed) > limit,
+            "by_status": dict(Counter(c.status for c in alerts)), "open": len(open_),
+            "open_observations": sum(c.observations for c in open_)}
+
+
 def alert_detail(*, key: str, offset: int = 0, limit: int = 100) -> dict | None:
     """One alert with its observations (newest first, paged), triage history and covering approval; None if unknown."""
     c = next((a for a in _open_alerts() if a.key == key), None)

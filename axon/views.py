@@ -31,7 +31,8 @@ class ModelPanel:
     }
 
     def context(self, user) -> dict:
-        alerts, _ = axon_services.alerts_list(limit=50)
+        overview = axon_services.alerts_overview(limit=50)
+        alerts, alerts_more = overview["page"], overview["more"]
         can_revoke = user.has_perm("axon.delete_approval")
         axon = status_json()
         active = axon["active_model"]["version"] if axon["active_model"] else None
@@ -43,7 +44,11 @@ class ModelPanel:
             v["confirm"] = " ".join(activate_change(v, active))
         return {
             "axon": axon,
-            "alerts": [candidate_json(a) for a in alerts],
+            "alerts": [candidate_json(a) for a in alerts], "alerts_more": alerts_more,
+            # The figures card counts what the table lists (telemetry's card shows these when a panel gives them).
+            "alert_figures": {"open": overview["open"], "observations": overview["open_observations"],
+                              "acknowledged": overview["by_status"].get("acknowledged", 0),
+                              "malicious": overview["by_status"].get("malicious", 0)},
             "approvals": approvals,
             "runs": [run_json(r) for r in TrainingRun.objects.select_related("model_version")[:10]],
             "versions": versions,

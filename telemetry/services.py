@@ -659,7 +659,9 @@ def telemetry_summary(*, recent: int = 10) -> dict:
     if totals["first"] and totals["last"]:
         hours = max((totals["last"] - totals["first"]).total_seconds() / 3600, 0.0)
     since = timezone.now() - timedelta(hours=1)
-    last_hour = Snapshot.objects.filter(received_at__gte=since).aggregate(n=Sum("process_count"))["n"] or 0
+    # By when the records were taken, not when they arrived: a backlog or a demo loaded at once is not a rate.
+    last_hour = Snapshot.objects.filter(timestamp__gte=since, timestamp__lte=timezone.now()).aggregate(
+        n=Sum("process_count"))["n"] or 0
     recent_rows = (
         Snapshot.objects.select_related("endpoint").order_by("-timestamp", "-id")[:recent]
     )

@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def fits(page: Page) -> None:
+    page.wait_for_load_state("load")  # after a click the URL changes before the stylesheet is applied
     width, inner = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
     assert width <= inner, f"{page.url} is {width} px wide in a {inner} px window"
 

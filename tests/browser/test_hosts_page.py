@@ -27,6 +27,7 @@ def hosts(db):
 
 
 def no_page_scroll(page) -> bool:
+    page.wait_for_load_state("load")  # after a click the URL changes before the stylesheet is applied
     return page.evaluate("document.scrollingElement.scrollWidth <= window.innerWidth")
 
 

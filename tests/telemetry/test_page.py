@@ -226,3 +226,26 @@ def test_the_page_says_which_hosts_send_names_only(client, analyst, agent_client
     assert agent_client.post("/api/telemetry/snapshots/", rich("test-agent", minutes_ago=1), format="json").status_code == 201
     snapshots = client.get("/live-telemetry/data/").json()["fragments"]["snapshots-body"]
     assert snapshots.count("<tr>") == 2 and ">names only</span>" not in snapshots
+
+
+@pytest.mark.django_db
+def test_the_open_anomalies_card_counts_the_alerts_the_table_lists_and_triage_moves_it(client, admin_user):
+    import re
+
+    split = fleet.history(days=2)
+    fleet.train()
+    fleet.recent(split)
+    client.force_login(admin_user)
+
+    def card_and_rows():
+        html = client.get("/live-telemetry/").content.decode()
+        card = re.search(r'Open anomalies</span><span class="value">(\d+)</span>\s*<span class="sub">([\d,]+) observation',
+                         html)
+        rows = re.findall(r'<tr data-key="([0-9a-f]+)" class="alert-row', html)
+        return int(card.group(1)), int(card.group(2).replace(",", "")), rows
+
+    open_, observations, rows = card_and_rows()
+    assert open_ == len(rows) >= 2 and observations > open_
+    client.post("/live-telemetry/triage/", {"key": rows[0], "status": "acknowledged", "note": "looking"})
+    after, _, rows_after = card_and_rows()
+    assert after == open_ - 1 and len(rows_after) == len(rows)  # acknowledged: still listed, no longer open

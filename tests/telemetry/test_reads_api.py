@@ -55,3 +55,12 @@ def test_a_user_without_a_role_is_403(nobody):
     from tests.conftest import client_for
 
     assert client_for(nobody).get("/api/telemetry/summary/").status_code == 403
+
+
+@pytest.mark.django_db
+def test_records_per_hour_go_by_when_records_were_taken_not_when_they_arrived(stored, agent_client, analyst_client):
+    """A backlog (or the demo, loaded at once) delivered now is history, not this hour's rate."""
+    backlog = rich("h2", minutes_ago=180)
+    assert agent_client.post("/api/telemetry/snapshots/", backlog, format="json").status_code == 201
+    body = analyst_client.get("/api/telemetry/summary/").json()
+    assert body["total_records"] == 12 and body["collection_rate_per_hour"] == 9

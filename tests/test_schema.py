@@ -16,8 +16,6 @@ API_MD = REPO.parent / "shared" / "API.md"
 PENDING: set[str] = {
     "/api/axon/alerts/<key>/",  # issue 20, the analyst's console: alert detail
     "/api/telemetry/hosts/", "/api/telemetry/hosts/<hostname>/",  # issue 20: hosts and `late`
-    "/api/notifications/channels/", "/api/notifications/channels/<id>/",  # issue 22, notifications
-    "/api/notifications/channels/<id>/test/", "/api/notifications/deliveries/",  # issue 22
     "/api/telemetry/events/", "/api/telemetry/events/sysmon/", "/api/telemetry/events/ecs/",  # issue 23, events
 }
 

@@ -118,7 +118,7 @@ def press_pressed(run: TrainingRun, unticked: list[str], refused: list[str]) -> 
 
 
 def run_finished(run: TrainingRun) -> None:
-    kinds = {TrainingRun.Status.FAILED: "run.failed", TrainingRun.Status.TIMED_OUT: "run.timed_out",
+    kinds: dict[str, str] = {TrainingRun.Status.FAILED: "run.failed", TrainingRun.Status.TIMED_OUT: "run.timed_out",
              TrainingRun.Status.REJECTED: "run.rejected"}
     if run.status not in kinds:
         return

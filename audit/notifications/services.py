@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -44,7 +45,7 @@ def channel_clean(data: dict, *, instance: Channel | None = None) -> dict:
     if not isinstance(data, dict):
         raise InvalidChannel("Send the channel as a JSON object.", {"non_field_errors": ["expected an object"]})
     unknown = sorted(set(data) - set(FIELDS))
-    values = {f: getattr(instance, f) for f in FIELDS} if instance else {
+    values: dict[str, Any] = {f: getattr(instance, f) for f in FIELDS} if instance else {
         "secret": "", "events": ["*"], "min_severity": "low", "format": "json", "enabled": True}
     values.update({k: v for k, v in data.items() if k in FIELDS})
     errors: dict[str, list[str]] = {f: ["not a field of a channel"] for f in unknown}
@@ -54,7 +55,7 @@ def channel_clean(data: dict, *, instance: Channel | None = None) -> dict:
             errors[text_field] = [f"must be text of at most {most} characters"]
     if isinstance(values.get("name"), str) and not values["name"].strip():
         errors["name"] = ["required"]
-    kind, target = values.get("kind"), values.get("target")
+    kind, target = values.get("kind"), values.get("target", "")
     if kind not in Channel.Kind.values:
         errors["kind"] = [f"must be one of {', '.join(Channel.Kind.values)}"]
     elif "target" not in errors:
@@ -73,9 +74,10 @@ def channel_clean(data: dict, *, instance: Channel | None = None) -> dict:
         errors["format"] = ["must be json or cef"]
     if not isinstance(values.get("enabled"), bool):
         errors["enabled"] = ["must be true or false"]
-    if "name" not in errors and Channel.objects.filter(name=values["name"].strip()).exclude(
-            pk=instance.pk if instance else None).exists():
-        errors["name"] = ["another channel has this name"]
+    if "name" not in errors:
+        same_name = Channel.objects.filter(name=values["name"].strip())
+        if (same_name.exclude(pk=instance.pk) if instance else same_name).exists():
+            errors["name"] = ["another channel has this name"]
     if errors:
         field, said = next(iter(errors.items()))
         raise InvalidChannel(f"{field}: {said[0]}. Nothing was saved.", errors)
@@ -282,8 +284,8 @@ def delivery_attempt(*, delivery: Delivery, retry: bool = True) -> senders.Answe
 def deliveries_retry(*, limit: int = 100) -> int:
     """Attempt again the deliveries whose retry is due; claimed first, so two workers never send one twice."""
     done = 0
-    for pk in Delivery.objects.filter(next_attempt_at__lte=timezone.now()).order_by("next_attempt_at").values_list(
-            "pk", flat=True)[:limit]:
+    due_now = Delivery.objects.filter(next_attempt_at__lte=timezone.now(), channel__enabled=True)
+    for pk in due_now.order_by("next_attempt_at").values_list("pk", flat=True)[:limit]:
         due = Delivery.objects.filter(pk=pk, next_attempt_at__lte=timezone.now())
         if due.update(next_attempt_at=None):
             delivery_attempt(delivery=Delivery.objects.select_related("channel").get(pk=pk))

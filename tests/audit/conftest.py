@@ -6,6 +6,7 @@ import pytest
 from audit.models import Channel
 from audit.notifications import services
 from tests.audit.receivers import WebhookReceiver
+from tests.axon.test_queue import broker_env, worker  # noqa: F401  (a qcluster on the ORM broker and on Redis)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from audit.models import Delivery
 from tests import fleet
 from tests.audit.receivers import WebhookReceiver, verify
 from tests.axon.test_exact_approvals import MINER, agent, post, snapshot
-from tests.axon.test_queue import broker_env, worker  # noqa: F401  (fixtures: a qcluster on the ORM broker and on Redis)
 from tests.conftest import REPO
 from tests.harness import wait_for
 

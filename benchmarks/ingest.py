@@ -289,7 +289,7 @@ def run(args) -> dict:
             url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
             manage(env, "shell", "-c", "from audit.notifications.services import channel_create; channel_create("
                    f"actor=None, data={{'name': 'silent', 'kind': 'webhook', 'target': '{url}', 'events': ['*']}})")
-            worker = QCluster(env, tmp / "qcluster.log").start()
+            worker = QCluster({**env, "LOG_LEVEL": "INFO"}, tmp / "qcluster.log").start()  # INFO: it says "running."
             worker.wait_ready()
             say(f"a webhook channel to {url}, which never answers, and a qcluster worker")
         # One key bound to every host of the fleet, so that the host-ownership check is part of what is measured.

@@ -104,3 +104,25 @@ def test_a_test_to_a_closed_port_says_refused(admin_client):
     channel = admin_client.post(CHANNELS, webhook(url), format="json").json()
     answer = admin_client.post(f"{CHANNELS}{channel['id']}/test/").json()
     assert answer["delivered"] is False and answer["status"] == "refused"
+
+
+def test_the_admin_adds_a_channel_shows_its_secret_once_and_sends_a_test(admin_user, client):
+    admin_user.is_staff = True  # the admin's door; the role carries the rights
+    admin_user.save()
+    client.force_login(admin_user)
+    with WebhookReceiver(statuses=[204]) as receiver:
+        added = client.post("/admin/audit/channel/add/", {
+            "name": "soc", "kind": "webhook", "target": receiver.url, "secret": "", "events": '["*"]',
+            "min_severity": "low", "format": "json", "enabled": "on"}, follow=True)
+        channel = Channel.objects.get()
+        assert f"Signing secret of soc (shown this once): {channel.secret}" in added.content.decode()
+        assert channel.secret not in client.get(f"/admin/audit/channel/{channel.pk}/change/").content.decode()
+        bad = client.post("/admin/audit/channel/add/", {
+            "name": "bad", "kind": "syslog", "target": "siem:514", "events": '["*"]', "min_severity": "low",
+            "format": "json"})
+        assert bad.status_code == 200 and "a syslog target is udp://host:port" in bad.content.decode()
+        tested = client.post("/admin/audit/channel/", {"action": "send_test", "_selected_action": [channel.pk]},
+                             follow=True)
+    assert "soc: delivered (204)" in tested.content.decode().lower()  # the admin capitalises its messages
+    assert verify(channel.secret, receiver.requests[0]["headers"], receiver.requests[0]["body"])
+    assert AuditEvent.objects.filter(action="notification.channel_created", actor=admin_user).exists()

@@ -115,16 +115,17 @@ def stop(children: list[subprocess.Popen], grace: float) -> None:
 
 
 def ensure_chromium() -> None:
-    """The browser tests drive Debian's Chromium; install it where we can."""
-    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
-        return
-    if os.geteuid() == 0 and shutil.which("apt-get"):
-        say("installing chromium (apt-get) for the browser tests")
+    """The browser tests drive Debian's Chromium, and the syslog test a real rsyslog; install them where we can."""
+    wanted = {"chromium": Path("/usr/bin/chromium"), "rsyslog": Path("/usr/sbin/rsyslogd")}
+    missing = [package for package, program in wanted.items() if not program.exists()]
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
+        say(f"installing {' and '.join(missing)} (apt-get) for the browser and syslog tests")
         subprocess.run(["apt-get", "update", "-qq"], check=False)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=False,
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=False,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    if not Path("/usr/bin/chromium").exists():
-        say("chromium is not installed: the browser tests will be skipped (apt-get install chromium)")
+    for package, program in wanted.items():
+        if not program.exists():
+            say(f"{package} is not installed: its tests will be skipped (apt-get install {package})")
 
 
 def postgres_reachable(url: str) -> bool:

@@ -7,7 +7,10 @@ class AxonConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        from axon import checks  # noqa: F401  (registers the system checks)
+        from axon import (
+            checks,  # noqa: F401  (registers the system checks)
+            notifications,
+        )
         from axon.hosts import HostAlertsPanel, open_alerts_by_host
         from axon.scoring import model_cache, observations_score
         from axon.views import ModelPanel
@@ -17,6 +20,7 @@ class AxonConfig(AppConfig):
 
         # The apps below know nothing of the model: it plugs into their seams.
         scoring.register(observations_score)
+        scoring.stored_listeners.append(notifications.records_stored)  # new alerts reach people (issue 22)
         views.panels.append(ModelPanel())
         hosts.register_alert_counter(open_alerts_by_host)
         hosts_views.host_panels.append(HostAlertsPanel())

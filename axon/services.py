@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record, client_ip
+from axon import notifications
 from axon.models import Alert, AlertChange, Approval, ModelArtifact, ModelVersion, TrainingRun
 from axon.risk import HIGH, SPREADING_HOSTS, Candidate, Fleet, assess
 from axon.scoring import model_cache, score_with
@@ -201,6 +202,7 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
     actor.audit("retrain.started", resource_type="training_run", resource_id=run.pk, details={
         **details, "approve_given": data["approve"] is not None, "approved": [a["key"] for a in approved],
         "unticked": unticked, "not_approvable": refused})
+    notifications.press_pressed(run, unticked, refused)
     if enqueue:
         _enqueue(run)
     return RetrainOutcome(run=run, started=True)
@@ -343,6 +345,7 @@ def _finish(run, status, message, progress, action, outcome, version: ModelVersi
                        hosts=version.hosts, activated=version.is_active)
     audit_record(action=action, actor=run.triggered_by, resource_type="training_run", resource_id=run.pk,
                  outcome=outcome, details=details)
+    notifications.run_finished(run)
     _notify(run)
 
 
@@ -883,6 +886,7 @@ def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
         "hostname": approval.hostname,
         "name": approval.name, "exe": approval.exe, "parent": approval.parent, "run_id": approval.run_id,
         "reopened": reopened})
+    notifications.approval_revoked(approval, approval_id, actor_name(actor.user), reopened)
     return approval
 
 
@@ -1120,6 +1124,7 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
     if run is None:
         audit_record(action="model.activated", actor=user, request=request, resource_type="model_version",
                      resource_id=version, details={"version": version})
+        notifications.model_activated(version, actor_name(user))
     flags_rescore(model=model, version=version)
     recent = timezone.now() - timedelta(hours=settings.RESCORE_HOURS)
     if Snapshot.objects.filter(model_number__isnull=True, timestamp__gte=recent).exists():

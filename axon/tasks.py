@@ -1,7 +1,7 @@
 """django-q2 tasks: thin wrappers around the services."""
 from __future__ import annotations
 
-from axon import services
+from axon import notifications, services
 from axon.models import TrainingRun
 
 
@@ -24,3 +24,7 @@ def maintenance_task() -> str:
     upgrade = services.model_upgrade_retrain()
     scored = services.snapshots_score_pending()
     return f"reaped {reaped} run(s), scored {scored} snapshot(s)" + (f", upgrade run {upgrade.pk}" if upgrade else "")
+
+
+def alerts_notify_task(groups: list[dict]) -> str:
+    return f"{notifications.alerts_notify(groups)} alert message(s) of {len(groups)} group(s)"

@@ -3,6 +3,10 @@
 
     .venv/bin/python benchmarks/ingest.py --database postgres://127.0.0.1:5432/voltaxe_bench [--with-model]
     .venv/bin/python benchmarks/ingest.py --database sqlite [--with-model]     # a temporary SQLite file
+    .venv/bin/python benchmarks/ingest.py --database sqlite --with-model --notify-silent   # against the same without
+
+--notify-silent adds a webhook channel for every kind, pointed at a receiver that accepts connections and never
+answers, and a qcluster worker that tries to deliver to it: ingestion must not notice (issue 22).
 
 The database is created if missing, migrated and emptied (a PostgreSQL database's name must contain "bench");
 an agent key is made; gunicorn starts (-w/--threads). With --with-model, --history-batches of generated history
@@ -21,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import socket
 import sys
 import tempfile
 import time
@@ -33,6 +38,7 @@ from tests.harness import (  # noqa: E402
     SINGLE_PATH,
     Gunicorn,
     Http,
+    QCluster,
     agent_create,
     check_local,
     db_fresh,
@@ -271,10 +277,21 @@ def run(args) -> dict:
                      "threads": args.threads, "clients": args.clients, "loadavg_before": os.getloadavg()}
     fleet = Fleet(args.hosts, args.processes, args.days, args.seed)
     server = Gunicorn(env, tmp / "gunicorn.log", workers=args.workers, threads=args.threads)
+    silent, worker = None, None
     failed = True
     try:
         say(f"database {args.database}: create, migrate, empty")
         db_fresh(env)
+        if args.notify_silent:
+            silent = socket.socket()  # listens, accepts (the kernel's backlog), never answers
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(1024)
+            url = f"http://127.0.0.1:{silent.getsockname()[1]}/hook"
+            manage(env, "shell", "-c", "from audit.notifications.services import channel_create; channel_create("
+                   f"actor=None, data={{'name': 'silent', 'kind': 'webhook', 'target': '{url}', 'events': ['*']}})")
+            worker = QCluster({**env, "LOG_LEVEL": "INFO"}, tmp / "qcluster.log").start()  # INFO: it says "running."
+            worker.wait_ready()
+            say(f"a webhook channel to {url}, which never answers, and a qcluster worker")
         # One key bound to every host of the fleet, so that the host-ownership check is part of what is measured.
         key = agent_create(env, "bench-agent", hosts=[hostname for hostname, _, _ in fleet.hosts])
         server.start()
@@ -308,12 +325,25 @@ def run(args) -> dict:
         failed = False
     finally:
         server.stop()
+        if worker is not None:
+            results["notify"] = notify_state(env)
+            worker.stop(grace=3)
+        if silent is not None:
+            silent.close()
         if failed or args.keep_tmp:
             say(f"kept {tmp} (gunicorn log:)\n{server.tail(15)}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
     results["loadavg_after"] = os.getloadavg()
     return results
+
+
+def notify_state(env: dict) -> dict:
+    """How many messages were queued for the silent receiver, and how many attempts the worker made meanwhile."""
+    code = ("import json; from audit.models import Delivery; from django_q.models import OrmQ; "
+            "print(json.dumps({'deliveries': Delivery.objects.count(), 'attempts': sum(Delivery.objects.values_list("
+            "'attempts', flat=True)), 'queued_tasks': OrmQ.objects.count()}))")
+    return json.loads(manage(env, "shell", "-c", code).stdout.strip().splitlines()[-1])
 
 
 def parse_args(argv=None):
@@ -323,6 +353,8 @@ def parse_args(argv=None):
     p.add_argument("--redis", default="", help="REDIS_URL for the server (db 10-14; default: local-memory cache)")
     p.add_argument("--with-model", action="store_true", help="train a model on generated history first")
     p.add_argument("--history-batches", type=int, default=10)
+    p.add_argument("--notify-silent", action="store_true",
+                   help="a webhook channel to a receiver that never answers, and a worker trying to deliver to it")
     p.add_argument("--workers", "-w", type=int, default=2, help="gunicorn worker processes")
     p.add_argument("--threads", "-t", type=int, default=2, help="gunicorn threads per worker")
     p.add_argument("--clients", "-c", type=int, default=2, help="client threads for the throughput phase")
@@ -354,6 +386,8 @@ def main(argv=None) -> int:
     if t:
         print(f"  throughput           {t['records_per_s']:,.0f} records/s  [target >= 20,000: "
               f"{'OK' if t['records_per_s'] >= 20_000 else 'MISSED'}]")
+    if r.get("notify"):
+        print(f"  notifications        a silent webhook: {r['notify']}")
     if lat:
         print(f"  latency p50/p95/p99  {lat['p50_ms']:.1f} / {lat['p95_ms']:.1f} / {lat['p99_ms']:.1f} ms  "
               f"[target p99 <= 50: {'OK' if lat['p99_ms'] <= 50 else 'MISSED'}]\n")

@@ -6,7 +6,7 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from audit.services import audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
-from telemetry.services import agent_host_move
+from telemetry.services import agent_host_move, agent_notify
 from voltaxe.admin_base import ReadOnlyAdmin
 
 admin.site.site_header = "Voltaxe administration"
@@ -74,6 +74,15 @@ class AgentKeyAdmin(APIKeyModelAdmin):
         if created:
             audit_record(action="agent.created", request=request, resource_type="agent_key", resource_id=obj.prefix,
                          details={"name": obj.name, "scope": obj.scope, "via": "admin"})
+        elif "revoked" in form.changed_data and obj.revoked:
+            audit_record(action="agent.revoked", request=request, resource_type="agent_key", resource_id=obj.prefix,
+                         details={"name": obj.name, "via": "admin"})
+            agent_notify("agent.revoked", obj, request.user, [])
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change:  # its hosts are saved by now
+            agent_notify("agent.created", form.instance, request.user, [h.hostname for h in form.instance.hosts.all()])
 
 
 @admin.register(AgentHost)

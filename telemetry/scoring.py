@@ -5,6 +5,7 @@ registered, or one that cannot score yet, records are stored unscored.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -55,3 +56,14 @@ def register(scorer: Scorer) -> None:
 
 def observations_score(rows: list[Observation]) -> Verdicts:
     return _scorer(rows) if _scorer is not None else Verdicts(model_number=None)
+
+
+# Called inside ingestion's transaction with the record rows just stored and {endpoint id: hostname}:
+# axon registers the alerts it tells people about. A listener must be cheap (ingestion waits for it)
+# and leave its work for after the commit.
+stored_listeners: list[Callable[[list[dict], dict[int, str]], None]] = []
+
+
+def records_stored(rows: list[dict], hostnames: dict[int, str]) -> None:
+    for listener in stored_listeners:
+        listener(rows, hostnames)

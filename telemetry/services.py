@@ -15,12 +15,13 @@ from django.db import IntegrityError, OperationalError, connection, models, tran
 from django.db.models import Max, Min, Q, Sum
 from django.utils import timezone
 
+from audit import notify
 from audit.models import AuditEvent
-from audit.services import audit_record
+from audit.services import actor_name, audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import EXITED, command_parts, guess_os, normalize_exe, normalize_name, resolve_parents
 from telemetry.rollups import COPY_ESCAPES, rollups_add
-from telemetry.scoring import Observation, Verdicts, observations_score
+from telemetry.scoring import Observation, Verdicts, observations_score, records_stored
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
 logger = logging.getLogger(__name__)
@@ -367,6 +368,7 @@ def _store(fresh: dict, preps: list[_Prepared], verdicts: Verdicts, agent: Agent
                            "score": part.scores[j], "reasons": part.reasons[j]} for j in anomalies],
         }, created=True)
     _records_insert(rows)
+    records_stored(rows, {pk: hostname for hostname, pk in endpoint_ids.items()})
     rollups_add(rows, [(endpoint_ids[key[0]], key[1]) for key, (i, _) in fresh.items() if i in stored])
     _rebirths_record(reborn)
     return stored, raced
@@ -580,6 +582,7 @@ def agent_key_create(*, name: str, hosts: list[str] | tuple = (), any_host: bool
                 AgentHost.objects.create(hostname=hostname, key=agent)
         audit_record(action="agent.created", actor=actor, request=request, resource_type="agent_key", resource_id=agent.prefix,
                      details={"name": agent.name, "scope": agent.scope, "hosts": hosts, "via": via})
+        agent_notify("agent.created", agent, actor, hosts)
     return agent, secret
 
 
@@ -598,7 +601,23 @@ def agent_host_move(*, hostname: str, key: AgentKey, actor=None, request=None, v
                               "from_key": previous.prefix if previous else None,
                               "from_name": previous.name if previous else None, "via": via,
                               "note": "the previous key was not revoked"})
+        if previous is not None and previous.pk != key.pk:
+            agent_notify("agent.rebound", key, actor, [hostname], previous=previous)
     return binding
+
+
+def agent_notify(kind: str, agent: AgentKey, actor, hosts: list[str], previous: AgentKey | None = None) -> None:
+    """Tell people of an agent key created, revoked or rebound; the message names the key by its prefix, never the key."""
+    who = actor_name(actor) or "an operator"
+    what = {"agent.created": f"created agent key {agent.name!r} ({agent.prefix}) for "
+                             f"{', '.join(hosts) if hosts else 'any host (relay)'}",
+            "agent.revoked": f"revoked agent key {agent.name!r} ({agent.prefix})",
+            "agent.rebound": f"moved host {', '.join(hosts)} to agent key {agent.name!r} ({agent.prefix})"
+                             + (f" from {previous.name!r} ({previous.prefix}), which was not revoked" if previous else "")}
+    notify.emit(kind, severity="medium", summary=f"{who} {what[kind]}", url="/admin/telemetry/agentkey/",
+                host=hosts[0] if len(hosts) == 1 else "", user=actor_name(actor),
+                details={"key_prefix": agent.prefix, "name": agent.name, "hosts": hosts,
+                         "previous_key_prefix": previous.prefix if previous else None})
 
 
 def _reported_os(data: dict) -> str:

@@ -10,6 +10,9 @@ SECURITY_ADMIN = ANALYST + [
     ("telemetry", "view_agentkey"), ("telemetry", "add_agentkey"), ("telemetry", "change_agentkey"),
     ("axon", "delete_approval"),  # revoke an approval
     ("axon", "overrule_alert"),  # clear "malicious", close a high-risk alert
+    # notification channels (issue 22)
+    ("audit", "view_channel"), ("audit", "add_channel"), ("audit", "change_channel"), ("audit", "delete_channel"),
+    ("audit", "view_delivery"),
 ]
 ROLES = {"Analyst": ANALYST, "Security Admin": SECURITY_ADMIN}
 

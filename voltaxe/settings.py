@@ -317,6 +317,13 @@ SILENCED_SYSTEM_CHECKS = [] if REDIS_URL else ["django_ratelimit.E003", "django_
 # --- mail, i18n, static -------------------------------------------------------------
 EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "voltaxe@localhost")
+# --- notifications (audit/notifications) ---------------------------------------------
+# Where messages link to: this server as people reach it.
+VOLTAXE_URL = os.environ.get("VOLTAXE_URL", "http://127.0.0.1:8000")
+# Storm control, per channel: one message per alert group per window, at most NOTIFY_RATE messages (then a digest).
+NOTIFY_GROUP_WINDOW_SECONDS = env_int("NOTIFY_GROUP_WINDOW_SECONDS", 15 * 60, minimum=1)
+NOTIFY_RATE = env_rate("NOTIFY_RATE", "10/m")
+NOTIFY_TIMEOUT_SECONDS = env_float("NOTIFY_TIMEOUT_SECONDS", 5.0, minimum=0.1)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

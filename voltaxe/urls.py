@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from audit.api import AuditEventListView
+from audit.notifications import api as notifications_api
 from axon.urls import page as axon_page
 from telemetry.api import (
     AnomalyListView,
@@ -36,6 +37,10 @@ api = [
     path("telemetry/hosts/<str:hostname>/", HostDetailView.as_view(), name="telemetry-host"),
     path("audit/events/", AuditEventListView.as_view(), name="audit-events"),
     path("axon/", include("axon.urls")),
+    path("notifications/channels/", notifications_api.ChannelListView.as_view(), name="notification-channels"),
+    path("notifications/channels/<int:pk>/", notifications_api.ChannelDetailView.as_view(), name="notification-channel"),
+    path("notifications/channels/<int:pk>/test/", notifications_api.ChannelTestView.as_view(), name="notification-test"),
+    path("notifications/deliveries/", notifications_api.DeliveryListView.as_view(), name="notification-deliveries"),
     path("schema/", SpectacularJSONAPIView.as_view(), name="schema"),  # JSON, like every other answer here
     # A page for people: log in through the form first, like the Live page.
     path("docs/", login_required(SpectacularSwaggerView.as_view(url_name="schema")), name="api-docs"),

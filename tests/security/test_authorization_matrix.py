@@ -17,10 +17,12 @@ import base64
 
 import pytest
 from django.contrib.auth.models import User
+from django.core import mail
 from django.utils import timezone
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import AccessToken
 
+from audit.models import Channel, Delivery
 from axon.models import Alert, Approval, ModelVersion, TrainingRun
 from axon.services import approval_key
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
@@ -83,6 +85,10 @@ ROUTES = {
     "api_schema":      ("GET",  "/api/schema/",                                (401,    200,    200,    200,    200,    200,    200,    200,    200,    401,    200)),
     "api_docs":        ("GET",  "/api/docs/",                                  (LOGIN,  LOGIN,  LOGIN,  200,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  200)),
     "healthz":         ("GET",  "/healthz",                                    (200,    200,    200,    200,    200,    200,    200,    200,    200,    200,    200)),
+    "channels":        ("GET",  "/api/notifications/channels/",                (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "channel":         ("GET",  "/api/notifications/channels/{run}/",          (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "channel_test":    ("POST", "/api/notifications/channels/{run}/test/",     (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "deliveries":      ("GET",  "/api/notifications/deliveries/",              (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
 }
 
 INGEST = {"snapshot", "snapshot_batch", "legacy_ingest"}
@@ -91,6 +97,7 @@ STARTS_RUN = {"retrain", "retrain_slash", "page_retrain"}
 ACTIVATES = {"model_activate", "page_activate"}
 TRIAGES = {"alerts_triage", "page_triage"}
 REVOKES = {"approval_revoke", "page_revoke"}
+CHANNELS = {"channel", "channel_test"}
 FLAGGED = ("matrix-host", "dropper", "/tmp/dropper", "bash")  # host, name, exe, parent of one open alert
 
 
@@ -142,6 +149,8 @@ def _world(route: str) -> dict:
         ProcessRecord.objects.create(snapshot=snap, endpoint=endpoint, observed_at=snap.timestamp, hour=0, index=0,
                                      name=name, name_norm=name, exe=exe, exe_norm=exe, parent_name=parent, score=0.9,
                                      flagged=True, status="open", reasons=["never seen"])
+    if route in CHANNELS:  # the route's <int:pk> is filled from world["run"]; e-mail: the test's mail outbox answers
+        Channel.objects.create(pk=world["run"], name="matrix", kind="email", target="soc@voltaxe.test", events=["*"])
     if route in ACTIVATES:
         fleet.history(days=1)
         assert fleet.train().status == "succeeded"
@@ -157,6 +166,7 @@ def _state() -> dict:
         "active": list(ModelVersion.objects.filter(is_active=True).values_list("version", flat=True)),
         "approvals": Approval.objects.count(),
         "triaged": list(Alert.objects.values_list("status", flat=True)),
+        "deliveries": Delivery.objects.count(),
     }
 
 
@@ -247,6 +257,8 @@ def test_authorization_matrix(route, principal, want):
         assert after["runs"] == before["runs"] and after["snapshots"] == before["snapshots"]
     elif route in REVOKES:
         assert after["approvals"] == before["approvals"] - 1 and after["runs"] == before["runs"]
+    elif route == "channel_test":  # one message, sent at once
+        assert after["deliveries"] == before["deliveries"] + 1 and len(mail.outbox) == 1
     else:  # pragma: no cover - every POST route is in one of the groups above
         pytest.fail(f"no expectation for accepted POST {route}")
 

@@ -1,0 +1,86 @@
+"""/api/notifications/: channels and deliveries, for security admins (API.md "Notifications")."""
+from __future__ import annotations
+
+from django.shortcuts import get_object_or_404
+from rest_framework import status
+from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from audit.models import Channel
+from audit.notifications import services
+from voltaxe.api import BadRequest, next_page_url, parse_int, query_text
+
+MESSAGE = "Only security admins may manage notification channels."
+
+
+class CanManageChannels(BasePermission):
+    """Reading needs audit.view_channel; a change, audit.change_channel (both the Security Admin role's)."""
+
+    message = MESSAGE
+
+    def has_permission(self, request, view) -> bool:
+        user = request.user
+        perm = "audit.view_channel" if request.method in ("GET", "HEAD", "OPTIONS") else "audit.change_channel"
+        return bool(user and user.is_authenticated and user.has_perm(perm))
+
+
+def _invalid(exc: services.InvalidChannel) -> BadRequest:
+    return BadRequest(exc.detail, exc.errors)
+
+
+class ChannelListView(APIView):
+    permission_classes = [CanManageChannels]
+
+    def get(self, request):
+        return Response({"results": [services.channel_json(c) for c in Channel.objects.all()]})
+
+    def post(self, request):
+        try:
+            channel, secret = services.channel_create(actor=request.user, data=request.data, request=request)
+        except services.InvalidChannel as exc:
+            raise _invalid(exc) from None
+        # The only time the secret is shown: the receiver needs it to check signatures.
+        body = services.channel_json(channel) | ({"secret": secret} if secret else {})
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ChannelDetailView(APIView):
+    permission_classes = [CanManageChannels]
+
+    def get(self, request, pk: int):
+        return Response(services.channel_json(get_object_or_404(Channel, pk=pk)))
+
+    def patch(self, request, pk: int):
+        channel = get_object_or_404(Channel, pk=pk)
+        try:
+            channel = services.channel_update(actor=request.user, channel=channel, data=request.data, request=request)
+        except services.InvalidChannel as exc:
+            raise _invalid(exc) from None
+        return Response(services.channel_json(channel))
+
+    def delete(self, request, pk: int):
+        services.channel_delete(actor=request.user, channel=get_object_or_404(Channel, pk=pk), request=request)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class ChannelTestView(APIView):
+    permission_classes = [CanManageChannels]
+
+    def post(self, request, pk: int):
+        answer = services.channel_test(actor=request.user, channel=get_object_or_404(Channel, pk=pk), request=request)
+        return Response({"delivered": answer.delivered, "status": answer.status, "detail": answer.detail,
+                         "latency_ms": answer.latency_ms})
+
+
+class DeliveryListView(APIView):
+    permission_classes = [CanManageChannels]
+
+    def get(self, request):
+        q = request.query_params
+        limit = parse_int(q.get("limit"), "limit", 100, 1, 1000)
+        offset = parse_int(q.get("offset"), "offset", 0, 0, 10**9)
+        rows, more = services.deliveries_list(channel=query_text(q, "channel"), kind=query_text(q, "kind"),
+                                              offset=offset, limit=limit)
+        return Response({"results": [services.delivery_json(d) for d in rows],
+                         "next": next_page_url(request, offset, limit, more)})

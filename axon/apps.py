@@ -40,6 +40,7 @@ def schedules_sync(**kwargs) -> None:
         "axon: maintenance": ("axon.tasks.maintenance_task", 1),
         # Hourly even with retention off: on PostgreSQL it also creates the coming days' partitions.
         "telemetry: retention": ("telemetry.tasks.retention_task", 60),
+        "telemetry: late hosts": ("telemetry.tasks.hosts_watch_task", 1),
         "auth: expired tokens": ("voltaxe.tasks.tokens_flush_task", 24 * 60),
     }
     from datetime import timedelta

@@ -190,3 +190,38 @@ def host_last_snapshot(*, host: Host) -> dict | None:
             for r in records
         ],
     }
+
+
+def hosts_watch(*, now: datetime | None = None) -> tuple[list[str], list[str]]:
+    """Say once when a host goes late and once when it is heard from again: (went late, came back).
+
+    What was said is the audit log's `host.late` / `host.back` events, so it survives restarts and
+    every change is visible there; each change is also a notification (audit.notify).
+    """
+    from audit.models import AuditEvent
+    from audit.notify import emit
+    from audit.services import audit_record
+
+    now = now or timezone.now()
+    late = {h.hostname: h for h in hosts_late(now=now)}
+    said: dict[str, str] = {}
+    for hostname, action in (AuditEvent.objects.filter(action__in=("host.late", "host.back"), resource_type="host")
+                             .order_by("timestamp", "id").values_list("resource_id", "action")):
+        said[hostname] = action  # the newest wins
+    marked = {h for h, action in said.items() if action == "host.late"}
+    went = sorted(set(late) - marked)
+    back = sorted(h for h in marked - set(late) if Endpoint.objects.filter(hostname=h).exists())
+    for hostname in went:
+        h = late[hostname]
+        silent = int((now - h.last_heard).total_seconds()) if h.last_heard else None
+        details = {"last_heard": h.last_heard.isoformat() if h.last_heard else None, "silent_seconds": silent,
+                   "usual_interval_seconds": h.usual_interval_seconds}
+        audit_record(action="host.late", resource_type="host", resource_id=hostname, details=details)
+        emit("host.late", severity="high", host=hostname, url=f"/hosts/{hostname}/", details=details,
+             summary=f"{hostname} has gone silent: nothing received for {silent // 60 if silent else '?'} minutes, "
+                     f"against its usual {round(h.usual_interval_seconds or 0)} s (an agent stopped, or stopped by someone)")
+    for hostname in back:
+        audit_record(action="host.back", resource_type="host", resource_id=hostname)
+        emit("host.back", severity="low", host=hostname, url=f"/hosts/{hostname}/",
+             summary=f"{hostname} is reporting again")
+    return went, back

@@ -14,3 +14,11 @@ def retention_task() -> str:
         return "retention is off"
     removed = telemetry_prune(older_than=timezone.now() - timedelta(days=settings.RETENTION_DAYS))
     return f"deleted {removed} snapshot(s) older than {settings.RETENTION_DAYS} days"
+
+
+def hosts_watch_task() -> str:
+    """Every minute: tell people of hosts that went silent or came back (telemetry.hosts.hosts_watch)."""
+    from telemetry.hosts import hosts_watch
+
+    went, back = hosts_watch()
+    return f"late: {', '.join(went) or 'none'}; back: {', '.join(back) or 'none'}"

@@ -1,6 +1,8 @@
 """Each kind of event, end to end from the action that causes it, to a real webhook receiver."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django.core.management import call_command
 
@@ -144,3 +146,32 @@ def test_an_analyst_cannot_make_a_message_by_pressing(model, hook, sync_queue, a
     with sync_queue():
         assert client_for(analyst).post("/api/axon/retrain", {}, format="json").status_code == 403
     assert hook.requests == []
+
+
+def test_a_silenced_agent_is_said_once_when_late_and_once_when_back(hook, sync_queue):
+    """An intruder's first move is to stop the agent: the host goes late, people are told once, and again when
+    it reports again; each change is in the audit log."""
+    import time_machine
+    from django.utils import timezone
+
+    from audit.models import AuditEvent
+    from telemetry.tasks import hosts_watch_task
+    from tests.telemetry.test_hosts_api import FIVE_MIN, deliver, every_five_minutes
+    from tests.telemetry.test_hosts_api import agent as host_agent
+
+    client, _ = host_agent("web-1")
+    start = timezone.now().replace(microsecond=0) - timedelta(hours=2)
+    last = every_five_minutes(client, "web-1", start)
+    with time_machine.travel(last + 10 * FIVE_MIN, tick=False), sync_queue():
+        assert hosts_watch_task() == "late: web-1; back: none"
+        assert hosts_watch_task() == "late: none; back: none"  # said once
+    (late,) = hook.bodies()
+    assert late["kind"] == "host.late" and late["host"] == {"name": "web-1"} and late["url"].endswith("/hosts/web-1/")
+    assert late["summary"].startswith("web-1 has gone silent: nothing received for 50 minutes")
+    back_at = last + 11 * FIVE_MIN
+    deliver(client, "web-1", back_at)
+    with time_machine.travel(back_at + timedelta(seconds=30), tick=False), sync_queue():
+        assert hosts_watch_task() == "late: none; back: web-1"
+    assert kinds(hook) == ["host.late", "host.back"] and hook.bodies()[-1]["summary"] == "web-1 is reporting again"
+    assert list(AuditEvent.objects.filter(resource_type="host").order_by("id").values_list("action", flat=True)) == [
+        "host.late", "host.back"]

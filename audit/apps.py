@@ -8,10 +8,12 @@ class AuditConfig(AppConfig):
 
     def ready(self) -> None:
         from audit import logins  # noqa: F401  (connects the log-in receivers)
-        from audit.notifications.services import health
+        from audit.notifications.services import failing_warnings, health
+        from voltaxe import nav
         from voltaxe.views import health_probes
 
         health_probes["notifications"] = health
+        nav.warnings.append(failing_warnings)
         post_migrate.connect(schedules_sync, sender=self)
 
 

@@ -158,6 +158,15 @@ def channels_failing() -> list[str]:
     return list(Channel.objects.filter(enabled=True, failing_since__isnull=False).values_list("name", flat=True))
 
 
+def failing_warnings(user) -> list[str]:
+    """What every page tells a security admin while a channel keeps failing: nobody is being told."""
+    if not user.has_perm("audit.view_channel"):
+        return []
+    return [f"Notification channel {c.name} has failed every attempt since {c.failing_since:%Y-%m-%d %H:%M} UTC: "
+            "messages to it are not arriving (see Admin > Deliveries)."
+            for c in Channel.objects.filter(enabled=True, failing_since__isnull=False).order_by("name")[:5]]
+
+
 def health() -> dict:
     """For /healthz: how many channels are enabled, and which are failing."""
     return {"channels": Channel.objects.filter(enabled=True).count(), "failing": channels_failing()}

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import time_machine
 from django.core import mail
+from django.test import Client
 from django.utils import timezone
 
 from audit import notify
@@ -16,6 +17,7 @@ from audit.models import AuditEvent, Channel, Delivery
 from audit.notifications import services
 from tests.audit.conftest import channel
 from tests.audit.receivers import Rsyslog, SilentServer, SyslogReceiver, WebhookReceiver, verify
+from tests.conftest import _user
 
 pytestmark = pytest.mark.django_db
 
@@ -111,6 +113,12 @@ def test_a_receiver_that_never_answers_times_out_is_given_up_after_the_schedule_
     client.force_login(admin_user)
     page = client.get("/admin/audit/channel/").content.decode()
     assert "failing since" in page and "7 failures in a row" in page
+    # And on the pages people watch: a security admin is told nobody is being told; an analyst is not.
+    live = client.get("/live-telemetry/").content.decode()
+    assert f"Notification channel {hook.name} has failed every attempt since" in live
+    analyst_page = Client()
+    analyst_page.force_login(_user("ann", "Analyst"))
+    assert "has failed every attempt" not in analyst_page.get("/live-telemetry/").content.decode()
 
 
 def test_slack_gets_a_line_of_text_with_the_link(sync_queue, settings):

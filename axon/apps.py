@@ -12,6 +12,7 @@ class AxonConfig(AppConfig):
             notifications,
         )
         from axon.hosts import HostAlertsPanel, open_alerts_by_host
+        from axon.pages import alerts_of_hour
         from axon.scoring import model_cache, observations_score
         from axon.views import ModelPanel
         from telemetry import hosts, hosts_views, scoring, views
@@ -26,6 +27,7 @@ class AxonConfig(AppConfig):
         hosts_views.host_panels.append(HostAlertsPanel())
         health_probes["active_model"] = lambda: model_cache.get()[0]
         nav.links.append(("Alerts", "alerts"))
+        views.hour_link = alerts_of_hour
 
         post_migrate.connect(schedules_sync, sender=self)
 

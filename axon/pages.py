@@ -24,7 +24,7 @@ PAGE_SIZE = 20
 DETAIL_PAGE_SIZE = 50
 RANGES = {"1h": timedelta(hours=1), "24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta(days=30)}
 # The workspace's own parameters: kept through triage, sorting and paging (and nothing else is).
-FILTERS = ("status", "hostname", "risk", "q", "range", "ordering")
+FILTERS = ("status", "hostname", "risk", "q", "range", "since", "until", "ordering")
 ORDERING_LABELS = {"severity": "Severity", "-last_seen": "Last seen", "-count": "Count", "hostname": "Host"}
 
 
@@ -60,8 +60,8 @@ def alerts_page(request):
     try:
         if window and window not in RANGES:
             raise services.InvalidInput(f"range must be one of {', '.join(RANGES)}.", {"range": ["unknown value"]})
-        query = services.AlertQuery.from_params(
-            filters, since=timezone.now() - RANGES[window] if window else None, until=None)
+        given = {"since": timezone.now() - RANGES[window]} if window else {}  # else since/until as written
+        query = services.AlertQuery.from_params(filters, **given)
         rows, total = services.alerts_search(query=query, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     except services.InvalidInput as exc:
         error = exc.detail
@@ -129,3 +129,12 @@ def alerts_triage_page(request):
         return redirect("alert", key=keys[0])
     filters = _filters(QueryDict(request.POST.get("filters", "")))
     return redirect(reverse("alerts") + (f"?{filters.urlencode()}" if filters else "") + "#results")
+
+
+def alerts_of_hour(hour, hostname: str = "") -> str:
+    """Where the Live page's chart sends a click on an hour's anomalies: every alert seen in that hour."""
+    params = QueryDict(mutable=True)
+    params.update({"status": "all", "since": hour.isoformat(), "until": (hour + timedelta(hours=1)).isoformat()})
+    if hostname:
+        params["hostname"] = hostname
+    return f"{reverse('alerts')}?{params.urlencode()}"

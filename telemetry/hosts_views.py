@@ -50,5 +50,5 @@ def host_page(request, hostname: str):
     panels = [render_to_string(p.template, p.context(request.user, host.hostname), request=request) for p in host_panels]
     return render(request, "telemetry/host.html", {
         "host": host, "last_snapshot": host_last_snapshot(host=host),
-        "chart": activity_chart(activity_24h(hostname=host.hostname)), "panels": panels,
+        "chart": activity_chart(activity_24h(hostname=host.hostname), hostname=host.hostname), "panels": panels,
     })

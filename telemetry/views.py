@@ -1,13 +1,14 @@
 """The Live Telemetry page: rendered on the server, refreshed by polling for its parts rendered the same way."""
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Protocol
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Sum
+from django.db.models import Count, Max, Sum
 from django.db.models.functions import TruncHour
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -32,13 +33,14 @@ def activity_24h(*, hostname: str = "") -> list[dict]:
     rows = (
         snapshots.filter(timestamp__gte=start).order_by()
         .annotate(hour=TruncHour("timestamp")).values("hour")
-        .annotate(snapshots=Count("id"), anomalies=Sum("anomaly_count"))
+        .annotate(snapshots=Count("id"), anomalies=Sum("anomaly_count"), model=Max("model_number"))
     )
     by_hour = {r["hour"]: r for r in rows}
     return [
         {"hour": start + timedelta(hours=i),
          "snapshots": by_hour.get(start + timedelta(hours=i), {}).get("snapshots", 0),
-         "anomalies": by_hour.get(start + timedelta(hours=i), {}).get("anomalies", 0) or 0}
+         "anomalies": by_hour.get(start + timedelta(hours=i), {}).get("anomalies", 0) or 0,
+         "model": by_hour.get(start + timedelta(hours=i), {}).get("model")}
         for i in range(24)
     ]
 
@@ -70,23 +72,42 @@ LIVE_FRAGMENTS = {
 }
 
 
-def activity_chart(activity: list[dict], *, width: int = 600, height: int = 160, pad: int = 24) -> dict:
-    """The 24 h chart's geometry (an inline SVG): two bars an hour, each series on its own scale, so that a
-    few hundred anomalies do not flatten the snapshot bars."""
-    max_snap = max([1, *(h["snapshots"] for h in activity)])
-    max_anom = max([1, *(h["anomalies"] for h in activity)])
+# Where an hour's anomaly bar leads (the alerts of that hour): an app above telemetry sets it (axon: its
+# alerts workspace); without one the bars lead nowhere.
+hour_link: Callable[[datetime, str], str] | None = None
+
+
+def _nice(top: int) -> int:
+    """The axis's top: 1, 2 or 5 times a power of ten, at or above the tallest bar."""
+    step = 1
+    while True:
+        for m in (1, 2, 5):
+            if m * step >= top:
+                return m * step
+        step *= 10
+
+
+def activity_chart(activity: list[dict], *, width: int = 600, height: int = 160, pad: int = 36,
+                   hostname: str = "") -> dict:
+    """The 24 h chart's geometry (an inline SVG): snapshots and anomalies an hour as two bars on one scale,
+    with a labelled axis (two scales side by side read as one, and misled)."""
+    top = _nice(max([1, *(h["snapshots"] for h in activity), *(h["anomalies"] for h in activity)]))
     step = (width - pad) / len(activity)
+    base = height - 20
 
-    def bar(x: float, value: int, top: int) -> dict:
-        y = height - pad - value / top * (height - 2 * pad)
-        return {"x": round(x, 2), "y": round(y, 2), "width": round(step / 2 - 1, 2), "height": round(height - pad - y, 2)}
+    def bar(x: float, value: int) -> dict:
+        y = base - value / top * (base - 16)
+        return {"x": round(x, 2), "y": round(y, 2), "width": round(step / 2 - 1, 2), "height": round(base - y, 2)}
 
-    hours = [{**h, "snap": bar(pad + i * step + 1, h["snapshots"], max_snap),
-              "anom": bar(pad + i * step + step / 2, h["anomalies"], max_anom),
+    hours = [{**h, "snap": bar(pad + i * step + 1, h["snapshots"]),
+              "anom": bar(pad + i * step + step / 2, h["anomalies"]),
+              "link": hour_link(h["hour"], hostname) if hour_link and h["anomalies"] else "",
               "label_x": round(pad + i * step, 2) if i % 6 == 0 else None}
              for i, h in enumerate(activity)]
-    return {"width": width, "height": height, "pad": pad, "axis_y": height - pad, "label_y": height - 6,
-            "max_snapshots": max_snap, "max_anomalies": max_anom, "hours": hours}
+    ticks = [{"value": v, "y": round(base - v / top * (base - 16), 2)} for v in (0, top // 2, top)]
+    models = {h.get("model") for h in activity if h.get("model")}
+    return {"width": width, "height": height, "pad": pad, "axis_y": base, "label_y": height - 4, "top": top,
+            "ticks": ticks, "hours": hours, "model": max(models) if models else None}
 
 
 def live_context(user) -> dict:

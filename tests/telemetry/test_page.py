@@ -249,3 +249,35 @@ def test_the_open_anomalies_card_counts_the_alerts_the_table_lists_and_triage_mo
     client.post("/live-telemetry/triage/", {"key": rows[0], "status": "acknowledged", "note": "looking"})
     after, _, rows_after = card_and_rows()
     assert after == open_ - 1 and len(rows_after) == len(rows)  # acknowledged: still listed, no longer open
+
+
+def test_the_chart_draws_snapshots_and_anomalies_on_one_labelled_scale():
+    from datetime import UTC, datetime, timedelta
+
+    from telemetry.views import activity_chart
+
+    hour = datetime(2026, 11, 26, tzinfo=UTC)
+    activity = [{"hour": hour + timedelta(hours=i), "snapshots": 0, "anomalies": 0, "model": None} for i in range(24)]
+    activity[3].update(snapshots=120, anomalies=30, model=4)
+    chart = activity_chart(activity)
+    assert [t["value"] for t in chart["ticks"]] == [0, 100, 200] and chart["model"] == 4
+    bars = chart["hours"][3]
+    # One scale: 30 anomalies stand a quarter as tall as 120 snapshots (two scales drew them alike).
+    assert bars["anom"]["height"] * 4 == pytest.approx(bars["snap"]["height"], rel=0.01)
+
+
+@pytest.mark.django_db
+def test_an_hours_anomaly_bar_opens_the_alerts_of_that_hour(client, admin_user):
+    import html as html_lib
+    import re
+
+    split = fleet.history(days=2)
+    fleet.train()
+    fleet.recent(split)
+    client.force_login(admin_user)
+    page = client.get("/live-telemetry/").content.decode()
+    assert "on one scale. Anomalies as model v1 scores them" in page
+    links = re.findall(r'<a href="([^"]+)" class="hour-link">', page)
+    assert links and all(link.startswith("/alerts/?status=all&amp;since=") for link in links)
+    alerts = client.get(html_lib.unescape(links[-1]))
+    assert alerts.status_code == 200 and 'class="alert-row' in alerts.content.decode()

@@ -9,12 +9,13 @@ class AxonConfig(AppConfig):
     def ready(self) -> None:
         from axon import checks  # noqa: F401  (registers the system checks)
         from axon.scoring import model_cache, observations_score
+        from axon.services import approval_key
         from axon.views import ModelPanel
         from telemetry import scoring, views
         from voltaxe.views import health_probes
 
         # The apps below know nothing of the model: it plugs into their seams.
-        scoring.register(observations_score)
+        scoring.register(observations_score, alert_key=approval_key)
         views.panels.append(ModelPanel())
         health_probes["active_model"] = lambda: model_cache.get()[0]
 

@@ -18,7 +18,6 @@ PENDING: set[str] = {
     "/api/telemetry/hosts/", "/api/telemetry/hosts/<hostname>/",  # issue 20: hosts and `late`
     "/api/notifications/channels/", "/api/notifications/channels/<id>/",  # issue 22, notifications
     "/api/notifications/channels/<id>/test/", "/api/notifications/deliveries/",  # issue 22
-    "/api/telemetry/events/", "/api/telemetry/events/sysmon/", "/api/telemetry/events/ecs/",  # issue 23, events
 }
 
 # `POST /api/axon/retrain`, `GET /api/axon/runs/<id>/`, or a bare `/ingest/rootkit_event` in a list of paths

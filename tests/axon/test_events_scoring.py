@@ -15,6 +15,7 @@ from django.utils import timezone
 from telemetry.events import events_ingest
 from telemetry.models import ProcessRecord
 from tests import fleet
+from tests.axon.stories import flags
 from tests.axon.test_exact_approvals import agent, post, press, snapshot
 
 pytestmark = pytest.mark.django_db
@@ -84,3 +85,22 @@ def test_a_new_program_seen_only_starting_is_learned_by_a_press(trained, admin_c
     (later,) = send(trained, start(CC1, pid=8002, seconds_ago=10))
     assert later["anomalies"] == []
     assert ProcessRecord.objects.get(pid=8001, name="cc1").status == "approved"
+
+
+@pytest.mark.django_db
+def test_starts_between_snapshots_do_not_break_a_miners_cpu_streak(db):
+    """The streak runs from snapshot to snapshot; a start in between (which moves the host's last_seen) is no snapshot."""
+    from tests.axon.test_detect_resources import HISTORY, _miner, _story
+
+    story = _story().trained(HISTORY)
+    first = HISTORY + 1
+    per_hour = []
+    for h in range(first, first + 4):
+        per_hour.append(flags(story.ingest(h, h + 1, extra={"build-01": [_miner(first, 4)]}, only={"build-01"})))
+        between = story.start + timedelta(hours=h, minutes=30)
+        (result,) = events_ingest(payloads=[{"hostname": "build-01", "timestamp": between.isoformat(), "pid": 9000 + h,
+                                             "name": "cron", "exe": "/usr/sbin/cron", "username": "root"}])
+        assert result["anomalies"] == []
+    assert per_hour[0] == per_hour[1] == []
+    assert [(h, n) for h, n, _ in per_hour[2]] == [("build-01", "java")]
+    assert any(r.startswith("CPU 390% for 3 snapshots") for r in per_hour[2][0][2])

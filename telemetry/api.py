@@ -109,6 +109,12 @@ class RecordsIngestView(APIView):
         except PayloadError as exc:
             return bad_request(exc.detail.replace("Nothing of this snapshot was stored", "Nothing was stored"),
                                exc.errors)
+        refusals = {r.get("status", 400) for r in body["refused"]}
+        if not used and not body["skipped"] and len(refusals) == 1 and refusals & {403, 409}:
+            # Every record refused for the same reason a snapshot would be: that answer, as the snapshot endpoint gives it.
+            (code,) = refusals
+            first = body["refused"][0]["detail"].split(": ", 1)[1].rsplit("; it was not stored.", 1)[0] + "."
+            return Response({**body, "detail": first, "errors": {}}, status=code)
         if not used:
             skipped = f"{body['skipped']} were not process starts" if body["skipped"] else "none was a process start"
             body["detail"] = (f"Nothing could be used: of {body['skipped'] + len(body['refused'])} {self.source.name} "

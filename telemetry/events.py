@@ -393,6 +393,7 @@ def records_ingest(*, records: list, source, agent: AgentKey | None = None, requ
             continue
         named = [f"{source.fields.get(f, f)}: {messages[0]}" for f, messages in error["errors"].items()]
         detail = "; ".join(named) if named else error["detail"]
-        refused.append({"index": index, "status": error["status"], "detail": f"Record {index}: {detail}; it was not stored."})
+        refused.append({"index": index, "status": error["status"],
+                        "detail": f"Record {index}: {detail.rstrip('.')}; it was not stored."})
     refused.sort(key=lambda r: r["index"])
     return bool(results), {"stored": len(results), "skipped": skipped, "refused": refused, "results": results}

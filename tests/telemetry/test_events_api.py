@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,17 @@ def test_nothing_usable_is_a_400_and_nothing_is_stored():
     assert "process.name" in bad.json()["refused"][0]["detail"] and "@timestamp" in bad.json()["refused"][0]["detail"]
     assert post(ws, ECS, b"\xff\xfe").status_code == 400
     assert not Snapshot.objects.exists() and not ProcessRecord.objects.exists()
+
+
+def test_retention_forgets_old_starts_with_their_records_like_snapshots(settings):
+    from django.utils import timezone
+
+    from telemetry.tasks import retention_task
+
+    settings.RETENTION_DAYS = 30
+    web = agent_for("web-a")
+    old = start(timestamp=(timezone.now() - timedelta(days=31)).isoformat())
+    assert "event_id" in post(web, URL, [old, start(pid=4300)]).json()["results"][0]
+    retention_task()
+    assert list(ProcessRecord.objects.values_list("pid", flat=True)) == [4300]
+    assert Snapshot.objects.filter(source="event").count() == 1

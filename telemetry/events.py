@@ -81,18 +81,16 @@ class EventIn:
     parent_exe: str = ""
     sha256: str = ""
     os: str = ""
+    key: str = ""  # the event's identity beside its host: start time, pid and exe (API.md), digested
+    digest: str = ""  # what it says: a repeat with another digest is a conflict
 
-    @property
-    def key(self) -> str:
-        """The event's identity beside its host: start time, pid and exe (API.md)."""
-        text = f"{self.timestamp.isoformat()}\x1f{self.pid}\x1f{self.exe}".encode()
-        return hashlib.blake2b(text, digest_size=16).hexdigest()
-
-    @property
-    def digest(self) -> str:
-        content = [self.hostname, self.timestamp.isoformat(), self.name, self.pid, self.ppid, self.exe, self.cmdline,
-                   self.username, self.parent_name, self.parent_exe, self.sha256, self.os]
-        return hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
+    def __post_init__(self) -> None:
+        # Once each: they are read at every step of a batch of 1,000.
+        started = self.timestamp.isoformat()
+        self.key = hashlib.blake2b(f"{started}\x1f{self.pid}\x1f{self.exe}".encode(), digest_size=16).hexdigest()
+        content = [self.hostname, started, self.name, self.pid, self.ppid, self.exe, self.cmdline, self.username,
+                   self.parent_name, self.parent_exe, self.sha256, self.os]
+        self.digest = hashlib.sha256(json.dumps(content, separators=(",", ":")).encode()).hexdigest()
 
 
 def _basename(path: str) -> str:

@@ -14,13 +14,14 @@ class AxonConfig(AppConfig):
         from axon.hosts import HostAlertsPanel, open_alerts_by_host
         from axon.pages import alerts_of_hour
         from axon.scoring import model_cache, observations_score
+        from axon.services import approval_key
         from axon.views import ModelPanel
         from telemetry import hosts, hosts_views, scoring, views
         from voltaxe import nav
         from voltaxe.views import health_probes
 
         # The apps below know nothing of the model: it plugs into their seams.
-        scoring.register(observations_score)
+        scoring.register(observations_score, alert_key=approval_key)
         scoring.stored_listeners.append(notifications.records_stored)  # new alerts reach people (issue 22)
         views.panels.append(ModelPanel())
         hosts.register_alert_counter(open_alerts_by_host)

@@ -514,7 +514,7 @@ def window_aggregate(*, since: datetime, until: datetime):
             HostDay.objects.filter(day__gte=start.date()).exclude(old_days).order_by()
             .values_list("endpoint_id").annotate(n=Sum("snapshots"), last=Max("last_at"))
         )
-        before_rebirth = dict(Snapshot.objects.filter(cut_snapshots).order_by().values_list("endpoint_id")
+        before_rebirth = dict(Snapshot.objects.filter(cut_snapshots, source="snapshot").order_by().values_list("endpoint_id")
                               .annotate(n=Count("id"))) if cut_snapshots else {}
     # Columns: n, cpu_sum, cpu_sq, mem_sum, mem_sq, then the 24 hour counts and the 24 hour CPU sums.
     sums = np.array([r[6:] for r in rollups], dtype=np.float64).reshape(len(rollups), SUM_COLUMNS)

@@ -13,6 +13,7 @@ an agent key is made; gunicorn starts (-w/--threads). With --with-model, --histo
 go in first and `manage.py retrain --sync --wait` trains a model that scores what follows. Then:
   throughput  --batches batches of --batch-size snapshots x --processes processes through the batch endpoint from
               --clients threads (at most --duration s): process records stored per second;
+  events      with --events: --event-batches sequential POSTs of 1,000 process starts: records/s, request p50/p99.
   latency     --requests sequential single-snapshot POSTs after --warmup: p50/p95/p99 in ms.
 The generator below gives --hosts hosts (linux, windows, darwin) stable process sets, varied pids, cpu and memory,
 now and then an odd process, and timestamps unique per host over the last --days days (nothing is deduplicated).
@@ -49,6 +50,8 @@ from tests.harness import (  # noqa: E402
     say,
     server_env,
 )
+
+EVENTS_PATH = "/api/telemetry/events/"
 
 # --- the payload generator ------------------------------------------------------------------
 
@@ -236,6 +239,18 @@ class Fleet:
     def batch(self, size: int) -> list[dict]:
         return [self.snapshot() for _ in range(size)]
 
+    def events(self, size: int) -> list[dict]:
+        """`size` process starts: a snapshot's processes, each started at its own millisecond (none is a repeat)."""
+        out: list[dict] = []
+        while len(out) < size:
+            snap = self.snapshot()
+            at = datetime.strptime(snap["timestamp"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+            for i, p in enumerate(snap["processes"][: size - len(out)]):
+                out.append({"hostname": snap["hostname"], "timestamp": (at + timedelta(milliseconds=i)).isoformat(),
+                            "pid": p["pid"], "ppid": p["ppid"], "name": p["name"], "exe": p["exe"],
+                            "username": p["username"], "cmdline": p["cmdline"]})
+        return out
+
 
 # --- the measurements ------------------------------------------------------------------------------
 
@@ -262,6 +277,28 @@ def single_latency(port: int, key: str, bodies: list[bytes], *, warmup: int, dur
     return {"requests": len(times), "p50_ms": percentile(times, 50), "p95_ms": percentile(times, 95),
             "p99_ms": percentile(times, 99), "max_ms": max(times, default=float("nan")), "scored": scored,
             "anomalies": flagged}
+
+
+def events_throughput(port: int, key: str, bodies: list[bytes]) -> dict:
+    """POST batches of events one after another: records/s and the per-request p50/p99."""
+    client = Http(port, 120, {"Authorization": f"Api-Key {key}"})
+    times: list[float] = []
+    records = errors = 0
+    started = time.perf_counter()
+    try:
+        for body in bodies:
+            answer = client.request("POST", EVENTS_PATH, body)
+            if answer.status != 201:
+                raise RuntimeError(f"events POST answered {answer.status}: {answer.body[:300]!r}")
+            results = answer.json()["results"]
+            records += sum(1 for r in results if "error" not in r)
+            errors += sum(1 for r in results if "error" in r)
+            times.append(answer.seconds * 1000)
+    finally:
+        client.close()
+    seconds = time.perf_counter() - started
+    return {"records": records, "errors": errors, "seconds": seconds, "records_per_s": records / seconds,
+            "p50_ms": percentile(times, 50), "p99_ms": percentile(times, 99), "loadavg": os.getloadavg()}
 
 
 def run(args) -> dict:
@@ -316,6 +353,13 @@ def run(args) -> dict:
                                                        duration=args.duration)
             say(f"throughput: {t['records']:,} records / {t['seconds']:.1f} s = {t['records_per_s']:,.0f} records/s "
                 f"(batch p50 {t['batch_p50_ms']:.0f} ms, item errors {t['errors']})")
+        if args.events:
+            bodies = [encode(fleet.events(1000)) for _ in range(args.warmup_batches + args.event_batches)]
+            events_throughput(server.port, key, bodies[:args.warmup_batches])
+            e = results["events"] = events_throughput(server.port, key, bodies[args.warmup_batches:])
+            say(f"events: {e['records']:,} starts in batches of 1,000 / {e['seconds']:.1f} s = "
+                f"{e['records_per_s']:,.0f} records/s (request p50 {e['p50_ms']:.0f} ms, p99 {e['p99_ms']:.0f} ms, "
+                f"load average {e['loadavg'][0]:.1f})")
         if not args.skip_latency:
             singles = [encode(fleet.snapshot()) for _ in range(args.warmup + args.requests)]
             lat = results["latency"] = single_latency(server.port, key, singles, warmup=args.warmup,
@@ -369,6 +413,8 @@ def parse_args(argv=None):
     p.add_argument("--hosts", type=int, default=200)
     p.add_argument("--days", type=float, default=7, help="timestamps spread over this many past days")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--events", action="store_true", help="also POST process-start events, 1,000 a request")
+    p.add_argument("--event-batches", type=int, default=20)
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-latency", action="store_true")
     p.add_argument("--keep-tmp", action="store_true", help="keep the temporary directory (SQLite file, logs, models)")
@@ -388,6 +434,10 @@ def main(argv=None) -> int:
               f"{'OK' if t['records_per_s'] >= 20_000 else 'MISSED'}]")
     if r.get("notify"):
         print(f"  notifications        a silent webhook: {r['notify']}")
+    if r.get("events"):
+        e = r["events"]
+        print(f"  events (1,000 a request)  {e['records_per_s']:,.0f} records/s, p50 {e['p50_ms']:.0f} ms, "
+              f"p99 {e['p99_ms']:.0f} ms a request (load average {e['loadavg'][0]:.1f})")
     if lat:
         print(f"  latency p50/p95/p99  {lat['p50_ms']:.1f} / {lat['p95_ms']:.1f} / {lat['p99_ms']:.1f} ms  "
               f"[target p99 <= 50: {'OK' if lat['p99_ms'] <= 50 else 'MISSED'}]\n")

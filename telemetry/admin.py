@@ -119,9 +119,9 @@ class EndpointAdmin(admin.ModelAdmin):
 
 @admin.register(Snapshot)
 class SnapshotAdmin(TelemetryAdmin):
-    list_display = ["id", "endpoint", "timestamp", "received_at", "process_count", "anomaly_count", "model_number",
-                    "agent"]
-    list_filter = ["model_number", "endpoint__os"]
+    list_display = ["id", "endpoint", "timestamp", "source", "received_at", "process_count", "anomaly_count",
+                    "model_number", "agent"]
+    list_filter = ["source", "model_number", "endpoint__os"]
     search_fields = ["endpoint__hostname"]
     date_hierarchy = "timestamp"
     list_select_related = ["endpoint", "agent"]

@@ -10,6 +10,8 @@ from rest_framework.views import APIView
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from telemetry.authentication import AgentBasicAuthentication, AgentKeyAuthentication, IsAgent
+from telemetry.event_formats import SYSMON
+from telemetry.events import MAX_EVENTS, events_ingest, records_ingest, records_parse
 from telemetry.models import ProcessRecord
 from telemetry.services import (
     IngestRefused,
@@ -65,6 +67,61 @@ class SnapshotBatchIngestView(APIView):
             )
         results = snapshot_ingest_batch(payloads=payloads, agent=request.auth, request=request)
         return Response({"results": results}, status=status.HTTP_201_CREATED)
+
+
+class EventIngestView(APIView):
+    """POST up to 1,000 process-start events; each is scored and stored like a snapshot's process."""
+
+    authentication_classes = SnapshotIngestView.authentication_classes
+    permission_classes = [IsAgent]
+
+    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_EVENTS}},
+                   responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "One result or error per event, in order.")})
+    def post(self, request):
+        payloads = request.data
+        if not isinstance(payloads, list):
+            return bad_request("Send a JSON array of process-start events.", {"non_field_errors": ["expected a list"]})
+        if not payloads:
+            return bad_request("The list is empty; send at least one event.", {"non_field_errors": ["empty list"]})
+        if len(payloads) > MAX_EVENTS:
+            return bad_request(f"A request holds at most {MAX_EVENTS} events; this one has {len(payloads)}. Split it.",
+                               {"non_field_errors": ["too many events"]})
+        return Response({"results": events_ingest(payloads=payloads, agent=request.auth, request=request)},
+                        status=status.HTTP_201_CREATED)
+
+
+class RecordsIngestView(APIView):
+    """Sysmon or ECS records, NDJSON or a JSON array: the process starts among them are stored as events."""
+
+    authentication_classes = SnapshotIngestView.authentication_classes
+    permission_classes = [IsAgent]
+    source = SYSMON
+
+    @extend_schema(request={"application/x-ndjson": {"type": "string"},
+                            "application/json": {"type": "array", "items": {"type": "object"}}},
+                   responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "{stored, skipped, refused, results}"),
+                              400: OpenApiResponse(OpenApiTypes.OBJECT, "Nothing could be used.")})
+    def post(self, request):
+        # The raw body: NDJSON is no JSON document, and DRF's parser would refuse it whole.
+        try:
+            used, body = records_ingest(records=records_parse(request.body), source=self.source, agent=request.auth,
+                                        request=request)
+        except PayloadError as exc:
+            return bad_request(exc.detail.replace("Nothing of this snapshot was stored", "Nothing was stored"),
+                               exc.errors)
+        refusals = {r.get("status", 400) for r in body["refused"]}
+        if not used and not body["skipped"] and len(refusals) == 1 and refusals & {403, 409}:
+            # Every record refused for the same reason a snapshot would be: that answer, as the snapshot endpoint gives it.
+            (code,) = refusals
+            first = body["refused"][0]["detail"].split(": ", 1)[1].rsplit("; it was not stored.", 1)[0] + "."
+            return Response({**body, "detail": first, "errors": {}}, status=code)
+        if not used:
+            skipped = f"{body['skipped']} were not process starts" if body["skipped"] else "none was a process start"
+            body["detail"] = (f"Nothing could be used: of {body['skipped'] + len(body['refused'])} {self.source.name} "
+                              f"records, {skipped} and {len(body['refused'])} were refused (see refused).")
+            body["errors"] = {str(r["index"]): [r["detail"]] for r in body["refused"]}
+            return Response(body, status=status.HTTP_400_BAD_REQUEST)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class AgentSideView(APIView):

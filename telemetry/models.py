@@ -70,6 +70,20 @@ class Endpoint(models.Model):
 
 
 class Snapshot(models.Model):
+    """A process snapshot, or the carrier of one process-start event (``source``).
+
+    Each event gets a carrier of its own, timed at the process's start: what ingestion, scoring,
+    re-scoring, late history, recounts and retention do with a snapshot's records they then do
+    with an event's, unchanged; and the event's identity (host, start time, pid and exe, held
+    in ``event_key``) is a unique constraint, so the same event twice, even from concurrent
+    requests, is stored once. Readers that mean snapshots (the page's recent snapshots, a
+    host's last snapshot, the snapshots a day the features divide by) filter ``source``.
+    """
+
+    class Source(models.TextChoices):
+        SNAPSHOT = "snapshot", "snapshot"
+        EVENT = "event", "process-start event"
+
     endpoint = models.ForeignKey(Endpoint, on_delete=models.CASCADE, related_name="snapshots")
     timestamp = models.DateTimeField(help_text="When the agent took the snapshot.")
     received_at = models.DateTimeField(auto_now_add=True)
@@ -80,11 +94,18 @@ class Snapshot(models.Model):
     # Who delivered it and what it said: a repeat is recognised only from the same key with the same content.
     agent = models.ForeignKey(AgentKey, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     digest = models.CharField(max_length=64, blank=True, help_text="SHA-256 of the validated content; empty before it was kept.")
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.SNAPSHOT, db_default=Source.SNAPSHOT)
+    # An event's pid and exe, digested (telemetry.events.event_key); empty for a snapshot.
+    event_key = models.CharField(max_length=32, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-timestamp"]
         constraints = [
-            models.UniqueConstraint(fields=["endpoint", "timestamp"], name="snapshot_unique_per_endpoint_time"),
+            # Partial: the snapshots' own index, so "this host's last snapshot" reads no event.
+            models.UniqueConstraint(fields=["endpoint", "timestamp"], condition=Q(source="snapshot"),
+                                    name="snapshot_unique_per_endpoint_time"),
+            models.UniqueConstraint(fields=["endpoint", "timestamp", "event_key"], condition=Q(source="event"),
+                                    name="event_unique_per_endpoint_start"),
         ]
         indexes = [
             models.Index(fields=["timestamp"], name="snapshot_timestamp"),
@@ -136,6 +157,8 @@ class ProcessRecord(models.Model):
     # Consecutive snapshots of this host, this one included, in which this program's CPU was far
     # above its norm (axon/norms.py): the next snapshot carries on from it. 0 when unscored.
     cpu_streak = models.PositiveSmallIntegerField(default=0, db_default=0)
+    # The executable's SHA-256 where the source gives one (process-start events), lower-case hex.
+    sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["snapshot_id", "index"]

@@ -201,6 +201,9 @@ def rollups_rebuild(*, models=None, endpoint_ids: Iterable[int] | None = None) -
             qs.filter(endpoint_id__in=endpoint_ids) for qs in (snapshots, records, host_days, rollups))
     host_days.delete()
     rollups.delete()
+    if any(f.name == "source" for f in snapshot_model._meta.fields):
+        # Event carriers are no snapshots. (Migration 0012's models predate them, and it has none.)
+        snapshots = snapshots.filter(source="snapshot")
     per_day = (snapshots.annotate(day=TruncDate("timestamp", tzinfo=UTC)).order_by()
                .values_list("endpoint_id", "day").annotate(n=Count("id"), last=Max("timestamp")))
     _host_days_upsert(host_day_model, {(e, d): [n, last] for e, d, n, last in per_day})

@@ -46,12 +46,21 @@ class Scorer(Protocol):
     def __call__(self, rows: list[Observation]) -> Verdicts: ...
 
 
+# The alert key of a flagged observation: (host, normalized name, normalized path, parent, script) -> key.
+AlertKey = Callable[[str, str, str, str, str], str]
+
 _scorer: Scorer | None = None
+_alert_key: AlertKey | None = None
 
 
-def register(scorer: Scorer) -> None:
-    global _scorer
-    _scorer = scorer
+def register(scorer: Scorer, *, alert_key: AlertKey | None = None) -> None:
+    global _scorer, _alert_key
+    _scorer, _alert_key = scorer, alert_key
+
+
+def alert_key(host: str, name: str, exe: str, parent: str, script: str) -> str | None:
+    """The key the model above groups, triages and approves this observation by; None with no model registered."""
+    return _alert_key(host, name, exe, parent, script) if _alert_key is not None else None
 
 
 def observations_score(rows: list[Observation]) -> Verdicts:

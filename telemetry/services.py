@@ -12,7 +12,7 @@ from typing import cast
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, models, transaction
-from django.db.models import Max, Min, Q, Sum
+from django.db.models import Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from audit import notify
@@ -115,7 +115,9 @@ def _parents_recall(preps: list[_Prepared]) -> None:
     start = min(prep.snapshot.timestamp for prep, _ in wanted) - PARENT_MEMORY
     end = max(prep.snapshot.timestamp for prep, _ in wanted)
     stored: dict[str, list[tuple[datetime, int]]] = {}
-    for sid, host, ts in (Snapshot.objects.filter(endpoint__hostname__in=hosts, timestamp__gte=start, timestamp__lt=end)
+    # Snapshots only: a host's many one-process event carriers would push its last snapshots out of reach.
+    for sid, host, ts in (Snapshot.objects.filter(endpoint__hostname__in=hosts, timestamp__gte=start, timestamp__lt=end,
+                                                  source=Snapshot.Source.SNAPSHOT)
                           .values_list("pk", "endpoint__hostname", "timestamp")):
         stored.setdefault(host, []).append((ts, sid))
     chosen: dict[int, list[int]] = {}
@@ -170,10 +172,15 @@ def _streak_memory(preps: list[_Prepared]) -> None:
         return
     previous = Q()
     hostnames = {}
-    for hostname, endpoint_id, last_seen in Endpoint.objects.filter(hostname__in=first).values_list(
-            "hostname", "id", "last_seen"):
-        if last_seen < first[hostname].snapshot.timestamp:  # a late snapshot is judged on its own
-            previous |= Q(endpoint_id=endpoint_id, observed_at=last_seen)
+    # The host's newest snapshot, not its last_seen: a process-start event moves that too, and
+    # carries no streak. A backward step on the snapshots' own (partial) index per host.
+    last_snapshot = (Snapshot.objects.filter(endpoint_id=OuterRef("pk"), source=Snapshot.Source.SNAPSHOT)
+                     .order_by("-timestamp").values("timestamp")[:1])
+    for hostname, endpoint_id, last_at in (Endpoint.objects.filter(hostname__in=first)
+                                           .annotate(last_at=Subquery(last_snapshot))
+                                           .values_list("hostname", "id", "last_at")):
+        if last_at is not None and last_at < first[hostname].snapshot.timestamp:  # a late one is judged on its own
+            previous |= Q(endpoint_id=endpoint_id, observed_at=last_at)
             hostnames[endpoint_id] = hostname
     if not hostnames:
         return
@@ -210,7 +217,7 @@ def _existing_many(keys: set[tuple[str, datetime]]) -> dict[tuple[str, datetime]
     if not keys:
         return {}
     found = Snapshot.objects.filter(
-        endpoint__hostname__in={h for h, _ in keys}, timestamp__in={t for _, t in keys}
+        endpoint__hostname__in={h for h, _ in keys}, timestamp__in={t for _, t in keys}, source=Snapshot.Source.SNAPSHOT,
     ).select_related("endpoint")
     return {(s.endpoint.hostname, s.timestamp): s for s in found if (s.endpoint.hostname, s.timestamp) in keys}
 
@@ -321,7 +328,7 @@ def _record_rows(prep: _Prepared, verdicts: Verdicts, snapshot_id: int, endpoint
             "score": verdicts.scores[i] if scored else None, "flagged": flagged,
             "reasons": json.dumps(verdicts.reasons[i]) if flagged else no_reasons,
             "model_number": verdicts.model_number, "status": ProcessRecord.Status.OPEN if flagged else "",
-            "cpu_streak": min(verdicts.streaks[i], 32767) if scored and verdicts.streaks else 0,
+            "cpu_streak": min(verdicts.streaks[i], 32767) if scored and verdicts.streaks else 0, "sha256": "",
             "day": day,  # for the rollups, not a column
         })
     return rows
@@ -681,8 +688,11 @@ def telemetry_summary(*, recent: int = 10) -> dict:
     # By when the records were taken, not when they arrived: a backlog or a demo loaded at once is not a rate.
     last_hour = Snapshot.objects.filter(timestamp__gte=since, timestamp__lte=timezone.now()).aggregate(
         n=Sum("process_count"))["n"] or 0
+    # total_records and the rate count every stored process record, an event's (one record) too;
+    # the recent snapshots are snapshots.
     recent_rows = (
-        Snapshot.objects.select_related("endpoint").order_by("-timestamp", "-id")[:recent]
+        Snapshot.objects.filter(source=Snapshot.Source.SNAPSHOT).select_related("endpoint")
+        .order_by("-timestamp", "-id")[:recent]
     )
     return {
         "total_records": records,

@@ -19,6 +19,7 @@ from voltaxe.views import wants_json
 
 SNAPSHOT = ("INGEST_MAX_BODY_BYTES", "Send fewer processes per snapshot or shorter command lines; nothing was stored.")
 BATCH = ("INGEST_BATCH_MAX_BODY_BYTES", "Split the batch into smaller ones (fewer snapshots each); nothing was stored.")
+EVENTS = ("INGEST_BATCH_MAX_BODY_BYTES", "Send fewer events or records per request; nothing was stored.")
 AUTH = ("AUTH_MAX_BODY_BYTES", "Send only the user name and password, or the token.")
 OTHER = ("MAX_BODY_BYTES", "Send a smaller request; nothing was stored.")
 
@@ -27,6 +28,10 @@ ROUTES = {
     "/api/telemetry/snapshots/": SNAPSHOT,
     "/ingest/process-snapshot": SNAPSHOT,
     "/api/telemetry/snapshots/batch/": BATCH,
+    # 1,000 events with long command lines (a Sysmon record with its fields is 1-3 KiB, 32 KiB at most).
+    "/api/telemetry/events/": EVENTS,
+    "/api/telemetry/events/sysmon/": EVENTS,
+    "/api/telemetry/events/ecs/": EVENTS,
     # The Sentinel's other reports: a host report carries a process list; the rest are answered unread.
     "/ingest/snapshot": SNAPSHOT,
     "/ingest/network-snapshot": SNAPSHOT,

@@ -9,13 +9,16 @@ from axon.urls import page as axon_page
 from telemetry.api import (
     AnomalyListView,
     CommandPollView,
+    EventIngestView,
     HostReportView,
     NotCollectedView,
+    RecordsIngestView,
     SnapshotBatchIngestView,
     SnapshotIngestView,
     SummaryView,
 )
 from telemetry.hosts_api import HostDetailView, HostListView
+from telemetry.event_formats import ECS, SYSMON
 from voltaxe.views import (
     LogoutView,
     TokenObtainView,
@@ -31,6 +34,9 @@ api = [
     path("auth/logout/", LogoutView.as_view(), name="token-logout"),
     path("telemetry/snapshots/", SnapshotIngestView.as_view(), name="snapshot-ingest"),
     path("telemetry/snapshots/batch/", SnapshotBatchIngestView.as_view(), name="snapshot-ingest-batch"),
+    path("telemetry/events/", EventIngestView.as_view(), name="events-ingest"),
+    path("telemetry/events/sysmon/", RecordsIngestView.as_view(source=SYSMON), name="events-ingest-sysmon"),
+    path("telemetry/events/ecs/", RecordsIngestView.as_view(source=ECS), name="events-ingest-ecs"),
     path("telemetry/summary/", SummaryView.as_view(), name="telemetry-summary"),
     path("telemetry/anomalies/", AnomalyListView.as_view(), name="telemetry-anomalies"),
     path("telemetry/hosts/", HostListView.as_view(), name="telemetry-hosts"),

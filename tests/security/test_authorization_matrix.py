@@ -52,6 +52,9 @@ ROUTES = {
     "snapshot":        ("POST", "/api/telemetry/snapshots/",                   (401,    403,    403,    403,    403,    201,    201,    201,    403,    401,    403)),
     "snapshot_batch":  ("POST", "/api/telemetry/snapshots/batch/",             (401,    403,    403,    403,    403,    201,    201,    201,    ITEM_403, 401,    403)),
     "legacy_ingest":   ("POST", "/ingest/process-snapshot",                    (401,    403,    403,    403,    403,    201,    201,    201,    403,    401,    403)),
+    "events":          ("POST", "/api/telemetry/events/",                      (401,    403,    403,    403,    403,    201,    201,    201,    ITEM_403, 401,    403)),
+    "events_sysmon":   ("POST", "/api/telemetry/events/sysmon/",               (401,    403,    403,    403,    403,    201,    201,    201,    403,    401,    403)),
+    "events_ecs":      ("POST", "/api/telemetry/events/ecs/",                  (401,    403,    403,    403,    403,    201,    201,    201,    403,    401,    403)),
     "summary":         ("GET",  "/api/telemetry/summary/",                     (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
     "anomalies":       ("GET",  "/api/telemetry/anomalies/",                   (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
     "hosts":           ("GET",  "/api/telemetry/hosts/",                       (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
@@ -92,6 +95,7 @@ ROUTES = {
 }
 
 INGEST = {"snapshot", "snapshot_batch", "legacy_ingest"}
+EVENTS = {"events", "events_sysmon", "events_ecs"}  # one process start each
 HOST_REPORT = {"sentinel_host"}
 STARTS_RUN = {"retrain", "retrain_slash", "page_retrain"}
 ACTIVATES = {"model_activate", "page_activate"}
@@ -177,6 +181,16 @@ def _send(client: APIClient, route: str, method: str, path: str):
         return client.post(path, rich("matrix-host"), format="json")
     if route == "snapshot_batch":
         return client.post(path, [rich("matrix-host")], format="json")
+    if route in EVENTS:
+        start = {"hostname": "matrix-host", "timestamp": timezone.now().isoformat(), "name": "whoami", "pid": 7,
+                 "exe": "/usr/bin/whoami"}
+        if route == "events_sysmon":
+            start = {"EventID": 1, "Computer": "matrix-host", "UtcTime": f"{timezone.now():%Y-%m-%d %H:%M:%S.%f}"[:23],
+                     "ProcessId": 7, "Image": "C:\\Windows\\System32\\whoami.exe"}
+        if route == "events_ecs":
+            start = {"@timestamp": timezone.now().isoformat(), "event": {"code": "1"}, "host": {"name": "matrix-host"},
+                     "process": {"pid": 7, "executable": "/usr/bin/whoami", "name": "whoami"}}
+        return client.post(path, [start], format="json")
     if route == "legacy_ingest":
         return client.post(path, legacy("matrix-host"), format="json")
     if route == "sentinel_host":
@@ -226,7 +240,7 @@ def test_authorization_matrix(route, principal, want):
             assert isinstance(response.json()["detail"], str) and response.json()["detail"]
     if is_api and want == 403:
         assert isinstance(response.json()["detail"], str) and response.json()["detail"]
-        if principal == "foreign_agent" and (route in INGEST or route in HOST_REPORT):
+        if principal == "foreign_agent" and (route in INGEST or route in HOST_REPORT or route in EVENTS):
             assert response.json()["detail"] == "This agent key may not report for host matrix-host."
     if want == 404:
         assert "is not collected by this server" in response.json()["detail"]
@@ -241,6 +255,10 @@ def test_authorization_matrix(route, principal, want):
         assert after["snapshots"] == before["snapshots"] + 1
         expected_processes = 3
         assert after["records"] == before["records"] + expected_processes
+        assert after["runs"] == before["runs"] and after["active"] == before["active"]
+    elif route in EVENTS:  # one start: a carrier and its record
+        assert after["snapshots"] == before["snapshots"] + 1 and after["records"] == before["records"] + 1
+        assert Snapshot.objects.filter(source="event").count() == 1
         assert after["runs"] == before["runs"] and after["active"] == before["active"]
     elif route in HOST_REPORT:  # the host's OS is recorded, no snapshot
         assert Endpoint.objects.get(hostname="matrix-host").os == "darwin"

@@ -92,6 +92,18 @@ def test_an_oversized_batch_is_413_and_tells_to_split_it(agent_client):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/api/telemetry/events/", "/api/telemetry/events/sysmon/", "/api/telemetry/events/ecs/"])
+def test_the_events_doors_take_a_batch_and_not_a_byte_more(agent_client, path):
+    """1,000 starts with their command lines: the batch limit, the same for the API's, Sysmon's and ECS's records."""
+    start = {"hostname": HOST, "timestamp": payloads.ts(1), "name": "whoami", "pid": 1, "cmdline": ""}
+    body = encode([start])
+    start["cmdline"] = "x" * (BATCH_LIMIT + 1 - len(body))
+    response = agent_client.generic("POST", path, encode([start]), content_type="application/json")
+    assert_413(response, BATCH_LIMIT, "Send fewer events")
+    assert_nothing_stored()
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("path", REPORT_DOORS)
 def test_an_oversized_sentinel_report_is_413_and_nothing_is_stored(agent_client, path):
     response = agent_client.generic("POST", path, host_report(SNAPSHOT_LIMIT + 1), content_type="application/json")

@@ -1013,7 +1013,7 @@ def alert_detail(*, key: str, offset: int = 0, limit: int = 100) -> dict | None:
         flagged=True, status=ProcessRecord.Status.OPEN, endpoint__hostname=c.hostname, name_norm=c.name_norm,
         exe_norm=c.exe_norm, parent_name=c.parent, script=c.script).order_by("-observed_at", "-id")
     page = list(records.values("observed_at", "pid", "ppid", "parent_name", "cmdline", "cpu_percent", "memory_rss",
-                               "model_number")[offset:offset + limit + 1])
+                               "model_number", "snapshot__source")[offset:offset + limit + 1])
     approval = Approval.objects.filter(hostname=c.hostname, name=c.name_norm, exe=c.exe_norm, parent=c.parent).filter(
         Q(script=c.script) | Q(script__isnull=True)).first()
     return {
@@ -1021,7 +1021,7 @@ def alert_detail(*, key: str, offset: int = 0, limit: int = 100) -> dict | None:
         "observations": [{
             "timestamp": r["observed_at"], "pid": r["pid"], "ppid": r["ppid"], "parent": r["parent_name"],
             "cmdline": r["cmdline"], "cpu_percent": r["cpu_percent"], "memory_rss": r["memory_rss"],
-            "model_version": r["model_number"], "source": "snapshot",
+            "model_version": r["model_number"], "source": r["snapshot__source"],
         } for r in page[:limit]],
         "more": len(page) > limit,
         "history": list(AlertChange.objects.filter(key=key)),

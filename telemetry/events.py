@@ -32,7 +32,7 @@ from audit.services import audit_record
 from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import guess_os
 from telemetry.rollups import rollups_add
-from telemetry.scoring import alert_key, observations_score
+from telemetry.scoring import alert_key, observations_score, records_stored
 from telemetry.services import (
     IngestRefused,
     _name_key,
@@ -254,6 +254,7 @@ def _store(fresh: list[tuple[int, EventIn, SnapshotIn]], preps: list, verdicts, 
         bodies[i] = _body(carrier_id, event.hostname, part.model_number, row)
     _records_insert(rows)
     rollups_add(rows, [])  # observations, not snapshots: the host's snapshots a day are not touched
+    records_stored(rows, {pk: hostname for hostname, pk in endpoint_ids.items()})  # new alerts reach people too
     return bodies, raced
 
 

@@ -91,7 +91,8 @@ def register_alert_counter(counter: AlertCounter) -> None:
 
 def _heard(endpoint_ids: list[int] | None) -> dict[int, list[float]]:
     """When (Unix seconds) the server received each host's last RECENT_SNAPSHOTS snapshots (of these hosts;
-    None: all), in one query.
+    None: all), in one query. Snapshots only: a shipper's process-start events come in bursts that say
+    nothing of the agent's rhythm (a host that only sends events is not judged late).
 
     Host by host through the (endpoint, timestamp) index, never a scan of the history. The join order
     is forced: left to the planners, both read every snapshot and judged each against its host's
@@ -107,17 +108,18 @@ def _heard(endpoint_ids: list[int] | None) -> dict[int, list[float]]:
         params = list(endpoint_ids)
     if connection.vendor == "postgresql":
         sql = (f"SELECT e.id, EXTRACT(EPOCH FROM r.received_at)::float8 FROM {endpoints} e CROSS JOIN LATERAL "
-               f"(SELECT s.received_at FROM {snapshots} s WHERE s.endpoint_id = e.id "
+               f"(SELECT s.received_at FROM {snapshots} s WHERE s.endpoint_id = e.id AND s.source = 'snapshot' "
                f"ORDER BY s.timestamp DESC LIMIT {RECENT_SNAPSHOTS}) r {where}")
     else:
         # No LATERAL in SQLite: each host's cut-off (its RECENT_SNAPSHOTS-th newest timestamp) once, then
         # its snapshots from there; CROSS JOIN makes SQLite loop over the hosts outside.
         params.insert(0, connection.ops.adapt_datetimefield_value(datetime(1, 1, 2, tzinfo=UTC)))
         sql = (f"WITH cut AS MATERIALIZED (SELECT e.id AS endpoint_id, COALESCE((SELECT n.timestamp FROM {snapshots} n "
-               f"WHERE n.endpoint_id = e.id ORDER BY n.timestamp DESC LIMIT 1 OFFSET {RECENT_SNAPSHOTS - 1}), %s) AS since "
+               f"WHERE n.endpoint_id = e.id AND n.source = 'snapshot' ORDER BY n.timestamp DESC "
+               f"LIMIT 1 OFFSET {RECENT_SNAPSHOTS - 1}), %s) AS since "
                f"FROM {endpoints} e {where}) "
                f"SELECT s.endpoint_id, (julianday(s.received_at) - 2440587.5) * 86400.0 FROM cut CROSS JOIN {snapshots} s "
-               f"WHERE s.endpoint_id = cut.endpoint_id AND s.timestamp >= cut.since")
+               f"WHERE s.endpoint_id = cut.endpoint_id AND s.timestamp >= cut.since AND s.source = 'snapshot'")
     heard: dict[int, list[float]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
@@ -177,7 +179,7 @@ def host_get(*, hostname: str, now: datetime | None = None) -> Host | None:
 
 def host_last_snapshot(*, host: Host) -> dict | None:
     """The host's newest snapshot (by its timestamp) with its processes, in the order the agent listed them."""
-    snapshot = Snapshot.objects.filter(endpoint_id=host.id).order_by("-timestamp").first()
+    snapshot = Snapshot.objects.filter(endpoint_id=host.id, source=Snapshot.Source.SNAPSHOT).order_by("-timestamp").first()
     if snapshot is None:
         return None
     # observed_at is the snapshot's timestamp: on PostgreSQL it picks the one day's partition.

@@ -8,7 +8,7 @@ from typing import Protocol
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Max, Sum
+from django.db.models import Count, Max, Q, Sum
 from django.db.models.functions import TruncHour
 from django.http import JsonResponse
 from django.shortcuts import render
@@ -33,7 +33,9 @@ def activity_24h(*, hostname: str = "") -> list[dict]:
     rows = (
         snapshots.filter(timestamp__gte=start).order_by()
         .annotate(hour=TruncHour("timestamp")).values("hour")
-        .annotate(snapshots=Count("id"), anomalies=Sum("anomaly_count"), model=Max("model_number"))
+        # Snapshots are counted, not the carriers of process-start events; anomalies of both.
+        .annotate(snapshots=Count("id", filter=Q(source=Snapshot.Source.SNAPSHOT)), anomalies=Sum("anomaly_count"),
+                  model=Max("model_number"))
     )
     by_hour = {r["hour"]: r for r in rows}
     return [

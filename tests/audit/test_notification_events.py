@@ -175,3 +175,14 @@ def test_a_silenced_agent_is_said_once_when_late_and_once_when_back(hook, sync_q
     assert kinds(hook) == ["host.late", "host.back"] and hook.bodies()[-1]["summary"] == "web-1 is reporting again"
     assert list(AuditEvent.objects.filter(resource_type="host").order_by("id").values_list("action", flat=True)) == [
         "host.late", "host.back"]
+
+
+def test_a_one_shot_tool_seen_only_by_its_start_is_news_too(model, hook, sync_queue):
+    from tests.axon.test_events_scoring import DUMPER, send, start
+
+    with sync_queue():
+        (result,) = send(agent("build-01"), start(DUMPER, pid=7001, seconds_ago=120))
+    assert result["anomalies"]
+    (new,) = hook.bodies()
+    assert new["kind"] == "alert.new" and new["process"]["name"] == "dumper"
+    assert new["details"]["key"] == result["anomalies"][0]["key"]

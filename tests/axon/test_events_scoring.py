@@ -53,6 +53,9 @@ def test_a_one_shot_tool_is_flagged_from_its_start_alone_under_the_key_a_snapsho
     assert "dumper" in post(trained, snapshot("build-01", [DUMPER], seconds_ago=60))
     alerts = [a for a in analyst_client.get("/api/axon/alerts/?status=all").json()["results"] if a["name"] == "dumper"]
     assert [(a["key"], a["count"]) for a in alerts] == [(anomaly["key"], 2)]
+    # The alert's detail tells the start from the snapshot's observation.
+    detail = analyst_client.get(f"/api/axon/alerts/{anomaly['key']}/").json()
+    assert sorted(o["source"] for o in detail["observations"]) == ["event", "snapshot"]
     # An ordinary program's start is not news.
     (cron,) = send(trained, start({"name": "cron", "exe": "/usr/sbin/cron", "username": "root"}, pid=7002, seconds_ago=30))
     assert cron["anomalies"] == []

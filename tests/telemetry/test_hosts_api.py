@@ -189,3 +189,17 @@ def test_open_alerts_count_alert_groups_that_are_open(analyst_client, start):
                                    format="json")
     assert response.status_code == 200
     assert hosts_at(analyst_client, start + timedelta(minutes=11))["results"][0]["open_alerts"] == 0
+
+
+def test_process_start_events_do_not_change_a_hosts_rhythm_or_its_last_snapshot(analyst_client, start):
+    client, _ = agent("web-1")
+    last = every_five_minutes(client, "web-1", start)
+    for i in range(8):  # a shipper's bursts of starts, a minute apart, after the last snapshot
+        with time_machine.travel(last + timedelta(minutes=1 + i), tick=False):
+            events = [{"hostname": "web-1", "timestamp": (last + timedelta(minutes=1 + i, seconds=j)).isoformat(),
+                       "pid": 9000 + 10 * i + j, "name": "cron", "exe": "/usr/sbin/cron"} for j in range(5)]
+            assert client.post("/api/telemetry/events/", events, format="json").status_code == 201
+    with time_machine.travel(last + timedelta(minutes=9), tick=False):
+        host = analyst_client.get(HOSTS + "web-1/").json()
+    assert host["usual_interval_seconds"] == 300 and not host["late"]
+    assert [p["name"] for p in host["last_snapshot"]["processes"]] == ["systemd", "sshd"]

@@ -17,8 +17,8 @@ from telemetry.api import (
     SnapshotIngestView,
     SummaryView,
 )
-from telemetry.hosts_api import HostDetailView, HostListView
 from telemetry.event_formats import ECS, SYSMON
+from telemetry.hosts_api import HostDetailView, HostListView
 from voltaxe.views import (
     LogoutView,
     TokenObtainView,

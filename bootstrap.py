@@ -65,7 +65,10 @@ def run(argv: list[str]) -> int:
         password_file.write_text(secrets.token_urlsafe(12))
         password_file.chmod(0o600)
     password = password_file.read_text().strip()
-    manage("ensure_admin", "--username", "admin", "--email", "admin@voltaxe.local", "--password", password, env=env, check=True)
+    # One argument, "--password=…": a generated password may start with "-" (token_urlsafe), which argparse
+    # would take for an option (one run in 64 failed to start).
+    manage("ensure_admin", "--username", "admin", "--email", "admin@voltaxe.local", f"--password={password}", env=env,
+           check=True)
     manage("demo_data", "--if-empty", env=env, check=True)
     # Each child leads its own process group, so that stopping can reach the workers a child
     # forks (qcluster's) and finish them off if they do not stop in time.

@@ -33,6 +33,7 @@ from tests.payloads import legacy, rich
 LOGIN = "302 /login/"
 ITEM_403 = "201 item-403"  # the batch is answered, its one item refused with status 403
 PAGE = "302 /live-telemetry/"
+ALERTS = "302 /alerts/#results"  # the alerts workspace's triage form goes back to the (filtered) list
 
 PRINCIPALS = (
     "anonymous", "analyst_jwt", "admin_jwt", "analyst_session", "admin_session", "agent", "basic_agent", "relay_agent",
@@ -92,6 +93,12 @@ ROUTES = {
     "channel":         ("GET",  "/api/notifications/channels/{run}/",          (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
     "channel_test":    ("POST", "/api/notifications/channels/{run}/test/",     (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
     "deliveries":      ("GET",  "/api/notifications/deliveries/",              (401,    403,    200,    403,    200,    403,    403,    403,    403,    401,    403)),
+    "alert_detail":    ("GET",  "/api/axon/alerts/{key}/",                     (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "host_detail":     ("GET",  "/api/telemetry/hosts/{host}/",                (401,    200,    200,    200,    200,    403,    403,    403,    403,    401,    403)),
+    "page_alerts":     ("GET",  "/alerts/",                                    (LOGIN,  LOGIN,  LOGIN,  200,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "page_alert":      ("GET",  "/alerts/{key}/",                              (LOGIN,  LOGIN,  LOGIN,  200,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "page_alerts_triage": ("POST", "/alerts/triage/",                          (LOGIN,  LOGIN,  LOGIN,  ALERTS, ALERTS, LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
+    "page_host":       ("GET",  "/hosts/{host}/",                              (LOGIN,  LOGIN,  LOGIN,  200,    200,    LOGIN,  LOGIN,  LOGIN,  LOGIN,  LOGIN,  403)),
 }
 
 INGEST = {"snapshot", "snapshot_batch", "legacy_ingest"}
@@ -99,7 +106,8 @@ EVENTS = {"events", "events_sysmon", "events_ecs"}  # one process start each
 HOST_REPORT = {"sentinel_host"}
 STARTS_RUN = {"retrain", "retrain_slash", "page_retrain"}
 ACTIVATES = {"model_activate", "page_activate"}
-TRIAGES = {"alerts_triage", "page_triage"}
+TRIAGES = {"alerts_triage", "page_triage", "page_alerts_triage"}
+WITH_ALERT = TRIAGES | {"alert_detail", "page_alert", "host_detail", "page_host"}  # need matrix-host's open alert
 REVOKES = {"approval_revoke", "page_revoke"}
 CHANNELS = {"channel", "channel_test"}
 FLAGGED = ("matrix-host", "dropper", "/tmp/dropper", "bash")  # host, name, exe, parent of one open alert
@@ -142,10 +150,11 @@ def _client(principal: str) -> APIClient:
 
 def _world(route: str) -> dict:
     """What the route needs to exist: a finished run to read, a model version that is not active yet."""
-    world = {"run": TrainingRun.objects.create(trigger="command", status="succeeded", stage="done").pk, "version": 1}
+    world = {"run": TrainingRun.objects.create(trigger="command", status="succeeded", stage="done").pk, "version": 1,
+             "key": approval_key(*FLAGGED), "host": FLAGGED[0]}
     if route in REVOKES:  # the route's <int:pk> is filled from world["run"]
         Approval.objects.create(pk=world["run"], hostname="matrix-host", name="tool", exe="/opt/tool", parent="bash")
-    if route in TRIAGES:
+    if route in WITH_ALERT:
         host, name, exe, parent = FLAGGED
         endpoint = Endpoint.objects.create(hostname=host, first_seen=timezone.now(), last_seen=timezone.now())
         snap = Snapshot.objects.create(endpoint=endpoint, timestamp=timezone.now(), process_count=1, anomaly_count=1,
@@ -202,7 +211,9 @@ def _send(client: APIClient, route: str, method: str, path: str):
         return client.post(path, {"reason": "authorization matrix"}, format="json")
     if route in TRIAGES:
         body = {"keys": [approval_key(*FLAGGED)], "status": "acknowledged", "note": "authorization matrix"}
-        return client.post(path, {**body, "key": body["keys"]}) if route == "page_triage" else client.post(path, body, format="json")
+        if route.startswith("page_"):  # the page's form: one "key" field per ticked box
+            return client.post(path, {**body, "key": body["keys"]})
+        return client.post(path, body, format="json")
     if route.startswith("page_"):
         # The page's form post (activate and revoke: past the page's confirmation step).
         return client.post(path, {"reason": "authorization matrix", "confirmed": "yes"})
@@ -246,7 +257,7 @@ def test_authorization_matrix(route, principal, want):
         assert "is not collected by this server" in response.json()["detail"]
 
     after = _state()
-    accepted = want in (200, 201, PAGE)
+    accepted = want in (200, 201, PAGE, ALERTS)
     if method == "GET" or not accepted:
         assert after == before, f"{method} {path} as {principal} changed the database: {before} -> {after}"
         return
@@ -302,7 +313,8 @@ def test_the_table_covers_every_route_of_the_contract():
             continue
         for raw, plain in normalized.items():
             pattern = pattern.replace(raw, plain)
-        concrete = "/" + pattern.replace("<int:pk>", "{run}").replace("<int:version>", "{version}")
+        concrete = "/" + (pattern.replace("<int:pk>", "{run}").replace("<int:version>", "{version}")
+                          .replace("<str:key>", "{key}").replace("<str:hostname>", "{host}"))
         if concrete not in covered and concrete + "/" not in covered:
             missing.append(concrete)
     assert missing == []

@@ -4,6 +4,7 @@ The page itself is telemetry's; this panel is registered with it in AxonConfig.r
 """
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
@@ -14,6 +15,7 @@ from axon import services as axon_services
 from axon.api import approval_json, candidate_json, retrain_response, run_json, status_json, version_json
 from axon.models import Approval, ModelVersion, TrainingRun
 from axon.store import ArtifactError
+from telemetry.views import Section
 
 PAGE_PREVIEW_LIMIT = 2000
 
@@ -21,13 +23,21 @@ PAGE_PREVIEW_LIMIT = 2000
 class ModelPanel:
     """The model's part of the Live page: status, alerts, runs, versions, approvals, and the modal's list."""
 
+    sections = [
+        Section("axon/live/status.html", place="top"),
+        Section("axon/live/alerts.html"),
+        Section("axon/live/training.html"),
+        Section("axon/live/approvals.html"),
+        Section("axon/live/panic.html"),
+    ]
+    # The id of each element (in the sections above) a live part fills; the poll renders them again.
     fragments = {
-        "training-banner": "telemetry/_training.html",
-        "alerts-body": "telemetry/_alerts.html",
-        "runs-body": "telemetry/_runs.html",
-        "versions-body": "telemetry/_versions.html",
-        "approvals-body": "telemetry/_approvals.html",
-        "estimate": "telemetry/_estimate.html",
+        "training-banner": "axon/_training.html",
+        "alerts-body": "axon/_alerts.html",
+        "runs-body": "axon/_runs.html",
+        "versions-body": "axon/_versions.html",
+        "approvals-body": "axon/_approvals.html",
+        "estimate": "axon/_estimate.html",
     }
 
     def context(self, user) -> dict:
@@ -59,7 +69,9 @@ class ModelPanel:
         }
 
     def page(self, user) -> dict:
-        return preview_context() if user.has_perm("axon.trigger_retrain") else {"preview": {"will_learn": []}}
+        if not user.has_perm("axon.trigger_retrain"):
+            return {"preview": {"will_learn": []}}
+        return {**preview_context(), "window_days": settings.TRAINING_WINDOW_DAYS}
 
 
 def preview_context() -> dict:
@@ -86,7 +98,7 @@ def live_preview(request):
     """The modal's list, rendered by the same template as the page's first load."""
     if not request.user.has_perm("axon.trigger_retrain"):
         raise PermissionDenied("Only security admins may retrain the model.")
-    return render(request, "telemetry/_preview.html", preview_context())
+    return render(request, "axon/_preview.html", preview_context())
 
 
 @login_required

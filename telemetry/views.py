@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import Count, Max, Q, Sum
@@ -47,11 +47,24 @@ def activity_24h(*, hostname: str = "") -> list[dict]:
     ]
 
 
+@dataclass(frozen=True)
+class Section:
+    """A part of the Live page a panel renders itself, from the page's context; the ids of its live parts are in its
+    template, so telemetry's page names none of them."""
+
+    template: str
+    place: str = "main"
+    """Where on the page: "top" (under the fleet's figures) or "main" (below telemetry's chart and snapshots)."""
+
+
 class Panel(Protocol):
     """A part of the Live page an app above telemetry owns (axon's model panel), registered in its AppConfig.ready."""
 
+    sections: list[Section]
+    """What it adds to the page, in order; the page includes them where each one's place is."""
+
     fragments: dict[str, str]
-    """Its live parts: the id of the element each fills, and the template that renders it."""
+    """Its live parts: the id of the element (in one of its sections) each fills, and the template that renders it."""
 
     def context(self, user) -> dict:
         """What its templates show, on the first render and on every poll."""
@@ -135,7 +148,11 @@ def live_telemetry(request):
     _require_viewer(request)
     context = live_context(request.user)
     page = {k: v for panel in panels for k, v in panel.page(request.user).items()}
-    return render(request, "telemetry/live.html", {**context, **page, "window_days": settings.TRAINING_WINDOW_DAYS})
+    sections: dict[str, list[str]] = {"top": [], "main": []}
+    for panel in panels:
+        for section in panel.sections:
+            sections[section.place].append(section.template)
+    return render(request, "telemetry/live.html", {**context, **page, "sections": sections})
 
 
 @login_required

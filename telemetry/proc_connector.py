@@ -293,7 +293,7 @@ class ExecListener:
     def __init__(self, *, hostname: str, pending: Pending | None = None, proc: Path = Path("/proc"),
                  answer_timeout: float = 5.0):
         self.hostname = hostname
-        self.pending = pending or Pending()
+        self.pending = pending if pending is not None else Pending()  # an empty Pending is falsy
         self.proc = proc
         self.answer_timeout = answer_timeout
         self.gone = 0  # ended and reaped before /proc could be read

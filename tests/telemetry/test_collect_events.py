@@ -146,8 +146,8 @@ def test_an_exec_storm_is_dropped_with_a_count_never_held_without_bound():
 
 
 @pytest.fixture
-def listener():
-    started = ExecListener(hostname="this-machine")
+def listener(request):
+    started = ExecListener(hostname="this-machine", pending=getattr(request, "param", None))
     try:
         started.start()
     except ConnectorUnavailable as exc:
@@ -172,6 +172,17 @@ def test_the_listener_finds_twenty_starts_of_bin_true(listener):
     assert all(e["exe"] in ("", os.path.realpath("/bin/true")) for e in found.values())
 
 
+@pytest.mark.parametrize("listener", [Pending(capacity=5)], indirect=True)
+def test_the_listener_holds_no_more_than_its_capacity_while_nothing_is_sent(listener):
+    children = [subprocess.Popen(["/bin/true"]) for _ in range(20)]
+    deadline = time.monotonic() + 60
+    while listener.pending.dropped < 15 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    for child in children:
+        child.wait()
+    assert len(listener.pending) == 5 and listener.pending.dropped >= 15
+
+
 def collector(subprocess_env, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(REPO / "manage.py"), "collect", *args], cwd=REPO, text=True,
@@ -189,6 +200,7 @@ def test_collect_events_stores_the_starts_between_snapshots(subprocess_env, live
         args += ["--server", live_server.url, "--key", key]
     process = collector(subprocess_env, *args)
     try:
+        assert process.stdout is not None
         first = process.stdout.readline()
         if "Listening for process starts" not in first:
             process.kill()

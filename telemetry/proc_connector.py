@@ -25,7 +25,9 @@ access), so their starts carry no path.
 What the message does not carry: the kernel sends the pid and the time (``CLOCK_MONOTONIC``), so
 the rest is read from ``/proc/<pid>`` at once, on the listener's own thread. A program that has
 already ended and been reaped is counted as ``gone``; one that ended but was not reaped yet (a
-zombie) still has its ``comm`` and ``status``, so it is sent by name without a path. Names,
+zombie) still has its ``comm`` and ``status``, so it is sent by name without a path. Measured on
+a 2-core machine at load 7.6: from the kernel's stamp to the read, median 1.5 ms, p90 9 ms, p99
+51 ms; 0.3 ms of CPU per exec; of 1,000 ``id -un`` a shell ran and reaped, 310 were gone. Names,
 paths, users and command lines follow psutil's rules, which the snapshots use, so an event and a
 snapshot's observation of the same program share their alert key.
 

@@ -109,8 +109,14 @@ class AccessToken(serializers.Serializer):
 HEALTH_STATUSES = ["ok", "error"]
 
 
+class NotificationsHealth(serializers.Serializer):
+    channels = serializers.IntegerField(help_text="Enabled notification channels.")
+    failing = serializers.ListField(child=serializers.CharField(), help_text="The names of those failing every attempt.")
+
+
 class Health(serializers.Serializer):
     status = serializers.ChoiceField(HEALTH_STATUSES)
     database = serializers.CharField(help_text='"ok", or "error: <what failed>".')
     worker = serializers.ChoiceField(["ok", "down"])
     active_model = serializers.IntegerField(allow_null=True, help_text="The active model's version, or null.")
+    notifications = NotificationsHealth(required=False)

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from audit.models import AuditEvent
+from audit.schema import AuditPage
 from audit.services import audit_record
 from voltaxe.api import next_page_url, parse_int, parse_since, query_text, require_perm
+from voltaxe.schema import refusals
 
 CanReadAudit = require_perm("audit.view_auditevent", "Only security admins may read the audit log.")
 
@@ -30,6 +34,14 @@ class AuditEventListView(APIView):
                          outcome=AuditEvent.Outcome.DENIED, aggregate=True)
         super().permission_denied(request, message=message, code=code)
 
+    @extend_schema(parameters=[
+        OpenApiParameter("action", str, description="Exactly this action, for example retrain.started."),
+        OpenApiParameter("resource_id", str, description="Exactly this resource, for example a run id."),
+        OpenApiParameter("since", OpenApiTypes.DATETIME, description="At or after (RFC 3339)."),
+        OpenApiParameter("offset", int, description="Skip this many (default 0)."),
+        OpenApiParameter("limit", int, description="At most this many (default 100, at most 1000)."),
+    ], responses={200: AuditPage, **refusals(400, 401, 403, said={
+        403: "Only security admins may read the audit log (the refusal is audited)."})})
     def get(self, request):
         q = request.query_params
         limit = parse_int(q.get("limit"), "limit", 100, 1, 1000)

@@ -14,8 +14,24 @@ from rest_framework.views import APIView
 from audit.services import actor_name
 from axon import services
 from axon.models import AlertChange, Approval, ModelVersion, TrainingRun
+from axon.schema import (
+    AlertDetail,
+    AlertPage,
+    ApprovalPage,
+    ModelPage,
+    ModelVersionOut,
+    Preview,
+    RetrainAnswer,
+    Revoked,
+    RunDetail,
+    RunPage,
+    Status,
+    Triaged,
+)
+from axon.serializers import RetrainBody, TriageBody
 from axon.store import ArtifactError
 from voltaxe.api import BadRequest, next_page_url, parse_int, require_perm
+from voltaxe.schema import RETRY_AFTER, refusals
 
 CanTrigger = require_perm("axon.trigger_retrain", "Only security admins may retrain the model.")
 CanViewAxon = require_perm("axon.view_trainingrun", "You need the Analyst or Security Admin role to view training runs.")
@@ -94,6 +110,13 @@ def service_errors(call):
 class RetrainView(APIView):
     """The panic button. Permission is the service's to check, so that every door refuses and audits alike."""
 
+    @extend_schema(request=RetrainBody, parameters=[RETRY_AFTER], responses={
+        200: OpenApiResponse(RetrainAnswer, "Started, or joined the run in flight (`already_running`)."),
+        **refusals(400, 401, 403, 413, 429, said={
+            400: "Bad input, a high-risk key approved without `confirm_high_risk` (`errors.confirm_high_risk` names "
+                 "each with its reasons), or more than one press may approve; nothing started.",
+            403: "Only security admins may retrain the model (the refusal is audited).",
+            429: "At most one retrain per user per 5 minutes and 10 per hour in all (configurable)."})})
     def post(self, request):
         try:
             outcome = service_errors(lambda: services.retrain_request(actor=actor(request), body=request.data))
@@ -117,6 +140,12 @@ def candidate_json(c: services.Candidate) -> dict:
 class RetrainPreviewView(APIView):
     permission_classes = [CanTrigger]
 
+    @extend_schema(parameters=[
+        OpenApiParameter("exclude", str, many=True, description="Process names that must not be learned (repeatable)."),
+        OpenApiParameter("offset", int, description="Skip this many (default 0)."),
+        OpenApiParameter("limit", int, description="At most this many (default 1000, at most 5000)."),
+    ], responses={200: OpenApiResponse(Preview, "Every candidate a press could approve now; `total` counts them all."),
+                  **refusals(400, 401, 403, said={403: "Only security admins may retrain the model."})})
     def get(self, request):
         exclude = [x for x in request.query_params.getlist("exclude") if x]
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
@@ -126,15 +155,14 @@ class RetrainPreviewView(APIView):
         return Response(body)
 
 
-ERRORS = {
-    400: OpenApiResponse(OpenApiTypes.OBJECT, 'A parameter is malformed: {"detail", "errors"} name it.'),
-    401: OpenApiResponse(OpenApiTypes.OBJECT, "Not authenticated."),
-    403: OpenApiResponse(OpenApiTypes.OBJECT, "Not an analyst or security admin (an agent key included)."),
-}
+ERRORS = refusals(400, 401, 403, said={400: 'A parameter is malformed: {"detail", "errors"} name it.',
+                                       403: "Not an analyst or security admin (an agent key included)."})
 PAGING = [
     OpenApiParameter("offset", int, description="Skip this many (default 0)."),
     OpenApiParameter("limit", int, description="At most this many (default 50, at most 500)."),
 ]
+PAGING_APPROVALS = [PAGING[0], OpenApiParameter("limit", int, description="At most this many (default 500, at most 1000).")]
+VIEWERS = refusals(401, 403, said={403: "You need the Analyst or Security Admin role (an agent key holds neither)."})
 
 
 class AlertListView(APIView):
@@ -149,7 +177,7 @@ class AlertListView(APIView):
         OpenApiParameter("until", OpenApiTypes.DATETIME, description="Seen at or before (RFC 3339)."),
         OpenApiParameter("ordering", str, enum=list(services.ALERT_ORDERINGS), description="Default severity."),
         *PAGING,
-    ], responses={200: OpenApiResponse(OpenApiTypes.OBJECT, '{"total", "results": [alert], "next"}'), **ERRORS})
+    ], responses={200: OpenApiResponse(AlertPage, "Alerts grouped by approval key; `total` counts every match."), **ERRORS})
     def get(self, request):
         query = service_errors(lambda: services.AlertQuery.from_params(request.query_params))
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
@@ -173,9 +201,12 @@ def alert_detail_json(detail: dict) -> dict:
 class AlertDetailView(APIView):
     permission_classes = [CanViewAxon]
 
-    @extend_schema(parameters=PAGING, responses={
-        200: OpenApiResponse(OpenApiTypes.OBJECT, "The alert, its observations (newest first), history and approval."),
-        **ERRORS, 404: OpenApiResponse(OpenApiTypes.OBJECT, "No alert has this key (or it has no open flags).")})
+    @extend_schema(parameters=[
+        OpenApiParameter("offset", int, description="Skip this many observations (default 0)."),
+        OpenApiParameter("limit", int, description="At most this many observations (default 100, at most 1000)."),
+    ], responses={
+        200: OpenApiResponse(AlertDetail, "The alert, its observations (newest first), history and approval."),
+        **ERRORS, **refusals(404, said={404: "No alert has this key (or it has no open flags)."})})
     def get(self, request, key: str):
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
@@ -187,6 +218,11 @@ class AlertDetailView(APIView):
 
 
 class AlertTriageView(APIView):
+    @extend_schema(request=TriageBody, responses={
+        200: OpenApiResponse(Triaged, "Set and audited."),
+        **refusals(400, 401, 403, 413, said={
+            403: "Triage needs the Analyst or Security Admin role; clearing malicious or closing a high-risk "
+                 "alert needs a security admin."})})
     def post(self, request):
         updated = service_errors(lambda: services.alerts_triage(actor=actor(request), body=request.data))
         return Response({"results": [candidate_json(c) for c in updated]})
@@ -195,6 +231,8 @@ class AlertTriageView(APIView):
 class RunListView(APIView):
     permission_classes = [CanViewAxon]
 
+    @extend_schema(parameters=[OpenApiParameter("limit", int, description="At most this many (default 20, at most 200).")],
+                   responses={200: RunPage, **VIEWERS, **refusals(400)})
     def get(self, request):
         limit = parse_int(request.query_params.get("limit"), "limit", 20, 1, 200)
         runs = TrainingRun.objects.select_related("model_version")[:limit]
@@ -204,6 +242,8 @@ class RunListView(APIView):
 class RunDetailView(APIView):
     permission_classes = [CanViewAxon]
 
+    @extend_schema(responses={200: OpenApiResponse(RunDetail, "The run, with its log."), **VIEWERS,
+                              **refusals(404, said={404: "No training run has this id."})})
     def get(self, request, pk: int):
         return Response(run_json(get_object_or_404(TrainingRun.objects.select_related("model_version"), pk=pk), log=True))
 
@@ -211,6 +251,7 @@ class RunDetailView(APIView):
 class StatusView(APIView):
     permission_classes = [CanViewAxon]
 
+    @extend_schema(responses={200: Status, **VIEWERS})
     def get(self, request):
         return Response(status_json())
 
@@ -235,6 +276,7 @@ def status_json() -> dict:
 class ModelListView(APIView):
     permission_classes = [CanViewAxon]
 
+    @extend_schema(responses={200: OpenApiResponse(ModelPage, "The newest 100 versions, newest first."), **VIEWERS})
     def get(self, request):
         return Response({"results": [version_json(v) for v in ModelVersion.objects.all()[:100]]})
 
@@ -244,6 +286,12 @@ class ModelActivateView(APIView):
 
     permission_classes = [CanViewAxon]
 
+    @extend_schema(request=None, responses={
+        200: OpenApiResponse(ModelVersionOut, "Active now, for every web process and worker."),
+        **refusals(401, 403, 404, 409, said={
+            403: "Only security admins may activate a model version (the refusal is audited).",
+            404: "There is no model of this version.",
+            409: "This version cannot serve (its file or features do not match); the active model keeps serving."})})
     def post(self, request, version: int):
         try:
             target = service_errors(
@@ -266,6 +314,7 @@ def approval_json(a: Approval) -> dict:
 class ApprovalListView(APIView):
     permission_classes = [CanViewApprovals]
 
+    @extend_schema(parameters=PAGING_APPROVALS, responses={200: ApprovalPage, **ERRORS})
     def get(self, request):
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 500, 1, 1000)
@@ -277,6 +326,10 @@ class ApprovalListView(APIView):
 class ApprovalRevokeView(APIView):
     """Security admins withdraw an approval; it takes effect from the next model version."""
 
+    @extend_schema(request=None, responses={
+        200: OpenApiResponse(Revoked, "Revoked; the next model version no longer honours it."),
+        **refusals(401, 403, 404, said={403: "Only security admins may revoke an approval (the refusal is audited).",
+                                        404: "No approval has this id."})})
     def post(self, request, pk: int):
         get_object_or_404(Approval, pk=pk)
         approval = service_errors(lambda: services.approval_revoke(actor=actor(request), approval_id=pk))

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
@@ -13,6 +13,20 @@ from telemetry.authentication import AgentBasicAuthentication, AgentKeyAuthentic
 from telemetry.event_formats import SYSMON
 from telemetry.events import MAX_EVENTS, events_ingest, records_ingest, records_parse
 from telemetry.models import ProcessRecord
+from telemetry.schema import (
+    PROCESS_START_RECORDS,
+    AnomalyPage,
+    BatchResult,
+    EventIn,
+    EventsResult,
+    HostReportIn,
+    HostReportResult,
+    RecordsRefused,
+    RecordsResult,
+    SnapshotIn,
+    SnapshotResult,
+    Summary,
+)
 from telemetry.services import (
     IngestRefused,
     anomalies_list,
@@ -23,6 +37,13 @@ from telemetry.services import (
 )
 from telemetry.validation import PayloadError
 from voltaxe.api import BadRequest, CanViewTelemetry, next_page_url, parse_int, parse_since, query_text
+from voltaxe.schema import Detail, refusals
+
+AGENT_REFUSED = {403: "Not an agent key (people read, agents write), or a host this key may not report for: "
+                      "nothing was stored and the refusal is audited."}
+INGEST_REFUSED = refusals(400, 401, 403, 409, 413, said={
+    **AGENT_REFUSED, 409: "This host and time are stored already with other content or from another key; kept as stored."})
+READ_REFUSED = refusals(401, 403, said={403: "You need the Analyst or Security Admin role (an agent key holds neither)."})
 
 
 def bad_request(detail: str, errors: dict | None = None) -> Response:
@@ -36,8 +57,10 @@ class SnapshotIngestView(APIView):
     authentication_classes = [AgentKeyAuthentication, AgentBasicAuthentication, JWTAuthentication, SessionAuthentication]
     permission_classes = [IsAgent]
 
-    @extend_schema(responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "Stored (and scored when a model is active)."),
-                              200: OpenApiResponse(OpenApiTypes.OBJECT, "The same snapshot again: the first answer.")})
+    @extend_schema(request=SnapshotIn, responses={
+        201: OpenApiResponse(SnapshotResult, "Stored (and scored when a model is active)."),
+        200: OpenApiResponse(SnapshotResult, "The same snapshot again from the same key: the first answer."),
+        **INGEST_REFUSED})
     def post(self, request):
         try:
             result = snapshot_ingest(payload=request.data, agent=request.auth, request=request)
@@ -52,8 +75,9 @@ class SnapshotBatchIngestView(APIView):
     authentication_classes = SnapshotIngestView.authentication_classes
     permission_classes = [IsAgent]
 
-    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "object"}, "maxItems": 100}},
-                   responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "One result or error per snapshot, in order.")})
+    @extend_schema(request=SnapshotIn(many=True, max_length=100), responses={
+        201: OpenApiResponse(BatchResult, "One result or error per snapshot, in order; each stands or falls alone."),
+        **refusals(400, 401, 403, 413, said={400: "Not a list, an empty one, or more than 100 snapshots.", **AGENT_REFUSED})})
     def post(self, request):
         payloads = request.data
         if not isinstance(payloads, list):
@@ -75,8 +99,10 @@ class EventIngestView(APIView):
     authentication_classes = SnapshotIngestView.authentication_classes
     permission_classes = [IsAgent]
 
-    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "object"}, "maxItems": MAX_EVENTS}},
-                   responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "One result or error per event, in order.")})
+    @extend_schema(request=EventIn(many=True, max_length=MAX_EVENTS), responses={
+        201: OpenApiResponse(EventsResult, "One result or error per event, in order; each stands or falls alone."),
+        **refusals(400, 401, 403, 413, said={400: f"Not a list, an empty one, or more than {MAX_EVENTS} events.",
+                                             **AGENT_REFUSED})})
     def post(self, request):
         payloads = request.data
         if not isinstance(payloads, list):
@@ -97,10 +123,15 @@ class RecordsIngestView(APIView):
     permission_classes = [IsAgent]
     source = SYSMON
 
-    @extend_schema(request={"application/x-ndjson": {"type": "string"},
-                            "application/json": {"type": "array", "items": {"type": "object"}}},
-                   responses={201: OpenApiResponse(OpenApiTypes.OBJECT, "{stored, skipped, refused, results}"),
-                              400: OpenApiResponse(OpenApiTypes.OBJECT, "Nothing could be used.")})
+    @extend_schema(request={"application/x-ndjson": {"type": "string", "description": "One record per line."},
+                            "application/json": PROCESS_START_RECORDS},
+                   responses={201: OpenApiResponse(RecordsResult, "Some records were used; `refused` lists the others."),
+                              400: OpenApiResponse(RecordsRefused, "Nothing could be used: `detail` says why, "
+                                                                   "`errors` by record position."),
+                              403: OpenApiResponse(RecordsRefused, AGENT_REFUSED[403]),
+                              409: OpenApiResponse(RecordsRefused, "Every record is stored already with other content "
+                                                                   "or from another key."),
+                              **refusals(401, 413)})
     def post(self, request):
         # The raw body: NDJSON is no JSON document, and DRF's parser would refuse it whole.
         try:
@@ -132,11 +163,17 @@ class AgentSideView(APIView):
 
 
 class CommandPollView(AgentSideView):
+    @extend_schema(responses={200: OpenApiResponse({"type": "array", "maxItems": 0, "items": {"type": "string"}},
+                                                   "Always []: this server sends agents no commands."),
+                              **refusals(401, 403, said=AGENT_REFUSED)})
     def get(self, request):
         return Response([])  # this server sends agents no commands
 
 
 class HostReportView(AgentSideView):
+    @extend_schema(request=HostReportIn, responses={
+        200: OpenApiResponse(HostReportResult, "The host's OS is recorded when the report names one; nothing else is kept."),
+        **refusals(400, 401, 403, 413, said=AGENT_REFUSED)})
     def post(self, request):
         try:
             return Response(host_report(payload=request.data, agent=request.auth, request=request))
@@ -151,6 +188,10 @@ class NotCollectedView(AgentSideView):
 
     what = ""
 
+    # The body is never read, so it is not described.
+    @extend_schema(request=None, responses={
+        404: OpenApiResponse(Detail, "Not collected by this server; nothing was stored."),
+        **refusals(401, 403, 413, said=AGENT_REFUSED)})
     def post(self, request):
         return Response({"detail": f"{self.what} is not collected by this server; nothing was stored."},
                         status=status.HTTP_404_NOT_FOUND)
@@ -159,6 +200,7 @@ class NotCollectedView(AgentSideView):
 class SummaryView(APIView):
     permission_classes = [CanViewTelemetry]
 
+    @extend_schema(responses={200: Summary, **READ_REFUSED})
     def get(self, request):
         return Response(telemetry_summary())
 
@@ -174,6 +216,14 @@ def anomaly_json(r: ProcessRecord) -> dict:
 class AnomalyListView(APIView):
     permission_classes = [CanViewTelemetry]
 
+    @extend_schema(parameters=[
+        OpenApiParameter("since", OpenApiTypes.DATETIME, description="Observed at or after (RFC 3339; UTC without an offset)."),
+        OpenApiParameter("hostname", str, description="Exactly this host."),
+        OpenApiParameter("status", str, enum=list(ProcessRecord.Status.values)),
+        OpenApiParameter("offset", int, description="Skip this many (default 0)."),
+        OpenApiParameter("limit", int, description="At most this many (default 50, at most 500)."),
+    ], responses={200: AnomalyPage, **refusals(400, said={400: "A malformed or out-of-range filter: `errors` names it."}),
+                  **READ_REFUSED})
     def get(self, request):
         q = request.query_params
         limit = parse_int(q.get("limit"), "limit", 50, 1, 500)

@@ -8,12 +8,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from telemetry.hosts import host_get, host_last_snapshot, hosts_list
+from telemetry.schema import HostDetail, HostPage
 from voltaxe.api import BadRequest, CanViewTelemetry, query_text
+from voltaxe.schema import refusals
 
 LATE_VALUES = {"true": True, "false": False}
-REFUSED = {400: OpenApiResponse(OpenApiTypes.OBJECT, "A filter has a value it cannot take: `detail` says which."),
-           401: OpenApiResponse(OpenApiTypes.OBJECT, "Not authenticated."),
-           403: OpenApiResponse(OpenApiTypes.OBJECT, "Not an analyst or security admin (agent keys included).")}
+REFUSED = refusals(400, 401, 403, 404, said={
+    400: "A filter has a value it cannot take: `detail` says which.",
+    403: "Not an analyst or security admin (agent keys included).",
+    404: "No host of that name has reported."})
 
 
 def parse_late(value: str | None) -> bool | None:
@@ -31,7 +34,8 @@ class HostListView(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("late", OpenApiTypes.BOOL, description="Only the late hosts (true) or the others (false)."),
                     OpenApiParameter("q", OpenApiTypes.STR, description="Part of the host name.")],
-        responses={200: OpenApiResponse(OpenApiTypes.OBJECT, '{"total", "results": [host]}, by host name.'), **REFUSED},
+        responses={200: OpenApiResponse(HostPage, "Every host that matches, by host name."),
+                   **{k: v for k, v in REFUSED.items() if k != 404}},
     )
     def get(self, request):
         hosts = hosts_list(late=parse_late(request.query_params.get("late")), q=query_text(request.query_params, "q"))
@@ -41,8 +45,7 @@ class HostListView(APIView):
 class HostDetailView(APIView):
     permission_classes = [CanViewTelemetry]
 
-    @extend_schema(responses={200: OpenApiResponse(OpenApiTypes.OBJECT, "The host, with `last_snapshot` and its processes."),
-                              404: OpenApiResponse(OpenApiTypes.OBJECT, "No host of that name."),
+    @extend_schema(responses={200: OpenApiResponse(HostDetail, "The host, with `last_snapshot` and its processes."),
                               **{k: v for k, v in REFUSED.items() if k != 400}})
     def get(self, request, hostname: str):
         host = host_get(hostname=hostname)

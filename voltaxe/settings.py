@@ -242,6 +242,14 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",  # from static files, no CDN
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # One name for each choice set whose field name ("status") other choice sets share.
+    "ENUM_NAME_OVERRIDES": {
+        "AlertStatusEnum": "axon.models.Alert.Status",
+        "RunStatusEnum": "axon.models.TrainingRun.Status",
+        "RetrainStatusEnum": "axon.schema.RETRAIN_STATUSES",
+        "HealthStatusEnum": "voltaxe.schema.HEALTH_STATUSES",
+        "SeverityEnum": "audit.notify.SEVERITIES",
+    },
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JWT_ACCESS_MINUTES", 15, minimum=1)),

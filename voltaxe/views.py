@@ -11,6 +11,7 @@ from django.http import JsonResponse
 from django.shortcuts import render
 from django.utils.cache import add_never_cache_headers
 from django.views import defaults
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.decorators import api_view, authentication_classes, permission_classes
 from rest_framework.permissions import AllowAny
@@ -21,6 +22,16 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from voltaxe.api import BadRequest
 from voltaxe.ratelimits import login_rate_limit_hit, rate_limit_hit
+from voltaxe.schema import (
+    RETRY_AFTER,
+    AccessToken,
+    Detail,
+    Health,
+    RefreshIn,
+    TokenObtainIn,
+    TokenPair,
+    refusals,
+)
 from voltaxe.tokens import RefreshToken
 
 logger = logging.getLogger(__name__)
@@ -40,6 +51,7 @@ def worker_alive() -> bool:
 health_probes: dict[str, Callable[[], object]] = {}
 
 
+@extend_schema(responses={200: Health, 503: OpenApiResponse(Health, "The database does not answer: `database` says why.")})
 @api_view(["GET"])  # a DRF view so that the schema lists it
 @authentication_classes([])
 @permission_classes([AllowAny])
@@ -123,6 +135,8 @@ def address_limited(request) -> Response | None:
 class TokenObtainView(TokenObtainPairView):
     """JWT login, under the same limits as the log-in forms."""
 
+    @extend_schema(request=TokenObtainIn, parameters=[RETRY_AFTER], responses={200: TokenPair, **refusals(400, 401, 429, said={
+        401: "No active account with these credentials."})})
     def post(self, request, *args, **kwargs):
         username = request.data.get("username", "") if isinstance(request.data, dict) else ""
         hit = login_rate_limit_hit(request, username)
@@ -132,6 +146,8 @@ class TokenObtainView(TokenObtainPairView):
 
 
 class TokenRefreshLimitedView(TokenRefreshView):
+    @extend_schema(request=RefreshIn, parameters=[RETRY_AFTER], responses={200: AccessToken, **refusals(400, 401, 429, said={
+        401: "The refresh token is invalid, expired or logged out."})})
     def post(self, request, *args, **kwargs):
         limited = address_limited(request)
         return limited if limited is not None else super().post(request, *args, **kwargs)
@@ -140,6 +156,8 @@ class TokenRefreshLimitedView(TokenRefreshView):
 class LogoutView(TokenViewBase):
     """Blacklist a refresh token; the access tokens issued from it are refused from then on (voltaxe.tokens)."""
 
+    @extend_schema(request=RefreshIn, parameters=[RETRY_AFTER], responses={200: Detail, **refusals(400, 401, 429, said={
+        401: "Not a refresh token, or an invalid or expired one."})})
     def post(self, request):
         limited = address_limited(request)
         if limited is not None:

@@ -38,10 +38,11 @@ def snapshot_collect(*, hostname: str | None = None) -> dict:
     }
 
 
-def snapshot_send(payload: dict, *, server: str, key: str, timeout: float = 30) -> dict:
+def _post(path: str, body, *, server: str, key: str, timeout: float):
+    """POST JSON with the agent key; the answer, or RuntimeError with the server's sentence."""
     request = urllib.request.Request(
-        server.rstrip("/") + "/api/telemetry/snapshots/",
-        data=json.dumps(payload).encode(),
+        server.rstrip("/") + path,
+        data=json.dumps(body).encode(),
         headers={"Content-Type": "application/json", "Authorization": f"Api-Key {key}"},
         method="POST",
     )
@@ -49,9 +50,18 @@ def snapshot_send(payload: dict, *, server: str, key: str, timeout: float = 30) 
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")
+        text = exc.read().decode(errors="replace")
         try:
-            detail = json.loads(body).get("detail", body)
+            detail = json.loads(text).get("detail", text)
         except ValueError:
-            detail = body[:200]
+            detail = text[:200]
         raise RuntimeError(f"The server answered {exc.code}: {detail}") from exc
+
+
+def snapshot_send(payload: dict, *, server: str, key: str, timeout: float = 30) -> dict:
+    return _post("/api/telemetry/snapshots/", payload, server=server, key=key, timeout=timeout)
+
+
+def events_send(events: list[dict], *, server: str, key: str, timeout: float = 30) -> list[dict]:
+    """A batch of process starts to /api/telemetry/events/; the per-event results."""
+    return _post("/api/telemetry/events/", events, server=server, key=key, timeout=timeout)["results"]

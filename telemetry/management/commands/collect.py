@@ -1,34 +1,14 @@
-import json
 import socket
 import time
-import urllib.error
-import urllib.request
 
 from django.core.management.base import BaseCommand, CommandError
 
-from telemetry.agent import snapshot_collect, snapshot_send
+from telemetry.agent import events_send, snapshot_collect, snapshot_send
 from telemetry.events import MAX_EVENTS, events_ingest
 from telemetry.proc_connector import ConnectorUnavailable, ExecListener
 from telemetry.services import snapshot_ingest
 
 FLUSH_SECONDS = 2.0  # a start waits at most this long to be sent, unless 1,000 are waiting
-
-
-def events_send(events: list[dict], *, server: str, key: str, timeout: float = 30) -> list[dict]:
-    """POST a batch to /api/telemetry/events/; the per-event results (telemetry.agent.snapshot_send's twin)."""
-    request = urllib.request.Request(
-        server.rstrip("/") + "/api/telemetry/events/", data=json.dumps(events).encode(),
-        headers={"Content-Type": "application/json", "Authorization": f"Api-Key {key}"}, method="POST")
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return json.loads(response.read())["results"]
-    except urllib.error.HTTPError as exc:
-        body = exc.read().decode(errors="replace")
-        try:
-            detail = json.loads(body).get("detail", body)
-        except ValueError:
-            detail = body[:200]
-        raise RuntimeError(f"The server answered {exc.code}: {detail}") from exc
 
 
 class Command(BaseCommand):

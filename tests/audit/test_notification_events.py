@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 
 from axon.models import Approval, ModelVersion
+from axon.services import publish
 from telemetry.services import agent_host_move
 from tests import fleet
 from tests.axon.test_exact_approvals import MINER, agent, post, press, snapshot
@@ -68,12 +69,11 @@ def test_a_press_says_who_what_was_approved_and_what_stays_flagged(model, hook, 
 
 
 def test_a_failed_run_is_told(model, hook, sync_queue, monkeypatch):
-    import axon.training
 
     def crash(*args, **kwargs):
         raise MemoryError("simulated crash in the middle of training")
 
-    monkeypatch.setattr(axon.training, "train", crash)
+    monkeypatch.setattr(publish, "train", crash)  # where the run looks it up
     with sync_queue():
         run = fleet.train()
     assert run.status == "failed"

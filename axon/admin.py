@@ -92,7 +92,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             return
         version = queryset.get().version
         try:
-            model_version_activate(version=version, user=request.user, request=request)
+            model_version_activate(version=version, actor=Actor.from_request(request, TrainingRun.Trigger.ADMIN))
         except (ArtifactError, ValueError) as exc:
             self.message_user(request, f"v{version} was not activated: {exc}", messages.ERROR)
             return

@@ -263,7 +263,7 @@ class ModelActivateView(APIView):
     def post(self, request, version: int):
         try:
             target = service_errors(
-                lambda: model_version_activate(version=version, user=request.user, request=request))
+                lambda: model_version_activate(version=version, actor=actor(request)))
         except ModelVersion.DoesNotExist:
             raise Http404(f"There is no model v{version}.") from None
         except (ArtifactError, ValueError) as exc:

@@ -183,7 +183,7 @@ def live_activate(request, version: int):
         return _confirmation(request, title=f"Activate model v{version}?", action=f"Activate v{version}",
                              change=activate_change(version_json(target), active.version if active else None))
     try:
-        model_version_activate(version=version, user=request.user, request=request)
+        model_version_activate(version=version, actor=Actor.from_request(request, TrainingRun.Trigger.DASHBOARD))
     except Denied as exc:
         raise PermissionDenied(str(exc)) from None
     except ModelVersion.DoesNotExist:

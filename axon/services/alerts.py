@@ -19,7 +19,7 @@ class Overruled(Denied):
 
 def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
     """Set the status (and note) of these keys; audited. Raises Denied or InvalidInput."""
-    if not (actor.user is not None and actor.user.has_perm("axon.triage_alert")):
+    if not actor.can("axon.triage_alert"):
         actor.audit("alert.triaged", resource_type="alert", outcome=AuditEvent.Outcome.DENIED, aggregate=True)
         raise Denied("You need the Analyst or Security Admin role to triage alerts.")
     serializer = TriageBody(data=body if body not in (None, "") else {})
@@ -36,7 +36,7 @@ def alerts_triage(*, actor: Actor, body) -> list[Candidate]:
     # An analyst may not undo a security admin's verdict, nor hide what is most likely an attack.
     overruled = sorted(k for k in keys if before.get(k) == Alert.Status.MALICIOUS != data["status"])
     hidden = sorted(k for k in keys if data["status"] == Alert.Status.CLOSED and k in found and found[k].risk == "high")
-    if (overruled or hidden) and not actor.user.has_perm("axon.overrule_alert"):
+    if (overruled or hidden) and not actor.can("axon.overrule_alert"):
         actor.audit("alert.triaged", resource_type="alert", resource_id=",".join(sorted(keys))[:64],
                     outcome=AuditEvent.Outcome.DENIED, aggregate=True,
                     details={"reason": "overrule", "keys": sorted(keys), "status": data["status"], "malicious": overruled,

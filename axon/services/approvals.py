@@ -63,7 +63,7 @@ def approval_revoke(*, actor: Actor, approval_id: int) -> Approval:
     Its observations go back to the open flags, so no later training learns them as ordinary: the
     ones it approved, and the ones a model that had learned it let through unflagged since.
     """
-    if not (actor.user is not None and actor.user.has_perm("axon.delete_approval")):
+    if not actor.can("axon.delete_approval"):
         actor.audit("approval.revoked", resource_type="approval", resource_id=approval_id,
                     outcome=AuditEvent.Outcome.DENIED, aggregate=True)
         raise Denied("Only security admins may revoke an approval.")

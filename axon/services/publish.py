@@ -53,7 +53,7 @@ def train_and_publish(run: TrainingRun, progress: Callable[..., None]) -> ModelV
                             training_seconds=training_seconds, gate_reason=gate_reason)
     if not gate_reason:
         progress("activating", 88, f"Activating v{version.version}")
-        model_version_activate(version=version.version, user=None, run=run, loaded=model)
+        model_version_activate(version=version.version, run=run, loaded=model)
         progress("rescoring", 95, "Re-scoring recent flags with the new model")
     return version
 

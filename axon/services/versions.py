@@ -10,9 +10,9 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django_q.tasks import async_task
 
-from audit.actors import Denied
+from audit.actors import Actor, Denied
 from audit.models import AuditEvent
-from audit.services import actor_name, audit_record
+from audit.services import actor_name
 from axon import notifications
 from axon.models import ModelVersion, TrainingRun
 from axon.scoring import check_compatible, model_cache, score_with
@@ -21,18 +21,22 @@ from axon.store import ArtifactError, artifact_load
 from telemetry.models import ProcessRecord, Snapshot
 
 
-def model_version_activate(*, version: int, user=None, request=None, run: TrainingRun | None = None, loaded=None) -> ModelVersion:
+def model_version_activate(*, version: int, actor: Actor | None = None, run: TrainingRun | None = None,
+                           loaded=None) -> ModelVersion:
     """Make `version` the one active model (roll back or forward), then re-score recent flags with it.
 
     The file is loaded and verified first: a version that cannot be loaded is never activated.
-    A person's activation (run None) is refused (Denied) without the permission; a refusal and a
-    failure are audited here, the same at every door.
+    A person's activation (`actor`, no `run`) is refused (Denied) without the permission; a refusal,
+    a failure and a success are audited here, the same at every door. A run activates what it trained
+    (`run`, no actor), audited with the run.
     """
-    def refused(outcome: str, details: dict) -> None:
-        audit_record(action="model.activated", actor=user, request=request, resource_type="model_version",
-                     resource_id=version, outcome=outcome, aggregate=True, details=details)
+    person = actor if run is None else None
 
-    if run is None and not (user is not None and user.has_perm("axon.activate_modelversion")):
+    def refused(outcome: str, details: dict) -> None:
+        (person or Actor()).audit("model.activated", resource_type="model_version", resource_id=version,
+                                  outcome=outcome, aggregate=True, details=details)
+
+    if run is None and not (actor is not None and actor.can("axon.activate_modelversion")):
         refused(AuditEvent.Outcome.DENIED, {"reason": "missing axon.activate_modelversion"})
         raise Denied("Only security admins may activate a model version.")
     target = ModelVersion.objects.get(version=version)
@@ -49,10 +53,9 @@ def model_version_activate(*, version: int, user=None, request=None, run: Traini
         ModelVersion.objects.filter(pk=target.pk).update(is_active=True, activated_at=timezone.now())
     target.refresh_from_db()
     model_cache.reset()
-    if run is None:
-        audit_record(action="model.activated", actor=user, request=request, resource_type="model_version",
-                     resource_id=version, details={"version": version})
-        notifications.model_activated(version, actor_name(user))
+    if person is not None:
+        person.audit("model.activated", resource_type="model_version", resource_id=version, details={"version": version})
+        notifications.model_activated(version, actor_name(person.user))
     flags_rescore(model=model, version=version)
     recent = timezone.now() - timedelta(hours=settings.RESCORE_HOURS)
     if Snapshot.objects.filter(model_number__isnull=True, timestamp__gte=recent).exists():

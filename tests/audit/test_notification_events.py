@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 
+from audit.actors import Actor
 from axon.models import Approval, ModelVersion
 from axon.services import publish
 from telemetry.services import agent_host_move
@@ -138,7 +139,8 @@ def test_agent_keys_created_rebound_and_revoked_are_told_without_the_key(hook, s
     assert kinds(hook)[-1] == "agent.revoked" and hook.bodies()[-1]["details"]["key_prefix"] == old.prefix
     assert key and not any(key in r["body"].decode() for r in hook.requests)
     with sync_queue():  # moving a host to the key it already has is no news
-        agent_host_move(hostname="ws-07", key=AgentKey.objects.get(name="ws-07-reimaged"), via="admin")
+        agent_host_move(hostname="ws-07", key=AgentKey.objects.get(name="ws-07-reimaged"),
+                        actor=Actor(door="admin"))
     assert len(hook.requests) == 4
 
 

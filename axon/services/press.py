@@ -63,17 +63,7 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
     none of them uses up a limit.
     """
     scheduled = actor.door == TrainingRun.Trigger.SCHEDULE
-    if actor.door in PERSON_DOORS and not (actor.user is not None and actor.user.has_perm("axon.trigger_retrain")):
-        actor.audit("retrain.denied", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
-                    details={"trigger": actor.door, "reason": "missing axon.trigger_retrain"})
-        raise Denied("Only security admins may retrain the model.")
-    serializer = RetrainBody(data={} if body in (None, "") else body)
-    if not serializer.is_valid():
-        detail = f"{first_error(serializer.errors)} Nothing was started."
-        actor.audit("retrain.invalid", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
-                    details={"trigger": actor.door, "errors": jsonable(serializer.errors)})
-        raise InvalidInput(detail, serializer.errors)
-    data = serializer.validated_data
+    data = _press_body(actor, body)
     reason = data["reason"].strip()
     exclude = sorted({name.strip() for name in data["exclude"] if name.strip()})
     details = {"trigger": actor.door, "reason": reason, "exclude": exclude}
@@ -118,6 +108,21 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
     if enqueue:
         _enqueue(run)
     return RetrainOutcome(run=run, started=True)
+
+
+def _press_body(actor: Actor, body) -> dict:
+    """The press's validated body, once the actor may press; a refusal is audited and raised."""
+    if actor.door in PERSON_DOORS and not actor.can("axon.trigger_retrain"):
+        actor.audit("retrain.denied", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+                    details={"trigger": actor.door, "reason": "missing axon.trigger_retrain"})
+        raise Denied("Only security admins may retrain the model.")
+    serializer = RetrainBody(data={} if body in (None, "") else body)
+    if not serializer.is_valid():
+        detail = f"{first_error(serializer.errors)} Nothing was started."
+        actor.audit("retrain.invalid", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+                    details={"trigger": actor.door, "errors": jsonable(serializer.errors)})
+        raise InvalidInput(detail, serializer.errors)
+    return serializer.validated_data
 
 
 def _in_flight_after_reaping() -> TrainingRun | None:

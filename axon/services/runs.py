@@ -73,13 +73,12 @@ def retrain_run(*, run_id: int) -> TrainingRun:
     try:
         version = train_and_publish(run, progress)
     except RunTimedOut as exc:
-        _finish(run, Status.TIMED_OUT, str(exc), progress, "retrain.timed_out", AuditEvent.Outcome.FAILURE)
+        _finish(run, Status.TIMED_OUT, str(exc), progress)
     except Rejected as exc:
-        _finish(run, Status.REJECTED, str(exc), progress, "retrain.rejected", AuditEvent.Outcome.FAILURE)
+        _finish(run, Status.REJECTED, str(exc), progress)
     except Exception as exc:
         logger.exception("Run %s failed", run.pk)
-        _finish(run, Status.FAILED, f"Training failed: {exc}. The previous model keeps serving.", progress,
-                "retrain.failed", AuditEvent.Outcome.FAILURE)
+        _finish(run, Status.FAILED, f"Training failed: {exc}. The previous model keeps serving.", progress)
     else:
         held = bool(version.gate_reason)
         message = (
@@ -89,15 +88,15 @@ def retrain_run(*, run_id: int) -> TrainingRun:
             f"Model v{version.version} is active: learned from {version.records:,} records of "
             f"{version.processes:,} processes on {version.hosts} hosts in {time.monotonic() - started:.1f} s."
         )
-        _finish(run, Status.SUCCEEDED, message, progress, "retrain.succeeded", AuditEvent.Outcome.SUCCESS,
-                version=version)
+        _finish(run, Status.SUCCEEDED, message, progress, version=version)
     finally:
         heartbeat.stopped.set()
     run.refresh_from_db()
     return run
 
 
-def _finish(run, status, message, progress, action, outcome, version: ModelVersion | None = None) -> None:
+def _finish(run: TrainingRun, status: str, message: str, progress: Progress, *, version: ModelVersion | None = None) -> None:
+    """End the run; its audit action is "retrain." + its status, a success only when it succeeded."""
     if status != Status.SUCCEEDED:
         # No model learned them: what this run approved goes back to the open flags.
         approvals_revert(run=run)
@@ -109,7 +108,8 @@ def _finish(run, status, message, progress, action, outcome, version: ModelVersi
     if version is not None:
         details.update(model_version=version.version, records=version.records, processes=version.processes,
                        hosts=version.hosts, activated=version.is_active)
-    audit_record(action=action, actor=run.triggered_by, resource_type="training_run", resource_id=run.pk,
+    outcome = AuditEvent.Outcome.SUCCESS if status == Status.SUCCEEDED else AuditEvent.Outcome.FAILURE
+    audit_record(action=f"retrain.{status}", actor=run.triggered_by, resource_type="training_run", resource_id=run.pk,
                  outcome=outcome, details=details)
     notifications.run_finished(run)
     _notify(run)
@@ -144,20 +144,20 @@ def runs_reap(*, now: datetime | None = None) -> int:
     )
     for run in stuck:
         if run.status == Status.QUEUED:
-            status, action = Status.FAILED, "retrain.failed"
+            status = Status.FAILED
             message = (f"No worker picked this run up within {int((timeout + grace).total_seconds())} s; "
                        "check that the worker (manage.py qcluster) is running. The previous model keeps serving.")
         elif run.started_at and run.started_at < now - timeout:
-            status, action = Status.TIMED_OUT, "retrain.timed_out"
+            status = Status.TIMED_OUT
             message = (f"Training did not finish within {settings.RETRAIN_TIMEOUT_SECONDS} s and was stopped. "
                        "The previous model keeps serving.")
         else:
-            status, action = Status.FAILED, "retrain.failed"
+            status = Status.FAILED
             message = (f"The worker stopped responding during '{run.stage}' (no heartbeat for "
                        f"{settings.RETRAIN_REAP_GRACE_SECONDS} s); it was probably killed. The previous model keeps serving.")
         if run.finish(status, message, only_from=[run.status]):
             ended += 1
-            audit_record(action=action, actor=run.triggered_by, resource_type="training_run", resource_id=run.pk,
+            audit_record(action=f"retrain.{status}", actor=run.triggered_by, resource_type="training_run", resource_id=run.pk,
                          outcome=AuditEvent.Outcome.FAILURE, details={"message": message, "reaped": True})
             _notify(run)
     return ended

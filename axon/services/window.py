@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import numpy as np
@@ -21,6 +22,16 @@ TRAINABLE = Q(flagged__isnull=True) | Q(flagged=False) | Q(status=ProcessRecord.
 _LEFT_OUT = Q(flagged=True) & ~Q(status=ProcessRecord.Status.APPROVED)
 
 
+@dataclass
+class _Forgotten:
+    """What hosts that came back as other machines ran before (usually no host): filters on each table read."""
+
+    old_days: Q = field(default_factory=Q)
+    old_records: Q = field(default_factory=Q)
+    cut_records: Q = field(default_factory=Q)
+    cut_snapshots: Q = field(default_factory=Q)
+
+
 def window_aggregate(*, since: datetime, until: datetime):
     """The window as the model needs it, read from the daily rollups (telemetry/rollups.py).
 
@@ -32,19 +43,48 @@ def window_aggregate(*, since: datetime, until: datetime):
     before it did. Snapshots a host sent are counted from ``HostDay`` the same way.
     """
     start = datetime.combine(since.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
-    # A host that came back as another machine: what it ran before is forgotten (usually no host).
-    old_days, old_records, cut_records, cut_snapshots = Q(), Q(), Q(), Q()
+    forgotten = _forgotten(start)
+    rollups, left_out, per_host, before_rebirth = _read(start, forgotten)
+    sums = _without_left_out(rollups, left_out)
+    hosts, endpoint_os = {}, {}
+    for pk, hostname, os_ in Endpoint.objects.values_list("pk", "hostname", "os"):
+        hosts[pk], endpoint_os[pk] = hostname, os_
+    table, command_table = _combos(rollups, sums, hosts, endpoint_os)
+    host_snapshots, data_until = {}, None
+    for endpoint_id, n, last in per_host:
+        host_snapshots[hosts[endpoint_id]] = n - before_rebirth.get(endpoint_id, 0)
+        data_until = last if data_until is None or last > data_until else data_until
+    host_os = {hosts[endpoint_id]: endpoint_os[endpoint_id] for endpoint_id, _, _ in per_host}
+    window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - start).days,
+                        commands=command_table)
+    counts = {
+        "records": int(table.count.sum()) if len(table) else 0,
+        "processes": len(set(table.name)),
+        "hosts": len(host_snapshots),
+        "data_until": data_until,
+        "window_start": start,
+    }
+    return window, counts
+
+
+def _forgotten(start: datetime) -> _Forgotten:
+    forgotten = _Forgotten()
     reborn: list[tuple[int, datetime]] = list(
         Endpoint.objects.filter(reborn_at__gt=start).values_list("pk", "reborn_at"))  # type: ignore[arg-type]
     for endpoint_id, reborn_at in reborn:
         midnight = datetime.combine(reborn_at.astimezone(UTC).date(), datetime.min.time(), tzinfo=UTC)
-        old_days |= Q(endpoint_id=endpoint_id, day__lt=midnight.date())
-        old_records |= Q(endpoint_id=endpoint_id, observed_at__lt=midnight)
-        cut_records |= Q(endpoint_id=endpoint_id, observed_at__gte=midnight, observed_at__lt=reborn_at)
-        cut_snapshots |= Q(endpoint_id=endpoint_id, timestamp__gte=midnight, timestamp__lt=reborn_at)
+        forgotten.old_days |= Q(endpoint_id=endpoint_id, day__lt=midnight.date())
+        forgotten.old_records |= Q(endpoint_id=endpoint_id, observed_at__lt=midnight)
+        forgotten.cut_records |= Q(endpoint_id=endpoint_id, observed_at__gte=midnight, observed_at__lt=reborn_at)
+        forgotten.cut_snapshots |= Q(endpoint_id=endpoint_id, timestamp__gte=midnight, timestamp__lt=reborn_at)
+    return forgotten
+
+
+def _read(start: datetime, forgotten: _Forgotten) -> tuple[list, list, list, dict]:
+    """(rollup rows, left-out record groups, snapshots a host, snapshots before a rebirth), from one database snapshot."""
     outermost = not connection.in_atomic_block
     rollup_query = (
-        ProcessRollup.objects.filter(day__gte=start.date()).exclude(old_days).order_by()
+        ProcessRollup.objects.filter(day__gte=start.date()).exclude(forgotten.old_days).order_by()
         .values("endpoint_id", "combo")  # the grouping...
         .annotate(**{f"{k}_": Min(k) for k in KEY_TEXT},
                   **{f"{c}_": Cast(Sum(c), FloatField()) for c in (*SUMS, *HOUR_COUNTS, *HOUR_CPU)})
@@ -64,18 +104,23 @@ def window_aggregate(*, since: datetime, until: datetime):
         cursor.execute(*rollup_query.query.sql_with_params())
         rollups = cursor.fetchall()
         left_out = list(
-            ProcessRecord.objects.filter(observed_at__gte=start).filter(_LEFT_OUT | cut_records)
-            .exclude(old_records).order_by()
+            ProcessRecord.objects.filter(observed_at__gte=start).filter(_LEFT_OUT | forgotten.cut_records)
+            .exclude(forgotten.old_records).order_by()
             .values_list("endpoint_id", *KEY_TEXT, "hour")
             .annotate(n=Count("id"), cpu_sum=Sum(CPU), cpu_sq=Sum(CPU * CPU), mem_sum=Sum(MEM_MIB),
                       mem_sq=Sum(MEM_MIB * MEM_MIB))
         )
         per_host = list(
-            HostDay.objects.filter(day__gte=start.date()).exclude(old_days).order_by()
+            HostDay.objects.filter(day__gte=start.date()).exclude(forgotten.old_days).order_by()
             .values_list("endpoint_id").annotate(n=Sum("snapshots"), last=Max("last_at"))
         )
-        before_rebirth = dict(Snapshot.objects.filter(cut_snapshots, source="snapshot").order_by().values_list("endpoint_id")
-                              .annotate(n=Count("id"))) if cut_snapshots else {}
+        before_rebirth = dict(Snapshot.objects.filter(forgotten.cut_snapshots, source="snapshot").order_by()
+                              .values_list("endpoint_id").annotate(n=Count("id"))) if forgotten.cut_snapshots else {}
+    return rollups, left_out, per_host, before_rebirth
+
+
+def _without_left_out(rollups: list, left_out: list) -> np.ndarray:
+    """The rollups' sums, less the left-out records of each combination."""
     # Columns: n, cpu_sum, cpu_sq, mem_sum, mem_sq, then the 24 hour counts and the 24 hour CPU sums.
     sums = np.array([r[6:] for r in rollups], dtype=np.float64).reshape(len(rollups), SUM_COLUMNS)
     row_of = {r[:6]: i for i, r in enumerate(rollups)}
@@ -85,10 +130,11 @@ def window_aggregate(*, since: datetime, until: datetime):
             sums[i, :5] -= (n, *(x or 0.0 for x in taken))
             sums[i, 5 + hour] -= n
             sums[i, 29 + hour] -= taken[0] or 0.0
+    return sums
 
-    hosts, endpoint_os = {}, {}
-    for pk, hostname, os_ in Endpoint.objects.values_list("pk", "hostname", "os"):
-        hosts[pk], endpoint_os[pk] = hostname, os_
+
+def _combos(rollups: list, sums: np.ndarray, hosts: dict, endpoint_os: dict) -> tuple[ComboTable, CommandTable]:
+    """Rows folded into the model's combinations (host, name, exe, parent, user), and the command lines apart."""
     keys: dict[tuple, int] = {}
     group = np.zeros(len(rollups), dtype=np.int64)
     command_counts: dict[tuple[str, str, str], int] = defaultdict(int)
@@ -105,20 +151,4 @@ def window_aggregate(*, since: datetime, until: datetime):
             command_counts[(host, name, args)] += int(sums[i, 0])
     combined = np.zeros((len(keys), SUM_COLUMNS))
     np.add.at(combined, group, sums)
-    table = ComboTable.from_sums(list(keys), combined)
-    command_table = CommandTable.from_rows((*k, n) for k, n in command_counts.items())
-    host_snapshots, data_until = {}, None
-    for endpoint_id, n, last in per_host:
-        host_snapshots[hosts[endpoint_id]] = n - before_rebirth.get(endpoint_id, 0)
-        data_until = last if data_until is None or last > data_until else data_until
-    host_os = {hosts[endpoint_id]: endpoint_os[endpoint_id] for endpoint_id, _, _ in per_host}
-    window = WindowData(combos=table, host_snapshots=host_snapshots, host_os=host_os, days=(until - start).days,
-                        commands=command_table)
-    counts = {
-        "records": int(table.count.sum()) if len(table) else 0,
-        "processes": len(set(table.name)),
-        "hosts": len(host_snapshots),
-        "data_until": data_until,
-        "window_start": start,
-    }
-    return window, counts
+    return ComboTable.from_sums(list(keys), combined), CommandTable.from_rows((*k, n) for k, n in command_counts.items())

@@ -38,6 +38,8 @@ def audit_record(
     aggregate_by: tuple[str, ...] = (),
     count: int = 1,
     sample: str = "",
+    ip: str | None = None,
+    user_agent: str | None = None,
 ) -> AuditEvent | None:
     """Record an event. A failure to record is logged and never hides the outcome of the action itself.
 
@@ -51,6 +53,8 @@ def audit_record(
     sample: the key of a list in `details` that may differ between repeats (the host names or
     user names refused); the event keeps the first SAMPLE_MAX distinct values, so that a client
     cannot write a row per made-up name.
+    ip, user_agent: the address and user agent, for a caller that has no request (an Actor carries them);
+    given, they take the place of the request's.
     """
     user = actor if actor is not None else getattr(request, "user", None)
     user_fk = user if getattr(user, "pk", None) and getattr(user, "is_authenticated", False) else None
@@ -61,7 +65,7 @@ def audit_record(
         "resource_type": resource_type,
         "resource_id": str(resource_id) if resource_id is not None else "",
         "outcome": outcome,
-        "ip_address": client_ip(request),
+        "ip_address": ip if ip is not None else client_ip(request),
     }
     details = dict(details or {})
     if sample:
@@ -89,7 +93,8 @@ def audit_record(
                 timestamp=now,
                 last_seen=now,
                 count=count,
-                user_agent=(request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:USER_AGENT_MAX],
+                user_agent=(user_agent if user_agent is not None
+                            else request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:USER_AGENT_MAX],
                 details=details,
             )
     except Exception:

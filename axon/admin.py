@@ -4,8 +4,12 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from axon import services
+from audit.actors import Actor, Denied, InvalidInput
 from axon.models import Alert, Approval, ModelVersion, TrainingRun
+from axon.services.approvals import approval_revoke
+from axon.services.press import RateLimited, retrain_request
+from axon.services.selection import retrain_preview
+from axon.services.versions import model_version_activate
 from axon.store import ArtifactError
 from voltaxe.admin_base import ReadOnlyAdmin
 
@@ -39,14 +43,14 @@ class TrainingRunAdmin(ReadOnlyAdmin):
     def retrain_view(self, request):
         """GET: the review (candidates, risk, default ticks). POST: the press, through the same service as every door."""
         if request.method == "POST":
-            actor = services.Actor.from_request(request, TrainingRun.Trigger.ADMIN)
+            actor = Actor.from_request(request, TrainingRun.Trigger.ADMIN)
             body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve"),
                     "confirm_high_risk": request.POST.getlist("confirm_high_risk")}
             try:
-                outcome = services.retrain_request(actor=actor, body=body)
-            except services.Denied:
+                outcome = retrain_request(actor=actor, body=body)
+            except Denied:
                 raise PermissionDenied from None
-            except (services.InvalidInput, services.RateLimited) as exc:
+            except (InvalidInput, RateLimited) as exc:
                 # The review again, as the person left it: their ticks and reason are not thrown away.
                 self.message_user(request, getattr(exc, "detail", None) or str(exc), messages.ERROR)
                 return self._review(request, body)
@@ -59,7 +63,7 @@ class TrainingRunAdmin(ReadOnlyAdmin):
         return self._review(request)
 
     def _review(self, request, posted: dict | None = None):
-        preview = services.retrain_preview()
+        preview = retrain_preview()
         for item in preview["will_learn"]:
             item["ticked"] = item["key"] in posted["approve"] if posted else item["default"]
             item["confirmed"] = bool(posted) and item["key"] in posted["confirm_high_risk"]
@@ -88,7 +92,7 @@ class ModelVersionAdmin(ReadOnlyAdmin):
             return
         version = queryset.get().version
         try:
-            services.model_version_activate(version=version, user=request.user, request=request)
+            model_version_activate(version=version, actor=Actor.from_request(request, TrainingRun.Trigger.ADMIN))
         except (ArtifactError, ValueError) as exc:
             self.message_user(request, f"v{version} was not activated: {exc}", messages.ERROR)
             return
@@ -107,9 +111,9 @@ class ApprovalAdmin(ReadOnlyAdmin):
 
     @admin.action(description="Revoke (effective from the next model version)", permissions=["revoke"])
     def revoke(self, request, queryset):
-        actor = services.Actor.from_request(request, TrainingRun.Trigger.ADMIN)
+        actor = Actor.from_request(request, TrainingRun.Trigger.ADMIN)
         for approval in queryset:
-            services.approval_revoke(actor=actor, approval_id=approval.pk)
+            approval_revoke(actor=actor, approval_id=approval.pk)
         self.message_user(request, f"Revoked {len(queryset)} approval(s); the next model version will not honour them.",
                           messages.SUCCESS)
 

@@ -11,9 +11,10 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from audit.actors import Actor, Denied, InvalidInput
 from audit.services import actor_name
-from axon import services
 from axon.models import AlertChange, Approval, ModelVersion, TrainingRun
+from axon.risk import Candidate
 from axon.schema import (
     AlertDetail,
     AlertPage,
@@ -28,7 +29,22 @@ from axon.schema import (
     Status,
     Triaged,
 )
+from axon.selectors import (
+    ALERT_ORDERINGS,
+    ALERT_STATUSES,
+    AlertQuery,
+    alert_detail,
+    alerts_search,
+    approval_key,
+    axon_status,
+    retrain_estimate_seconds,
+)
 from axon.serializers import RetrainBody, TriageBody
+from axon.services.alerts import alerts_triage
+from axon.services.approvals import approval_revoke
+from axon.services.press import RateLimited, RetrainOutcome, retrain_request
+from axon.services.selection import retrain_preview
+from axon.services.versions import model_version_activate
 from axon.store import ArtifactError
 from voltaxe.api import BadRequest, next_page_url, parse_int, require_perm
 from voltaxe.schema import RETRY_AFTER, refusals
@@ -65,9 +81,9 @@ def version_json(v: ModelVersion) -> dict:
     }
 
 
-def retrain_response(outcome: services.RetrainOutcome, user) -> dict:
+def retrain_response(outcome: RetrainOutcome, user) -> dict:
     run = outcome.run
-    estimate = services.retrain_estimate_seconds()
+    estimate = retrain_estimate_seconds()
     if outcome.started:
         message = f"ML model retraining initiated. This will take about {estimate} seconds."
     else:
@@ -85,25 +101,25 @@ def retrain_response(outcome: services.RetrainOutcome, user) -> dict:
     }
 
 
-def rate_limited_response(exc: services.RateLimited) -> Response:
+def rate_limited_response(exc: RateLimited) -> Response:
     return Response({"detail": str(exc), "retry_after": exc.retry_after}, status=status.HTTP_429_TOO_MANY_REQUESTS,
                     headers={"Retry-After": str(exc.retry_after)})
 
 
-def actor(request, door: str | None = None) -> services.Actor:
+def actor(request, door: str | None = None) -> Actor:
     if door is None:
         door = (TrainingRun.Trigger.DASHBOARD if isinstance(request.successful_authenticator, SessionAuthentication)
                 else TrainingRun.Trigger.API)
-    return services.Actor.from_request(request, door)
+    return Actor.from_request(request, door)
 
 
 def service_errors(call):
     """The services' refusals as the contract's answers."""
     try:
         return call()
-    except services.Denied as exc:
+    except Denied as exc:
         raise PermissionDenied(str(exc)) from None
-    except services.InvalidInput as exc:
+    except InvalidInput as exc:
         raise BadRequest(exc.detail, exc.errors) from None
 
 
@@ -119,13 +135,13 @@ class RetrainView(APIView):
             429: "At most one retrain per user per 5 minutes and 10 per hour in all (configurable)."})})
     def post(self, request):
         try:
-            outcome = service_errors(lambda: services.retrain_request(actor=actor(request), body=request.data))
-        except services.RateLimited as exc:
+            outcome = service_errors(lambda: retrain_request(actor=actor(request), body=request.data))
+        except RateLimited as exc:
             return rate_limited_response(exc)
         return Response(retrain_response(outcome, request.user))
 
 
-def candidate_json(c: services.Candidate) -> dict:
+def candidate_json(c: Candidate) -> dict:
     return {
         "key": c.key, "hostname": c.hostname, "name": c.name, "exe": c.exe, "parent": c.parent, "user": c.user,
         "script": c.script or None,
@@ -150,7 +166,7 @@ class RetrainPreviewView(APIView):
         exclude = [x for x in request.query_params.getlist("exclude") if x]
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 1000, 1, 5000)
-        body = services.retrain_preview(exclude=exclude, offset=offset, limit=limit)
+        body = retrain_preview(exclude=exclude, offset=offset, limit=limit)
         body["next"] = next_page_url(request, offset, limit, body.pop("more"))
         return Response(body)
 
@@ -169,20 +185,20 @@ class AlertListView(APIView):
     permission_classes = [CanViewAxon]
 
     @extend_schema(parameters=[
-        OpenApiParameter("status", str, enum=list(services.ALERT_STATUSES), description="Default open; all for every status."),
+        OpenApiParameter("status", str, enum=list(ALERT_STATUSES), description="Default open; all for every status."),
         OpenApiParameter("hostname", str, description="Exactly this host."),
         OpenApiParameter("risk", str, enum=["low", "high"]),
         OpenApiParameter("q", str, description="A piece of the name, path, parent, user or script (any case)."),
         OpenApiParameter("since", OpenApiTypes.DATETIME, description="Seen at or after (RFC 3339)."),
         OpenApiParameter("until", OpenApiTypes.DATETIME, description="Seen at or before (RFC 3339)."),
-        OpenApiParameter("ordering", str, enum=list(services.ALERT_ORDERINGS), description="Default severity."),
+        OpenApiParameter("ordering", str, enum=list(ALERT_ORDERINGS), description="Default severity."),
         *PAGING,
     ], responses={200: OpenApiResponse(AlertPage, "Alerts grouped by approval key; `total` counts every match."), **ERRORS})
     def get(self, request):
-        query = service_errors(lambda: services.AlertQuery.from_params(request.query_params))
+        query = service_errors(lambda: AlertQuery.from_params(request.query_params))
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 50, 1, 500)
-        rows, total = services.alerts_search(query=query, offset=offset, limit=limit)
+        rows, total = alerts_search(query=query, offset=offset, limit=limit)
         return Response({"total": total, "results": [candidate_json(c) for c in rows],
                          "next": next_page_url(request, offset, limit, offset + limit < total)})
 
@@ -210,7 +226,7 @@ class AlertDetailView(APIView):
     def get(self, request, key: str):
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
-        detail = services.alert_detail(key=key, offset=offset, limit=limit)
+        detail = alert_detail(key=key, offset=offset, limit=limit)
         if detail is None:
             raise Http404("No alert has this key. It may have been approved, or cleared by a newer model.")
         return Response({**alert_detail_json(detail),
@@ -224,7 +240,7 @@ class AlertTriageView(APIView):
             403: "Triage needs the Analyst or Security Admin role; clearing malicious or closing a high-risk "
                  "alert needs a security admin."})})
     def post(self, request):
-        updated = service_errors(lambda: services.alerts_triage(actor=actor(request), body=request.data))
+        updated = service_errors(lambda: alerts_triage(actor=actor(request), body=request.data))
         return Response({"results": [candidate_json(c) for c in updated]})
 
 
@@ -257,7 +273,7 @@ class StatusView(APIView):
 
 
 def status_json() -> dict:
-    s = services.axon_status()
+    s = axon_status()
     active = s["active"]
     return {
         "active_model": None if active is None else {
@@ -295,7 +311,7 @@ class ModelActivateView(APIView):
     def post(self, request, version: int):
         try:
             target = service_errors(
-                lambda: services.model_version_activate(version=version, user=request.user, request=request))
+                lambda: model_version_activate(version=version, actor=actor(request)))
         except ModelVersion.DoesNotExist:
             raise Http404(f"There is no model v{version}.") from None
         except (ArtifactError, ValueError) as exc:
@@ -305,7 +321,7 @@ class ModelActivateView(APIView):
 
 
 def approval_json(a: Approval) -> dict:
-    return {"id": a.pk, "key": services.approval_key(a.hostname, a.name, a.exe, a.parent, a.script),
+    return {"id": a.pk, "key": approval_key(a.hostname, a.name, a.exe, a.parent, a.script),
             "created_at": a.created_at, "approved_by": a.approved_by_name, "hostname": a.hostname, "name": a.name,
             "exe": a.exe, "parent": a.parent, "script": a.script,
             "observations": a.observations, "first_seen": a.first_seen, "run_id": a.run_id}
@@ -332,6 +348,6 @@ class ApprovalRevokeView(APIView):
                                         404: "No approval has this id."})})
     def post(self, request, pk: int):
         get_object_or_404(Approval, pk=pk)
-        approval = service_errors(lambda: services.approval_revoke(actor=actor(request), approval_id=pk))
+        approval = service_errors(lambda: approval_revoke(actor=actor(request), approval_id=pk))
         return Response({**approval_json(approval), "id": pk, "revoked": True,
                          "detail": "Revoked. The active model still honours it; the next model version will not."})

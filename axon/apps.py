@@ -14,7 +14,7 @@ class AxonConfig(AppConfig):
         from axon.hosts import HostAlertsPanel, open_alerts_by_host
         from axon.pages import alerts_of_hour
         from axon.scoring import model_cache, observations_score
-        from axon.services import approval_key
+        from axon.selectors import approval_key
         from axon.views import ModelPanel
         from telemetry import hosts, hosts_views, scoring, views
         from voltaxe import nav

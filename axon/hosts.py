@@ -8,7 +8,7 @@ from collections import Counter
 
 from axon.api import candidate_json
 from axon.models import Alert
-from axon.services import alerts_list, flagged_candidates
+from axon.selectors import alerts_list, flagged_candidates
 from telemetry.models import ProcessRecord
 
 # Past this many hosts a name list costs more than counting every open flag once and picking.

@@ -12,6 +12,7 @@ from audit import notify
 from audit.notifications.services import messages_dispatch
 from axon.models import TrainingRun
 from axon.risk import HIGH
+from axon.selectors import approval_key, flagged_candidates
 from telemetry.models import ProcessRecord
 
 
@@ -24,8 +25,6 @@ def alert_severity(risk: str) -> str:
 
 
 def records_stored(rows: list[dict], hostnames: dict[int, str]) -> None:
-    from axon.services import approval_key
-
     groups: dict[str, dict] = {}
     for row in rows:
         if not row["flagged"]:
@@ -48,8 +47,6 @@ def alerts_notify(groups: list[dict]) -> int:
 
     A few queries per snapshot, whatever the number of groups in it (a flood of 500 new names is 4 reads).
     """
-    from axon.services import flagged_candidates
-
     by_snapshot: dict[tuple[int, str], list[dict]] = {}
     for g in groups:
         by_snapshot.setdefault((g["snapshot_id"], g["host"]), []).append(g)

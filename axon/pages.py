@@ -16,9 +16,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from axon import services
+from audit.actors import Actor, Denied, InvalidInput
 from axon.api import alert_detail_json, candidate_json
 from axon.models import Alert, TrainingRun
+from axon.selectors import AlertQuery, alert_detail, alerts_search
+from axon.services.alerts import Overruled, alerts_triage
 
 PAGE_SIZE = 20
 DETAIL_PAGE_SIZE = 50
@@ -59,11 +61,11 @@ def alerts_page(request):
     window = filters.get("range", "")
     try:
         if window and window not in RANGES:
-            raise services.InvalidInput(f"range must be one of {', '.join(RANGES)}.", {"range": ["unknown value"]})
+            raise InvalidInput(f"range must be one of {', '.join(RANGES)}.", {"range": ["unknown value"]})
         given = {"since": timezone.now() - RANGES[window]} if window else {}  # else since/until as written
-        query = services.AlertQuery.from_params(filters, **given)
-        rows, total = services.alerts_search(query=query, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
-    except services.InvalidInput as exc:
+        query = AlertQuery.from_params(filters, **given)
+        rows, total = alerts_search(query=query, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+    except InvalidInput as exc:
         error = exc.detail
     first = (number - 1) * PAGE_SIZE + 1
 
@@ -94,7 +96,7 @@ def alerts_page(request):
 def alert_page(request, key: str):
     _require_viewer(request)
     number = _page_number(request.GET.get("page"))
-    detail = services.alert_detail(key=key, offset=(number - 1) * DETAIL_PAGE_SIZE, limit=DETAIL_PAGE_SIZE)
+    detail = alert_detail(key=key, offset=(number - 1) * DETAIL_PAGE_SIZE, limit=DETAIL_PAGE_SIZE)
     if detail is None:
         raise Http404("No alert has this key. It may have been approved, or cleared by a newer model.")
     body = alert_detail_json(detail)
@@ -112,16 +114,16 @@ def alert_page(request, key: str):
 @require_POST
 def alerts_triage_page(request):
     """Triage the ticked alerts, then go back where the person was: the same filtered list, or the alert's page."""
-    actor = services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
+    actor = Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
     keys = request.POST.getlist("key")
     body = {"keys": keys, "status": request.POST.get("status", ""), "note": request.POST.get("note", "")}
     try:
-        updated = services.alerts_triage(actor=actor, body=body)
-    except services.Overruled as exc:
+        updated = alerts_triage(actor=actor, body=body)
+    except Overruled as exc:
         messages.error(request, str(exc))
-    except services.Denied as exc:
+    except Denied as exc:
         raise PermissionDenied(str(exc)) from None
-    except services.InvalidInput as exc:
+    except InvalidInput as exc:
         messages.error(request, "Tick at least one alert first." if not keys else exc.detail)
     else:
         messages.success(request, f"{len(updated)} alert{'s' if len(updated) != 1 else ''} marked {body['status']}.")

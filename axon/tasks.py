@@ -1,18 +1,22 @@
 """django-q2 tasks: thin wrappers around the services."""
 from __future__ import annotations
 
-from axon import notifications, services
+from audit.actors import Actor
+from axon import notifications
 from axon.models import TrainingRun
+from axon.services.press import model_upgrade_retrain, retrain_request
+from axon.services.runs import retrain_run, runs_reap
+from axon.services.versions import snapshots_score_pending
 
 
 def retrain_task(run_id: int) -> str:
-    run = services.retrain_run(run_id=run_id)
+    run = retrain_run(run_id=run_id)
     return f"run {run.pk}: {run.status}"
 
 
 def scheduled_retrain_task() -> str:
     """A scheduled retrain: approves nothing, and coalesces with a run already in flight."""
-    outcome = services.retrain_request(actor=services.Actor(door=TrainingRun.Trigger.SCHEDULE),
+    outcome = retrain_request(actor=Actor(door=TrainingRun.Trigger.SCHEDULE),
                                        body={"reason": "scheduled retrain"})
     return f"run {outcome.run.pk}: {outcome.status}"
 
@@ -20,9 +24,9 @@ def scheduled_retrain_task() -> str:
 def maintenance_task() -> str:
     """Reap runs whose worker died, retrain after an upgrade left no usable model, and score snapshots
     stored while no model could."""
-    reaped = services.runs_reap()
-    upgrade = services.model_upgrade_retrain()
-    scored = services.snapshots_score_pending()
+    reaped = runs_reap()
+    upgrade = model_upgrade_retrain()
+    scored = snapshots_score_pending()
     return f"reaped {reaped} run(s), scored {scored} snapshot(s)" + (f", upgrade run {upgrade.pk}" if upgrade else "")
 
 

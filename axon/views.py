@@ -11,9 +11,15 @@ from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from axon import services as axon_services
+from audit.actors import Actor, Denied, InvalidInput
 from axon.api import approval_json, candidate_json, retrain_response, run_json, status_json, version_json
 from axon.models import Approval, ModelVersion, TrainingRun
+from axon.selectors import alerts_overview
+from axon.services.alerts import Overruled, alerts_triage
+from axon.services.approvals import approval_revoke
+from axon.services.press import RateLimited, retrain_request
+from axon.services.selection import retrain_preview
+from axon.services.versions import model_version_activate
 from axon.store import ArtifactError
 from telemetry.views import Section
 
@@ -41,7 +47,7 @@ class ModelPanel:
     }
 
     def context(self, user) -> dict:
-        overview = axon_services.alerts_overview(limit=50)
+        overview = alerts_overview(limit=50)
         alerts, alerts_more = overview["page"], overview["more"]
         can_revoke = user.has_perm("axon.delete_approval")
         axon = status_json()
@@ -76,7 +82,7 @@ class ModelPanel:
 
 def preview_context() -> dict:
     """The modal's candidates grouped by program (name and path), and what the button will say."""
-    preview = axon_services.retrain_preview(limit=PAGE_PREVIEW_LIMIT)
+    preview = retrain_preview(limit=PAGE_PREVIEW_LIMIT)
     groups: dict[tuple, dict] = {}
     for item in preview["will_learn"]:
         group = groups.setdefault((item["name"], item["exe"]), {"name": item["name"], "exe": item["exe"], "items": []})
@@ -109,16 +115,16 @@ def live_retrain(request):
     It sends the preview keys that were ticked, so it approves exactly those; the service
     checks the permission and the body and audits the outcome, as for every other door.
     """
-    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
+    actor = Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
     body = {"reason": request.POST.get("reason", ""), "approve": request.POST.getlist("approve"),
             "confirm_high_risk": request.POST.getlist("confirm_high_risk")}
     try:
-        outcome = axon_services.retrain_request(actor=actor, body=body)
-    except axon_services.Denied as exc:
+        outcome = retrain_request(actor=actor, body=body)
+    except Denied as exc:
         raise PermissionDenied(str(exc)) from None
-    except axon_services.InvalidInput as exc:
+    except InvalidInput as exc:
         messages.error(request, exc.detail)
-    except axon_services.RateLimited as exc:
+    except RateLimited as exc:
         messages.error(request, str(exc))
     else:
         body = retrain_response(outcome, request.user)
@@ -133,15 +139,15 @@ def live_retrain(request):
 @require_POST
 def live_triage(request):
     """Triage from the anomalies table without JavaScript: the ticked keys get one status."""
-    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
+    actor = Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
     body = {"keys": request.POST.getlist("key"), "status": request.POST.get("status", ""), "note": request.POST.get("note", "")}
     try:
-        updated = axon_services.alerts_triage(actor=actor, body=body)
-    except axon_services.Overruled as exc:
+        updated = alerts_triage(actor=actor, body=body)
+    except Overruled as exc:
         messages.error(request, str(exc))
-    except axon_services.Denied as exc:
+    except Denied as exc:
         raise PermissionDenied(str(exc)) from None
-    except axon_services.InvalidInput as exc:
+    except InvalidInput as exc:
         messages.error(request, exc.detail)
     else:
         messages.success(request, f"{len(updated)} alert(s) marked {body['status']}.")
@@ -157,7 +163,7 @@ def _confirmation(request, *, title: str, change: list[str], action: str):
 @login_required
 @require_POST
 def live_revoke(request, pk: int):
-    actor = axon_services.Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
+    actor = Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
     if request.POST.get("confirmed") != "yes" and request.user.has_perm("axon.delete_approval"):
         approval = Approval.objects.filter(pk=pk).first()
         if approval is None:
@@ -166,8 +172,8 @@ def live_revoke(request, pk: int):
         return _confirmation(request, title=f"Revoke the approval of {approval.name} on {approval.hostname}?",
                              action="Revoke", change=revoke_change(approval_json(approval)))
     try:
-        approval = axon_services.approval_revoke(actor=actor, approval_id=pk)
-    except axon_services.Denied as exc:
+        approval = approval_revoke(actor=actor, approval_id=pk)
+    except Denied as exc:
         raise PermissionDenied(str(exc)) from None
     except Approval.DoesNotExist:
         messages.error(request, "That approval no longer exists.")
@@ -189,8 +195,8 @@ def live_activate(request, version: int):
         return _confirmation(request, title=f"Activate model v{version}?", action=f"Activate v{version}",
                              change=activate_change(version_json(target), active.version if active else None))
     try:
-        axon_services.model_version_activate(version=version, user=request.user, request=request)
-    except axon_services.Denied as exc:
+        model_version_activate(version=version, actor=Actor.from_request(request, TrainingRun.Trigger.DASHBOARD))
+    except Denied as exc:
         raise PermissionDenied(str(exc)) from None
     except ModelVersion.DoesNotExist:
         messages.error(request, f"There is no model v{version}.")

@@ -104,20 +104,23 @@ def press(url: str) -> dict:
 
     from django.utils import timezone
 
-    from axon import services
+    from audit.actors import Actor
     from axon.models import ModelVersion
+    from axon.services.press import retrain_request
+    from axon.services.runs import retrain_run
+    from axon.services.window import window_aggregate
 
     def once() -> tuple[float, object]:
         t0 = time.monotonic()
-        outcome = services.retrain_request(actor=services.Actor(user=None, door="command"), body={}, enqueue=False)
-        run = services.retrain_run(run_id=outcome.run.pk)
+        outcome = retrain_request(actor=Actor(user=None, door="command"), body={}, enqueue=False)
+        run = retrain_run(run_id=outcome.run.pk)
         return time.monotonic() - t0, run
 
     first_seconds, run = once()
     assert run.status == "succeeded", run.message
     t0 = time.monotonic()
     now = timezone.now()
-    window, _ = services.window_aggregate(since=now - timedelta(days=30), until=now)
+    window, _ = window_aggregate(since=now - timedelta(days=30), until=now)
     aggregate_seconds = time.monotonic() - t0
     seconds, run = once()
     assert run.status == "succeeded", run.message

@@ -323,14 +323,16 @@ def retrain_inprocess(*, exclude: list[str], reason: str) -> dict:
     """The same press in this process (the tests): retrain_request without the queue, then retrain_run."""
     from django.utils import timezone
 
-    from axon import services
+    from audit.actors import Actor
     from axon.models import TrainingRun
     from axon.scoring import model_cache
+    from axon.services.press import retrain_request
+    from axon.services.runs import retrain_run
 
     press = timezone.now()
     started = time.monotonic()
-    outcome = services.retrain_request(actor=services.Actor(), body={"reason": reason, "exclude": exclude}, enqueue=False)
-    run = services.retrain_run(run_id=outcome.run.pk)
+    outcome = retrain_request(actor=Actor(), body={"reason": reason, "exclude": exclude}, enqueue=False)
+    run = retrain_run(run_id=outcome.run.pk)
     summary = _run_summary(run.pk, press, time.monotonic() - started)
     summary["returncode"] = 0 if run.status == TrainingRun.Status.SUCCEEDED else 1
     model_cache.reset()

@@ -4,6 +4,7 @@ from rest_framework_api_key.models import APIKey
 from rest_framework_simplejwt.token_blacklist import admin as token_admin
 from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
+from audit.actors import Actor
 from audit.services import audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.services import agent_host_move, agent_notify
@@ -103,7 +104,7 @@ class AgentHostAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if not change or "key" in form.changed_data:
-            binding = agent_host_move(hostname=obj.hostname, key=obj.key, actor=request.user, request=request, via="admin")
+            binding = agent_host_move(hostname=obj.hostname, key=obj.key, actor=Actor.from_request(request, "admin"))
             obj.pk, obj.bound_at = binding.pk, binding.bound_at
             if change:
                 messages.info(request, f"{obj.hostname} now reports with key {obj.key.name!r}; the previous key was not revoked.")

@@ -35,7 +35,7 @@ KEY_TEXT = ("name_norm", "exe_norm", "parent_name", "username", "args_norm")
 SUMS = ("n", "cpu_sum", "cpu_sq", "mem_sum", "mem_sq")
 MIB = 1048576.0
 # A record's CPU and memory (MiB) as the sums take them, a missing figure as 0: the rebuild here
-# and training's left-out records (axon.services.window_aggregate) add up the same way.
+# and training's left-out records (axon.services.window.window_aggregate) add up the same way.
 CPU = Coalesce(F("cpu_percent"), Value(0.0))
 MEM_MIB = Coalesce(Cast(F("memory_rss"), FloatField()), Value(0.0)) / Value(MIB)
 

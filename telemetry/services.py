@@ -16,6 +16,7 @@ from django.db.models import Max, Min, OuterRef, Q, Subquery, Sum
 from django.utils import timezone
 
 from audit import notify
+from audit.actors import Actor
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
@@ -559,11 +560,12 @@ class HostTaken(ValueError):
 
 
 def agent_key_create(*, name: str, hosts: list[str] | tuple = (), any_host: bool = False, move: bool = False,
-                     actor=None, request=None, via: str) -> tuple[AgentKey, str]:
+                     actor: Actor) -> tuple[AgentKey, str]:
     """A new agent key bound to `hosts` (or a relay for any host); returns (key, the secret shown once).
 
     A host bound to another key is refused (HostTaken) unless `move`: then it is rebound to the new
-    key, each move audited; the old key is not revoked (it keeps its other hosts).
+    key, each move audited; the old key is not revoked (it keeps its other hosts). Who may is the door's
+    to check (the admin's permissions; the command is the operator's shell), as before; the audit says which door.
     """
     name = name.strip()[:50]
     hosts = sorted({h.strip() for h in hosts if h.strip()})
@@ -584,16 +586,16 @@ def agent_key_create(*, name: str, hosts: list[str] | tuple = (), any_host: bool
         agent = cast(AgentKey, created)
         for hostname in hosts:
             if hostname in taken:
-                agent_host_move(hostname=hostname, key=agent, actor=actor, request=request, via=via)
+                agent_host_move(hostname=hostname, key=agent, actor=actor)
             else:
                 AgentHost.objects.create(hostname=hostname, key=agent)
-        audit_record(action="agent.created", actor=actor, request=request, resource_type="agent_key", resource_id=agent.prefix,
-                     details={"name": agent.name, "scope": agent.scope, "hosts": hosts, "via": via})
-        agent_notify("agent.created", agent, actor, hosts)
+        actor.audit("agent.created", resource_type="agent_key", resource_id=agent.prefix,
+                    details={"name": agent.name, "scope": agent.scope, "hosts": hosts, "via": actor.door})
+        agent_notify("agent.created", agent, actor.user, hosts)
     return agent, secret
 
 
-def agent_host_move(*, hostname: str, key: AgentKey, actor=None, request=None, via: str) -> AgentHost:
+def agent_host_move(*, hostname: str, key: AgentKey, actor: Actor) -> AgentHost:
     """Bind `hostname` to `key` (a re-imaged machine with a new key), audited; the previous key is not revoked."""
     with transaction.atomic():
         binding = AgentHost.objects.select_for_update().filter(hostname=hostname).select_related("key").first()
@@ -603,13 +605,13 @@ def agent_host_move(*, hostname: str, key: AgentKey, actor=None, request=None, v
         elif previous is not None and previous.pk != key.pk:
             binding.key = key
             binding.save(update_fields=["key"])
-        audit_record(action="agent.host_moved", actor=actor, request=request, resource_type="host", resource_id=hostname[:64],
-                     details={"hostname": hostname, "to_key": key.prefix, "to_name": key.name,
-                              "from_key": previous.prefix if previous else None,
-                              "from_name": previous.name if previous else None, "via": via,
-                              "note": "the previous key was not revoked"})
+        actor.audit("agent.host_moved", resource_type="host", resource_id=hostname[:64],
+                    details={"hostname": hostname, "to_key": key.prefix, "to_name": key.name,
+                             "from_key": previous.prefix if previous else None,
+                             "from_name": previous.name if previous else None, "via": actor.door,
+                             "note": "the previous key was not revoked"})
         if previous is not None and previous.pk != key.pk:
-            agent_notify("agent.rebound", key, actor, [hostname], previous=previous)
+            agent_notify("agent.rebound", key, actor.user, [hostname], previous=previous)
     return binding
 
 

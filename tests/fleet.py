@@ -5,6 +5,9 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from audit.actors import Actor
+from axon.services.press import retrain_request
+from axon.services.runs import retrain_run
 from telemetry.demo import demo_payloads
 from telemetry.services import snapshot_ingest_batch
 
@@ -41,8 +44,6 @@ def train(user=None, door="command", exclude=(), reason=""):
     At the operator's door by default, so that setting up history is never rate limited; the
     people's doors (API, page, admin) are tested through HTTP.
     """
-    from axon import services
-
-    outcome = services.retrain_request(actor=services.Actor(user=user, door=door),
-                                       body={"exclude": list(exclude), "reason": reason}, enqueue=False)
-    return services.retrain_run(run_id=outcome.run.pk)
+    outcome = retrain_request(actor=Actor(user=user, door=door),
+                              body={"exclude": list(exclude), "reason": reason}, enqueue=False)
+    return retrain_run(run_id=outcome.run.pk)

@@ -182,12 +182,12 @@ def test_unwritable_model_store_fails_the_check_and_the_run_and_the_old_model_se
 
 @pytest.mark.django_db
 def test_a_broker_that_cannot_take_the_run_fails_it_at_once(admin_client, monkeypatch, django_capture_on_commit_callbacks):
-    import django_q.tasks
+    from axon.services import press
 
     def down(*args, **kwargs):
         raise ConnectionError("broker unreachable")
 
-    monkeypatch.setattr(django_q.tasks, "async_task", down)
+    monkeypatch.setattr(press, "async_task", down)  # where the press looks it up
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post("/api/axon/retrain")
     assert response.status_code == 200

@@ -263,9 +263,9 @@ def test_what_the_api_answers_is_what_the_schema_says(story, schema, admin_clien
     assert refused["errors"]["confirm_high_risk"]
     pressed = check(schema, c.post("/api/axon/retrain", {"approve": [keys["reportgen"]], "reason": "the DBA's tool"},
                                    format="json"), "/api/axon/retrain/", "post")
-    from axon import services
+    from axon.services.runs import retrain_run
 
-    assert services.retrain_run(run_id=pressed["run_id"]).status == "succeeded"
+    assert retrain_run(run_id=pressed["run_id"]).status == "succeeded"
     check(schema, c.get(f"/api/axon/runs/{pressed['run_id']}/"), "/api/axon/runs/{id}/")
     assert check(schema, c.get("/api/axon/runs/"), "/api/axon/runs/")["results"][0]["approved"]
     check(schema, c.get("/api/axon/status/"), "/api/axon/status/")

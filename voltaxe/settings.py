@@ -295,7 +295,7 @@ MAX_PROCESSES_PER_SNAPSHOT = env_int("MAX_PROCESSES_PER_SNAPSHOT", 5000, minimum
 MAX_BATCH_SNAPSHOTS = 100
 MAX_FUTURE_SKEW_SECONDS = env_int("MAX_FUTURE_SKEW_SECONDS", 300)
 # A record received more than this after its timestamp is late history: stored and scored, but
-# never what makes a program look established to a default press (axon.services._late_history).
+# never what makes a program look established to a default press (axon.services.selection._late_history).
 LATE_HISTORY_SECONDS = env_int("LATE_HISTORY_SECONDS", 3600, minimum=60)
 # Django's own check when request.body or a form is read (DRF's JSON parser reads request.body): a
 # backstop behind the limits above, so never below the largest of them.

@@ -6,7 +6,9 @@ from datetime import timedelta
 import pytest
 from django.core.management import call_command
 
+from audit.actors import Actor
 from axon.models import Approval, ModelVersion
+from axon.services import publish
 from telemetry.services import agent_host_move
 from tests import fleet
 from tests.axon.test_exact_approvals import MINER, agent, post, press, snapshot
@@ -68,12 +70,11 @@ def test_a_press_says_who_what_was_approved_and_what_stays_flagged(model, hook, 
 
 
 def test_a_failed_run_is_told(model, hook, sync_queue, monkeypatch):
-    import axon.training
 
     def crash(*args, **kwargs):
         raise MemoryError("simulated crash in the middle of training")
 
-    monkeypatch.setattr(axon.training, "train", crash)
+    monkeypatch.setattr(publish, "train", crash)  # where the run looks it up
     with sync_queue():
         run = fleet.train()
     assert run.status == "failed"
@@ -138,7 +139,8 @@ def test_agent_keys_created_rebound_and_revoked_are_told_without_the_key(hook, s
     assert kinds(hook)[-1] == "agent.revoked" and hook.bodies()[-1]["details"]["key_prefix"] == old.prefix
     assert key and not any(key in r["body"].decode() for r in hook.requests)
     with sync_queue():  # moving a host to the key it already has is no news
-        agent_host_move(hostname="ws-07", key=AgentKey.objects.get(name="ws-07-reimaged"), via="admin")
+        agent_host_move(hostname="ws-07", key=AgentKey.objects.get(name="ws-07-reimaged"),
+                        actor=Actor(door="admin"))
     assert len(hook.requests) == 4
 
 

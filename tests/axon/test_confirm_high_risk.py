@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from audit.models import AuditEvent
-from axon import services
 from axon.models import TrainingRun
+from axon.services.selection import retrain_preview
 from tests import fleet
 
 pytestmark = pytest.mark.django_db
@@ -19,7 +19,7 @@ def flagged(db):
     split = fleet.history(days=2)
     assert fleet.train().status == "succeeded"
     fleet.recent(split)
-    return {i["name"]: i for i in services.retrain_preview()["will_learn"]}
+    return {i["name"]: i for i in retrain_preview()["will_learn"]}
 
 
 def test_the_api_refuses_a_high_risk_key_without_its_confirmation_and_names_it_with_its_reasons(admin_client, flagged):
@@ -64,7 +64,7 @@ def test_a_default_press_never_needs_a_confirmation_and_never_learns_high_risk(a
 
 
 def test_the_preview_lists_what_will_be_learned_first_and_says_why_each_was_flagged(flagged):
-    rows = services.retrain_preview()["will_learn"]
+    rows = retrain_preview()["will_learn"]
     defaults = [r["default"] for r in rows]
     assert defaults == sorted(defaults, reverse=True), "a ticked item sits below an unticked one"
     assert all(r["reasons"] for r in rows), [r["name"] for r in rows if not r["reasons"]]

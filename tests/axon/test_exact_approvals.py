@@ -17,8 +17,8 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from axon import services
 from axon.models import Approval, TrainingRun
+from axon.services.runs import retrain_run
 from telemetry.demo import HOSTS
 from telemetry.models import AgentKey, ProcessRecord
 from tests import fleet
@@ -70,7 +70,7 @@ def press(client: APIClient, body: dict) -> TrainingRun:
     """Press through the API, then carry the queued run out as the worker does."""
     response = client.post(RETRAIN, body, format="json")
     assert response.status_code == 200 and response.json()["status"] == "training_started", response.content
-    run = services.retrain_run(run_id=response.json()["run_id"])
+    run = retrain_run(run_id=response.json()["run_id"])
     assert run.status == "succeeded", run.message
     return run
 

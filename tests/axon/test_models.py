@@ -8,9 +8,10 @@ import pytest
 from django.db import IntegrityError, transaction
 
 from audit.models import AuditEvent
-from axon import services
 from axon.models import ModelArtifact, ModelVersion
 from axon.scoring import model_cache, score_with
+from axon.selectors import HOST, observations
+from axon.services import gate
 from axon.store import MAGIC, ArtifactError, artifact_load, store_dir
 from telemetry.models import ProcessRecord
 from tests import fleet
@@ -74,7 +75,7 @@ def test_a_model_written_by_an_earlier_release_with_joblib_still_scores(two_vers
     (store_dir() / v1.artifact_path).unlink()
     v1.refresh_from_db()
     old = artifact_load(v1.artifact_path, v1.sha256, version=1)
-    batch = services._observations(ProcessRecord.objects.annotate(**services._HOST)[:50])
+    batch = observations(ProcessRecord.objects.annotate(**HOST)[:50])
     assert len(batch) == 50 and score_with(old, 1, batch).scores == score_with(model, 2, batch).scores
 
 
@@ -142,14 +143,14 @@ def noisy_candidate(monkeypatch, flags) -> None:
         return result
 
     monkeypatch.setattr(axon.training.DetectorModel, "score", noisy)
-    original_load = services.artifact_load
+    original_load = gate.artifact_load
 
     def load_active(path, sha, **kwargs):
         model = original_load(path, sha, **kwargs)
         model.__class__ = type("Quiet", (model.__class__,), {"score": real})
         return model
 
-    monkeypatch.setattr(services, "artifact_load", load_active)
+    monkeypatch.setattr(gate, "artifact_load", load_active)  # the gate's yardstick, loaded where the gate looks it up
 
 
 @pytest.mark.django_db

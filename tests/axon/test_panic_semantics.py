@@ -86,7 +86,7 @@ def test_scheduled_retrain_approves_nothing(fleet_with_model):
 
 @pytest.mark.django_db
 def test_snapshots_stored_without_a_model_are_scored_once_one_is_active(db):
-    from axon.services import snapshots_score_pending
+    from axon.services.versions import snapshots_score_pending
 
     split = fleet.history(days=2)
     results = fleet.recent(split)

@@ -11,8 +11,9 @@ from django.utils import timezone
 from rest_framework.test import APIClient
 
 from audit.models import AuditEvent
-from axon import services
 from axon.models import Alert, Approval, TrainingRun
+from axon.services.runs import runs_reap
+from axon.services.selection import retrain_preview
 from tests import fleet
 from tests.conftest import _user, client_for
 
@@ -110,7 +111,7 @@ def test_the_admin_review_page_ticks_the_defaults_and_its_press_approves_exactly
     admin_user.is_staff = True
     admin_user.save()
     client.force_login(admin_user)
-    keys = {i["name"]: i["key"] for i in services.retrain_preview()["will_learn"]}
+    keys = {i["name"]: i["key"] for i in retrain_preview()["will_learn"]}
     # The list's button and the list action both lead to the review.
     changelist = client.get("/admin/axon/trainingrun/").content.decode()
     assert "/admin/axon/trainingrun/retrain/" in changelist
@@ -151,7 +152,7 @@ def test_alerts_are_grouped_filtered_paged_and_triaged_by_analysts(analyst_clien
     # Closed: hidden from the list and never learned; still listed when asked for by status.
     assert [a["name"] for a in analyst_client.get("/api/axon/alerts/").json()["results"]] == ["kdevtmpfsi"]
     assert [a["note"] for a in analyst_client.get("/api/axon/alerts/?status=closed").json()["results"]] == ["known tool"]
-    assert services.retrain_preview()["total"] == 1
+    assert retrain_preview()["total"] == 1
     event = AuditEvent.objects.get(action="alert.triaged")
     figma = by_name["Figma.exe"]["key"]
     assert event.details == {"keys": [figma], "status": "closed", "note": "known tool", "before": {figma: "open"}}
@@ -193,7 +194,7 @@ def test_reading_the_status_the_runs_and_the_page_never_writes(settings, admin_u
     before = TrainingRun.objects.values().get(pk=stale.pk)
     assert before["status"] == "running" and before["finished_at"] is None
     assert not AuditEvent.objects.exists() and not mailoutbox
-    assert services.runs_reap() == 1  # the maintenance task's job
+    assert runs_reap() == 1  # the maintenance task's job
     assert len(mailoutbox) == 1
 
 

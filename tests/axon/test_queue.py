@@ -66,11 +66,12 @@ def test_the_worker_carries_out_a_press_and_the_new_model_goes_live(history, wor
 
 PRESSER = """
 import threading
-from axon import services
+from audit.actors import Actor
+from axon.services.press import retrain_request
 barrier, answers = threading.Barrier(5), []
 def press():
     barrier.wait()
-    answers.append(services.retrain_request(actor=services.Actor()).status)
+    answers.append(retrain_request(actor=Actor()).status)
 threads = [threading.Thread(target=press) for _ in range(5)]
 [t.start() for t in threads]
 [t.join() for t in threads]
@@ -97,7 +98,7 @@ def test_a_killed_worker_leaves_a_run_the_reaper_fails_and_the_old_model_serving
     w.kill()
     settings.RETRAIN_REAP_GRACE_SECONDS = 1
     time.sleep(2)
-    from axon.services import runs_reap
+    from axon.services.runs import runs_reap
 
     assert runs_reap() == 1
     run.refresh_from_db()

@@ -4,10 +4,13 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from audit.actors import Actor
 from audit.models import AuditEvent
-from axon import services
 from axon.models import ModelVersion, TrainingRun
 from axon.scoring import model_cache
+from axon.services import publish
+from axon.services.press import retrain_request
+from axon.services.runs import retrain_run, runs_reap
 from axon.store import artifact_load
 from tests import fleet
 
@@ -56,12 +59,11 @@ def test_too_little_data_is_rejected_with_what_is_missing(agent_client):
 
 @pytest.mark.django_db
 def test_a_crash_halfway_leaves_the_previous_version_active_and_loadable(v1, monkeypatch):
-    import axon.training
 
     def crash(*args, **kwargs):
         raise MemoryError("simulated crash in the middle of training")
 
-    monkeypatch.setattr(axon.training, "train", crash)
+    monkeypatch.setattr(publish, "train", crash)  # where the run looks it up
     run = fleet.train()
     assert run.status == "failed" and "simulated crash" in run.message and "previous model keeps serving" in run.message
     assert ModelVersion.objects.get(is_active=True) == v1
@@ -75,16 +77,15 @@ def test_a_crash_halfway_leaves_the_previous_version_active_and_loadable(v1, mon
 def test_a_run_past_its_timeout_ends_timed_out_with_the_old_model_active(v1, monkeypatch, settings):
     import time
 
-    import axon.training
 
-    real_train = axon.training.train
+    real_train = publish.train
     settings.RETRAIN_TIMEOUT_SECONDS = 1
 
     def slow(*args, **kwargs):
         time.sleep(1.2)
         return real_train(*args, **kwargs)
 
-    monkeypatch.setattr(axon.training, "train", slow)
+    monkeypatch.setattr(publish, "train", slow)  # where the run looks it up
     run = fleet.train()
     assert run.status == "timed_out" and "1 seconds" in run.message
     assert ModelVersion.objects.get(is_active=True) == v1
@@ -97,16 +98,16 @@ def test_reaper_ends_runs_whose_worker_died_or_overran(settings, db):
     now = timezone.now()
     silent = TrainingRun.objects.create(trigger="api", status="running", stage="training",
                                         started_at=now - timedelta(seconds=30), heartbeat_at=now - timedelta(seconds=20))
-    assert services.runs_reap(now=now) == 1
+    assert runs_reap(now=now) == 1
     silent.refresh_from_db()
     assert silent.status == "failed" and "stopped responding during 'training'" in silent.message
     overran = TrainingRun.objects.create(trigger="api", status="running", started_at=now - timedelta(seconds=80),
                                          heartbeat_at=now)
-    assert services.runs_reap(now=now) == 1
+    assert runs_reap(now=now) == 1
     overran.refresh_from_db()
     assert overran.status == "timed_out"
     alive = TrainingRun.objects.create(trigger="api", status="running", started_at=now - timedelta(seconds=5), heartbeat_at=now)
-    assert services.runs_reap(now=now) == 0
+    assert runs_reap(now=now) == 0
     alive.refresh_from_db()
     assert alive.status == "running"
     assert AuditEvent.objects.filter(action="retrain.failed", details__reaped=True).count() == 1
@@ -118,16 +119,16 @@ def test_a_queued_run_nobody_picks_up_is_failed_with_a_hint(settings, db):
     settings.RETRAIN_TIMEOUT_SECONDS, settings.RETRAIN_REAP_GRACE_SECONDS = 60, 10
     run = TrainingRun.objects.create(trigger="api")
     TrainingRun.objects.filter(pk=run.pk).update(created_at=timezone.now() - timedelta(seconds=100))
-    services.runs_reap()
+    runs_reap()
     run.refresh_from_db()
     assert run.status == "failed" and "manage.py qcluster" in run.message
 
 
 @pytest.mark.django_db
 def test_a_run_is_never_carried_out_twice(v1):
-    outcome = services.retrain_request(actor=services.Actor(), enqueue=False)
-    services.retrain_run(run_id=outcome.run.pk)
-    again = services.retrain_run(run_id=outcome.run.pk)
+    outcome = retrain_request(actor=Actor(), enqueue=False)
+    retrain_run(run_id=outcome.run.pk)
+    again = retrain_run(run_id=outcome.run.pk)
     assert again.status == "succeeded"
     assert ModelVersion.objects.count() == 2
 
@@ -142,7 +143,6 @@ def test_the_person_who_pressed_gets_an_email(v1, admin_user, mailoutbox):
 
 @pytest.mark.django_db
 def test_a_failed_run_gives_back_what_it_approved(v1, monkeypatch, admin_user):
-    import axon.training
     from axon.models import Approval
     from telemetry.models import ProcessRecord
 
@@ -152,7 +152,7 @@ def test_a_failed_run_gives_back_what_it_approved(v1, monkeypatch, admin_user):
     def crash(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(axon.training, "train", crash)
+    monkeypatch.setattr(publish, "train", crash)  # where the run looks it up
     run = fleet.train(user=admin_user)
     assert run.status == "failed"
     assert not Approval.objects.exists()
@@ -173,7 +173,7 @@ def test_after_an_upgrade_the_maintenance_job_trains_a_model_of_the_new_features
     assert run.reason == (f"upgrade: the active model v1 was built for feature version {FEATURE_VERSION - 1}, "
                           f"this code computes version {FEATURE_VERSION}")
     assert "upgrade run" not in tasks.maintenance_task()  # one try an hour, not one a minute
-    assert services.retrain_run(run_id=run.pk).status == "succeeded"
+    assert retrain_run(run_id=run.pk).status == "succeeded"
     active = ModelVersion.objects.get(is_active=True)
     assert (active.version, active.feature_version) == (2, FEATURE_VERSION)
     assert not TrainingRun.objects.get(pk=run.pk).approved  # like a scheduled run, it approves nothing

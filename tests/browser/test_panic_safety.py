@@ -7,8 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from axon import services
 from axon.models import Alert, TrainingRun
+from axon.services.selection import retrain_preview
 from tests import fleet
 from tests.browser.conftest import ARTIFACTS
 from tests.browser.test_live_page import RED, dialog, learn_checkbox, open_modal, panic_button, retrain_now
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def keys() -> dict[str, str]:
-    return {i["name"]: i["key"] for i in services.retrain_preview()["will_learn"]}
+    return {i["name"]: i["key"] for i in retrain_preview()["will_learn"]}
 
 
 def test_a_high_risk_item_is_unticked_and_ticking_it_needs_a_second_yes_that_names_the_reason(
@@ -116,7 +116,7 @@ def test_alerts_are_grouped_with_counts_and_an_analyst_marks_one_malicious_witho
     expect(region.get_by_role("row").filter(has_text="kdevtmpfsi")).to_contain_text("malicious")
     alert = Alert.objects.get()
     assert (alert.name, alert.status, alert.updated_by_name) == ("kdevtmpfsi", "malicious", "ann@voltaxe.test")
-    assert "kdevtmpfsi" not in {i["name"] for i in services.retrain_preview()["will_learn"]}
+    assert "kdevtmpfsi" not in {i["name"] for i in retrain_preview()["will_learn"]}
 
 
 def test_the_runs_table_fits_its_panel_and_an_empty_open_anomalies_card_is_not_red(db, admin_user, login):

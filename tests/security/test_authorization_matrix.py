@@ -24,7 +24,7 @@ from rest_framework_simplejwt.tokens import AccessToken
 
 from audit.models import Channel, Delivery
 from axon.models import Alert, Approval, ModelVersion, TrainingRun
-from axon.services import approval_key
+from axon.selectors import approval_key
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
 from tests import fleet
 from tests.conftest import _user

@@ -6,8 +6,8 @@ import time_machine
 from django.utils import timezone
 
 from audit.models import AuditEvent
-from axon import services
 from axon.models import Approval, ModelVersion, TrainingRun
+from axon.services.selection import retrain_preview
 from telemetry.views import live_templates
 from tests import fleet
 from tests.conftest import REPO
@@ -50,7 +50,7 @@ def test_admin_page_has_the_modal_with_its_texts_and_the_preview(client, admin_u
     fleet.recent(split)
     client.force_login(admin_user)
     html = client.get("/live-telemetry/").content.decode()
-    keys = {i["name"]: i["key"] for i in services.retrain_preview()["will_learn"]}
+    keys = {i["name"]: i["key"] for i in retrain_preview()["will_learn"]}
     for text in ("🚨 Retrain Model", "Panic Button", "When to use this", "Important", "Cancel", "csrfmiddlewaretoken",
                  # the app is ticked; the intruder is offered unticked, with why it is risky
                  f'name="approve" value="{keys["Figma.exe"]}"', f'name="approve" value="{keys["kdevtmpfsi"]}"',
@@ -72,7 +72,7 @@ def test_form_post_without_javascript_approves_exactly_the_ticked_keys_not_a_nam
     assert "Figma.exe" in {a["name"] for a in fleet.ingest([public])[0]["anomalies"]}
     client.force_login(admin_user)
     html = client.get("/live-telemetry/").content.decode()
-    figmas = [i for i in services.retrain_preview()["will_learn"] if i["name"] == "Figma.exe"]
+    figmas = [i for i in retrain_preview()["will_learn"] if i["name"] == "Figma.exe"]
     assert len(figmas) == 2 and all(f'value="{i["key"]}"' in html for i in figmas)
     ana = next(i for i in figmas if i["hostnames"] == ["laptop-ana"])
     response = client.post("/live-telemetry/retrain/", {"approve": [ana["key"]], "reason": "new design tool"}, follow=True)

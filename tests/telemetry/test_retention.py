@@ -3,6 +3,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from audit.actors import Actor
+from axon.services.press import retrain_request
 from telemetry.models import ProcessRecord, Snapshot
 from telemetry.tasks import retention_task
 from tests.payloads import rich
@@ -44,10 +46,9 @@ def test_schedules_follow_the_settings(settings):
 
 @pytest.mark.django_db
 def test_scheduled_retrain_task_coalesces_with_a_run_in_flight(admin_user):
-    from axon import services
     from axon.models import TrainingRun
     from axon.tasks import scheduled_retrain_task
 
-    first = services.retrain_request(actor=services.Actor(user=admin_user, door="api"), enqueue=False)
+    first = retrain_request(actor=Actor(user=admin_user, door="api"), enqueue=False)
     assert scheduled_retrain_task() == f"run {first.run.pk}: already_running"
     assert TrainingRun.objects.count() == 1

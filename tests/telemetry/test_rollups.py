@@ -7,7 +7,8 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
-from axon import services
+from axon.selectors import exe_key
+from axon.services.window import TRAINABLE, window_aggregate
 from telemetry.models import HostDay, ProcessRecord, ProcessRollup
 from telemetry.services import telemetry_prune
 from tests import fleet
@@ -19,10 +20,10 @@ def _raw_window() -> tuple[dict, dict]:
     """What the window holds, grouped from the raw records: per (host, name, exe, parent, user, hour) the count
     and CPU sum, and per (host, name) the sums of squares and memory."""
     by_hour, by_name = defaultdict(lambda: [0, 0.0]), defaultdict(lambda: [0.0, 0.0, 0.0])
-    records = ProcessRecord.objects.filter(services._TRAINABLE).select_related("endpoint")
+    records = ProcessRecord.objects.filter(TRAINABLE).select_related("endpoint")
     for r in records:
         cpu, mem = r.cpu_percent or 0.0, (r.memory_rss or 0) / 1048576
-        key = (r.endpoint.hostname, r.name_norm, services._exe_key(r.exe_norm, r.endpoint.os or "linux"),
+        key = (r.endpoint.hostname, r.name_norm, exe_key(r.exe_norm, r.endpoint.os or "linux"),
                r.parent_name, r.username, r.hour)
         by_hour[key][0] += 1
         by_hour[key][1] += cpu
@@ -35,7 +36,7 @@ def _raw_window() -> tuple[dict, dict]:
 
 def _window() -> tuple[dict, dict]:
     now = timezone.now()
-    window, _ = services.window_aggregate(since=now - timedelta(days=30), until=now)
+    window, _ = window_aggregate(since=now - timedelta(days=30), until=now)
     c = window.combos
     by_hour, by_name = {}, defaultdict(lambda: [0.0, 0.0, 0.0])
     for i in range(len(c)):

@@ -3,8 +3,11 @@ from datetime import timedelta
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from axon import services
+from audit.actors import Actor
 from axon.models import ModelVersion
+from axon.services.press import retrain_request
+from axon.services.runs import retrain_run
+from axon.services.versions import snapshots_score_pending
 from telemetry.agent import snapshot_collect
 from telemetry.demo import demo_payloads
 from telemetry.models import Snapshot
@@ -30,12 +33,12 @@ class Command(BaseCommand):
         local = snapshot_collect()
         history = self._ingest(demo_payloads(start=split - timedelta(days=days), end=split, novelties=False, local=local))
         if not ModelVersion.objects.filter(is_active=True).exists():
-            outcome = services.retrain_request(actor=services.Actor(), body={"reason": "first model on demo data"},
+            outcome = retrain_request(actor=Actor(), body={"reason": "first model on demo data"},
                                                enqueue=False)
             if outcome.started:
-                run = services.retrain_run(run_id=outcome.run.pk)
+                run = retrain_run(run_id=outcome.run.pk)
                 self.stdout.write(run.message)
-        services.snapshots_score_pending()
+        snapshots_score_pending()
         recent = self._ingest(demo_payloads(start=split, end=now + timedelta(minutes=1), novelties=True))
         self.stdout.write(f"Demo data: {history} snapshots of history and {recent} recent ones.")
 

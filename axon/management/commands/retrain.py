@@ -3,8 +3,11 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from axon import services
+from audit.actors import Actor, InvalidInput
 from axon.models import TrainingRun
+from axon.services.press import retrain_request
+from axon.services.runs import retrain_run, runs_reap
+from axon.services.selection import retrain_preview
 
 
 class Command(BaseCommand):
@@ -28,11 +31,11 @@ class Command(BaseCommand):
         if list:
             return self._list(exclude)
         try:
-            outcome = services.retrain_request(actor=services.Actor(door=TrainingRun.Trigger.COMMAND),
+            outcome = retrain_request(actor=Actor(door=TrainingRun.Trigger.COMMAND),
                                                body={"reason": reason, "exclude": exclude, "approve": approve,
                                                      "confirm_high_risk": confirm_high_risk},
                                                enqueue=not sync)
-        except services.InvalidInput as exc:
+        except InvalidInput as exc:
             raise CommandError(exc.detail) from None
         run = outcome.run
         self.stdout.write(f"{'Started' if outcome.started else 'Joined the run already in progress:'} run {run.pk}.")
@@ -40,7 +43,7 @@ class Command(BaseCommand):
             self.stdout.write(f"It approves {len(run.approved)} item(s): "
                               + (", ".join(f"{a['key']} ({a['name']} on {a['hostname']})" for a in run.approved) or "none"))
         if sync and outcome.started:
-            run = services.retrain_run(run_id=run.pk)
+            run = retrain_run(run_id=run.pk)
         elif not wait:
             return
         deadline = time.monotonic() + timeout if timeout else None
@@ -49,7 +52,7 @@ class Command(BaseCommand):
                 raise CommandError(f"Run {run.pk} is still {run.status} after {timeout:g} s; it goes on in the worker.")
             self._bar(run)
             time.sleep(0.5)
-            services.runs_reap()
+            runs_reap()
             run.refresh_from_db()
         self._bar(run)
         self.stdout.write("")
@@ -58,7 +61,7 @@ class Command(BaseCommand):
             raise CommandError(f"Run {run.pk} {run.get_status_display()}.")
 
     def _list(self, exclude):
-        preview = services.retrain_preview(exclude=exclude)
+        preview = retrain_preview(exclude=exclude)
         self.stdout.write(f"{preview['total']} item(s) a press could approve now "
                           f"(active model: {preview['active_model'] or 'none'}); * = approved by default:")
         for item in preview["will_learn"]:

@@ -1,5 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
+from audit.actors import Actor
 from telemetry.services import HostTaken, agent_key_create
 
 
@@ -18,7 +19,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, name: str, host: list[str], any_host: bool, move: bool, **options):
         try:
-            agent, key = agent_key_create(name=name, hosts=host, any_host=any_host, move=move, via="command")
+            agent, key = agent_key_create(name=name, hosts=host, any_host=any_host, move=move, actor=Actor(door="command"))
         except (HostTaken, ValueError) as exc:
             raise CommandError(str(exc)) from None
         hosts = ", ".join(agent.hosts.values_list("hostname", flat=True)) if not any_host else "any host (relay)"

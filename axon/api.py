@@ -228,7 +228,7 @@ class AlertDetailView(APIView):
         limit = parse_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
         detail = alert_detail(key=key, offset=offset, limit=limit)
         if detail is None:
-            raise Http404("No alert has this key. It may have been approved, or cleared by a newer model.")
+            raise Http404("No alert has this key: it may have been cleared by a newer model, or its approval revoked since. Find it by host or name in the alerts list.")
         return Response({**alert_detail_json(detail),
                          "next": next_page_url(request, offset, limit, detail["more"])})
 

@@ -213,11 +213,16 @@ def alerts_overview(*, limit: int = 50) -> dict:
 def alert_detail(*, key: str, offset: int = 0, limit: int = 100) -> dict | None:
     """One alert with its observations (newest first, paged), triage history and covering approval; None if unknown."""
     c = next((a for a in _open_alerts() if a.key == key), None)
-    if c is None:
-        return None
+    status = ProcessRecord.Status.OPEN
+    if c is None:  # approved since (no open flags left): still findable, with the approval that covers it
+        c, status = _approved_alert(key), ProcessRecord.Status.APPROVED
+        if c is None:
+            return None
     records = ProcessRecord.objects.filter(
-        flagged=True, status=ProcessRecord.Status.OPEN, endpoint__hostname=c.hostname, name_norm=c.name_norm,
+        status=status, endpoint__hostname=c.hostname, name_norm=c.name_norm,
         exe_norm=c.exe_norm, parent_name=c.parent, script=c.script).order_by("-observed_at", "-id")
+    if status == ProcessRecord.Status.OPEN:
+        records = records.filter(flagged=True)
     page = list(records.values("observed_at", "pid", "ppid", "parent_name", "cmdline", "cpu_percent", "memory_rss",
                                "model_number", "snapshot__source")[offset:offset + limit + 1])
     approval = Approval.objects.filter(hostname=c.hostname, name=c.name_norm, exe=c.exe_norm, parent=c.parent).filter(
@@ -233,6 +238,18 @@ def alert_detail(*, key: str, offset: int = 0, limit: int = 100) -> dict | None:
         "history": list(AlertChange.objects.filter(key=key)),
         "approval": approval,
     }
+
+
+def _approved_alert(key: str) -> Candidate | None:
+    """The alert of an approved key, judged from the observations the approval covered."""
+    for a in Approval.objects.all().iterator():
+        if a.script is not None and approval_key(a.hostname, a.name, a.exe, a.parent, a.script) == key:
+            # Flagged or not: the model that learned it may have re-scored them since.
+            records = ProcessRecord.objects.filter(
+                status=ProcessRecord.Status.APPROVED, endpoint__hostname=a.hostname, name_norm=a.name,
+                exe_norm=a.exe, parent_name=a.parent, script=a.script)
+            return next(iter(flagged_candidates(records)), None)
+    return None
 
 
 def retrain_estimate_seconds() -> int:

@@ -176,3 +176,16 @@ def test_agents_and_strangers_are_refused_analysts_and_admins_read(story, analys
         assert agent_client.get(path).status_code == 403
         assert client_for(analyst).get(path).status_code == 200
         assert client_for(admin_user).get(path).status_code == 200
+
+
+def test_an_approved_alert_stays_findable_with_the_approval_that_covers_it(story, admin_client, analyst_client):
+    from tests.axon.test_exact_approvals import press
+
+    key = key_of(analyst_client, "reportgen")
+    press(admin_client, {"approve": [key], "reason": "the DBA's report tool"})
+    assert key not in {a["key"] for a in analyst_client.get(ALERTS + "?status=all").json()["results"]}
+    detail = analyst_client.get(f"{ALERTS}{key}/")
+    assert detail.status_code == 200, detail.content
+    body = detail.json()
+    assert body["name"] == "reportgen" and body["count"] == 2 and len(body["observations"]) == 2
+    assert body["approval"]["approved_by"] == "sam@voltaxe.test" and body["approval"]["key"] == key

@@ -228,7 +228,8 @@ class AlertDetailView(APIView):
         limit = parse_int(request.query_params.get("limit"), "limit", 100, 1, 1000)
         detail = alert_detail(key=key, offset=offset, limit=limit)
         if detail is None:
-            raise Http404("No alert has this key: it may have been cleared by a newer model, or its approval revoked since. Find it by host or name in the alerts list.")
+            raise Http404("No alert has this key: a newer model may have cleared it. "
+                          "Look for it by host or name in the alerts list.")
         return Response({**alert_detail_json(detail),
                          "next": next_page_url(request, offset, limit, detail["more"])})
 

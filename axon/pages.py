@@ -98,7 +98,7 @@ def alert_page(request, key: str):
     number = _page_number(request.GET.get("page"))
     detail = alert_detail(key=key, offset=(number - 1) * DETAIL_PAGE_SIZE, limit=DETAIL_PAGE_SIZE)
     if detail is None:
-        raise Http404("No alert has this key: it may have been cleared by a newer model, or its approval revoked since. Find it by host or name in the alerts list.")
+        raise Http404("No alert has this key: a newer model may have cleared it. Look for it by host or name in the alerts list.")
     body = alert_detail_json(detail)
     first = (number - 1) * DETAIL_PAGE_SIZE + 1
     return render(request, "axon/alert.html", {

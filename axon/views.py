@@ -9,6 +9,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.actors import Actor, Denied, InvalidInput
@@ -74,20 +75,29 @@ class ModelPanel:
             "can_revoke": can_revoke,
         }
 
-    def page(self, user) -> dict:
-        if not user.has_perm("axon.trigger_retrain"):
+    def page(self, request) -> dict:
+        if not request.user.has_perm("axon.trigger_retrain"):
             return {"preview": {"will_learn": []}}
-        return {**preview_context(), "window_days": settings.TRAINING_WINDOW_DAYS}
+        # A press the server refused (the form without JavaScript) comes back as the person left it.
+        posted = request.session.pop(REFUSED_FORM, None)
+        return {**preview_context(posted), "window_days": settings.TRAINING_WINDOW_DAYS,
+                "panic_reason": posted["reason"] if posted else ""}
 
 
-def preview_context() -> dict:
-    """The modal's candidates grouped by program (name and path), and what the button will say."""
+REFUSED_FORM = "axon:refused-panic-form"
+
+
+def preview_context(posted: dict | None = None) -> dict:
+    """The modal's candidates grouped by program (name and path), and what the button will say; ticked
+    as the preview says, or as a refused form had them."""
     preview = retrain_preview(limit=PAGE_PREVIEW_LIMIT)
     groups: dict[tuple, dict] = {}
     for item in preview["will_learn"]:
+        item["ticked"] = item["key"] in posted["approve"] if posted else item["default"]
+        item["confirmed"] = bool(posted) and item["key"] in posted["confirm_high_risk"]
         group = groups.setdefault((item["name"], item["exe"]), {"name": item["name"], "exe": item["exe"], "items": []})
         group["items"].append(item)
-    ticked = sum(1 for g in groups.values() if any(i["default"] for i in g["items"]))
+    ticked = sum(1 for g in groups.values() if any(i["ticked"] for i in g["items"]))
     return {"preview": preview, "preview_groups": list(groups.values()), "preview_shown": len(preview["will_learn"]),
             "retrain_label": retrain_label(ticked)}
 
@@ -122,10 +132,10 @@ def live_retrain(request):
         outcome = retrain_request(actor=actor, body=body)
     except Denied as exc:
         raise PermissionDenied(str(exc)) from None
-    except InvalidInput as exc:
-        messages.error(request, exc.detail)
-    except RateLimited as exc:
-        messages.error(request, str(exc))
+    except (InvalidInput, RateLimited) as exc:
+        messages.error(request, getattr(exc, "detail", None) or str(exc))
+        request.session[REFUSED_FORM] = body  # the modal opens again with these ticks and this reason
+        return redirect(reverse("live-telemetry") + "#panic-modal")
     else:
         body = retrain_response(outcome, request.user)
         if outcome.started:

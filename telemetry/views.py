@@ -69,7 +69,7 @@ class Panel(Protocol):
     def context(self, user) -> dict:
         """What its templates show, on the first render and on every poll."""
 
-    def page(self, user) -> dict:
+    def page(self, request) -> dict:
         """Only for the first render (the modal's list, say)."""
 
 
@@ -147,7 +147,7 @@ def live_fragments(request, context: dict) -> dict[str, str]:
 def live_telemetry(request):
     _require_viewer(request)
     context = live_context(request.user)
-    page = {k: v for panel in panels for k, v in panel.page(request.user).items()}
+    page = {k: v for panel in panels for k, v in panel.page(request).items()}
     sections: dict[str, list[str]] = {"top": [], "main": []}
     for panel in panels:
         for section in panel.sections:

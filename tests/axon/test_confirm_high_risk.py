@@ -3,6 +3,8 @@
 high-risk tick that comes alone, name the key and why, start nothing, and keep what the person ticked."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from audit.models import AuditEvent
@@ -77,9 +79,18 @@ def test_the_pages_form_without_javascript_needs_the_rows_own_confirmation(clien
     assert f'name="confirm_high_risk" value="{intruder["key"]}"' in page
     assert "High risk, not ticked" not in page  # it can be ticked: it says what ticking it takes
 
-    refused = client.post("/live-telemetry/retrain/", {"approve": [intruder["key"]]}, follow=True)
-    assert "high-risk item was ticked without the second step" in refused.content.decode()
+    refused = client.post("/live-telemetry/retrain/", {"approve": [intruder["key"]], "reason": "pen test"})
+    assert refused.status_code == 302 and refused["Location"] == "/live-telemetry/#panic-modal"
+    again = client.get(refused["Location"]).content.decode()
+    assert "high-risk item was ticked without the second step" in again
     assert not TrainingRun.objects.filter(trigger="dashboard").exists()
+    # The modal opens again as the person left it: their ticks (the default one unticked) and reason.
+    assert f'value="{intruder["key"]}" data-program=' in again
+    assert re.search(rf'value="{intruder["key"]}"[^>]*checked>', again)
+    assert not re.search(rf'value="{flagged["Figma.exe"]["key"]}"[^>]*checked>', again)
+    assert 'value="pen test"' in again
+    fresh = client.get("/live-telemetry/").content.decode()  # once: a later visit shows the preview's own ticks
+    assert re.search(rf'value="{flagged["Figma.exe"]["key"]}"[^>]*checked>', fresh)
 
     client.post("/live-telemetry/retrain/", {"approve": [intruder["key"]], "confirm_high_risk": [intruder["key"]]})
     run = TrainingRun.objects.get(trigger="dashboard")

@@ -194,6 +194,21 @@ def host_last_snapshot(*, host: Host) -> dict | None:
     }
 
 
+def host_recent_starts(*, host: Host, limit: int = 50) -> list[dict]:
+    """The host's newest process-start events, each with whether a later snapshot still saw it running (one
+    that no snapshot saw lived less than the snapshot interval: the sub-second tool a snapshot misses)."""
+    starts = list(ProcessRecord.objects.filter(endpoint_id=host.id, snapshot__source=Snapshot.Source.EVENT)
+                  .order_by("-observed_at", "-id")[:limit])
+    if not starts:
+        return []
+    seen = set(ProcessRecord.objects.filter(
+        endpoint_id=host.id, snapshot__source=Snapshot.Source.SNAPSHOT, observed_at__gte=min(r.observed_at for r in starts),
+        pid__in={r.pid for r in starts if r.pid is not None}).values_list("pid", "name_norm"))
+    return [{"timestamp": r.observed_at, "name": r.name, "pid": r.pid, "parent": r.parent_name, "exe": r.exe,
+             "user": r.username, "cmdline": r.cmdline, "sha256": r.sha256, "flagged": r.flagged, "reasons": r.reasons,
+             "in_snapshot": (r.pid, r.name_norm) in seen} for r in starts]
+
+
 def hosts_watch(*, now: datetime | None = None) -> tuple[list[str], list[str]]:
     """Say once when a host goes late and once when it is heard from again: (went late, came back).
 

@@ -11,7 +11,7 @@ from django.http import Http404
 from django.shortcuts import render
 from django.template.loader import render_to_string
 
-from telemetry.hosts import host_get, host_last_snapshot, hosts_list
+from telemetry.hosts import host_get, host_last_snapshot, host_recent_starts, hosts_list
 from telemetry.views import _require_viewer, activity_24h, activity_chart
 
 LATE_CHOICES = {"": None, "true": True, "false": False}
@@ -49,6 +49,6 @@ def host_page(request, hostname: str):
         raise Http404(f"No host called {hostname} has reported.")
     panels = [render_to_string(p.template, p.context(request.user, host.hostname), request=request) for p in host_panels]
     return render(request, "telemetry/host.html", {
-        "host": host, "last_snapshot": host_last_snapshot(host=host),
+        "host": host, "last_snapshot": host_last_snapshot(host=host), "starts": host_recent_starts(host=host),
         "chart": activity_chart(activity_24h(hostname=host.hostname), hostname=host.hostname), "panels": panels,
     })

@@ -70,3 +70,22 @@ def test_the_pages_need_a_viewer(client, nobody, fleet):
     client.force_login(nobody)
     assert client.get("/hosts/").status_code == 403
     assert client.get("/hosts/web-1/").status_code == 403
+
+
+def test_a_host_page_shows_the_process_starts_between_snapshots(browser_of):
+    """A start no snapshot saw lived less than the interval; one a later snapshot saw is still running."""
+    client, _ = agent("web-3")
+    start = timezone.now().replace(microsecond=0) - timedelta(minutes=40)
+    events = [{"hostname": "web-3", "timestamp": (start + timedelta(minutes=26)).isoformat(), "pid": 4242,
+               "ppid": 1, "name": "whoami", "exe": "/usr/bin/whoami", "parent_name": "bash", "username": "root",
+               "sha256": "a" * 64},
+              {"hostname": "web-3", "timestamp": (start + timedelta(minutes=1)).isoformat(), "pid": 812, "ppid": 1,
+               "name": "sshd", "exe": "/usr/sbin/sshd", "parent_name": "systemd", "username": "root"}]
+    assert client.post("/api/telemetry/events/", events, format="json").status_code == 201
+    every_five_minutes(client, "web-3", start)  # its snapshots list sshd as pid 812
+    html = browser_of.get("/hosts/web-3/").content.decode()
+    assert "Process starts, newest first" in html
+    whoami, sshd = html.index(">whoami<"), html.index(">sshd<div")
+    assert whoami < sshd
+    assert "started by bash; in no snapshot: lived less than the snapshot interval" in html
+    assert "started by systemd; still running at a later snapshot" in html

@@ -34,29 +34,12 @@ class AxonConfig(AppConfig):
 
 
 def schedules_sync(**kwargs) -> None:
-    """Keep the django-q2 schedules in step with the settings (RETRAIN_SCHEDULE_MINUTES=0 switches retraining off)."""
+    """The model's schedules (RETRAIN_SCHEDULE_MINUTES=0 switches retraining off)."""
     from django.conf import settings
-    from django_q.models import Schedule
 
-    wanted = {
+    from voltaxe.schedules import schedules_keep
+
+    schedules_keep({
         "axon: scheduled retrain": ("axon.tasks.scheduled_retrain_task", settings.RETRAIN_SCHEDULE_MINUTES),
         "axon: maintenance": ("axon.tasks.maintenance_task", 1),
-        # Hourly even with retention off: on PostgreSQL it also creates the coming days' partitions.
-        "telemetry: retention": ("telemetry.tasks.retention_task", 60),
-        "telemetry: late hosts": ("telemetry.tasks.hosts_watch_task", 1),
-        "auth: expired tokens": ("voltaxe.tasks.tokens_flush_task", 24 * 60),
-    }
-    from datetime import timedelta
-
-    from django.utils import timezone
-
-    for name, (func, minutes) in wanted.items():
-        if minutes:
-            # First run one interval from now: a fresh install has just trained its first model.
-            Schedule.objects.update_or_create(
-                name=name, defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1},
-                create_defaults={"func": func, "schedule_type": Schedule.MINUTES, "minutes": minutes, "repeats": -1,
-                                 "next_run": timezone.now() + timedelta(minutes=minutes)},
-            )
-        else:
-            Schedule.objects.filter(name=name).delete()
+    })

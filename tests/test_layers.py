@@ -12,7 +12,8 @@ RULES = {
     "telemetry": {"axon"},
     "audit": {"axon", "telemetry"},
     **{f"voltaxe/{m}.py": {"axon", "telemetry", "audit"}
-       for m in ("clientip", "ratelimits", "rates", "tokens", "api", "views", "roles", "admin_base", "schema", "nav")},
+       for m in ("clientip", "ratelimits", "rates", "tokens", "api", "views", "roles", "admin_base", "schema", "nav",
+                 "schedules")},
 }
 
 

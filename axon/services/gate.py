@@ -44,7 +44,7 @@ def _flags_by_host(model, rows: list[Observation]) -> Counter[str]:
     return Counter(r.host for r, f in zip(rows, verdicts.flagged) if f)
 
 
-def _gate(candidate: Counter[str], active: Counter[str], rows: Counter[str]) -> tuple[bool, list[str]]:
+def gate_judge(candidate: Counter[str], active: Counter[str], rows: Counter[str]) -> tuple[bool, list[str]]:
     """(held back, the hosts where the candidate flags most beyond the active model).
 
     A candidate that flags much more of recent ordinary data than the active model is held back,
@@ -81,7 +81,7 @@ def gate_check(model, active: ModelVersion | None) -> tuple[str, dict]:
         metrics["active_recent_flag_rate"] = None
         return "", metrics
     metrics["active_recent_flag_rate"] = sum(active_flags.values()) / len(recent)
-    held, worst = _gate(candidate_flags, active_flags, Counter(r.host for r in recent))
+    held, worst = gate_judge(candidate_flags, active_flags, Counter(r.host for r in recent))
     if held:
         return (f"it would flag {candidate_rate:.2%} of the last {RECENT_EVAL_HOURS} h of ordinary data, "
                 f"against {metrics['active_recent_flag_rate']:.2%} for the active v{active.version}; "

@@ -134,7 +134,7 @@ def test_expired_refresh_tokens_are_forgotten_daily_and_the_admin_never_shows_a_
     from django.utils import timezone
     from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
-    from axon.apps import schedules_sync
+    from voltaxe.apps import schedules_sync
     from voltaxe.tasks import tokens_flush_task
 
     old = login()["refresh"]

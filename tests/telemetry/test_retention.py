@@ -52,3 +52,17 @@ def test_scheduled_retrain_task_coalesces_with_a_run_in_flight(admin_user):
     first = retrain_request(actor=Actor(user=admin_user, door="api"), enqueue=False)
     assert scheduled_retrain_task() == f"run {first.run.pk}: already_running"
     assert TrainingRun.objects.count() == 1
+
+
+
+@pytest.mark.django_db
+def test_migrate_gives_every_app_its_schedules():
+    """Each app keeps its own jobs, from the signal migrate sends (not a call a test makes)."""
+    from django.core.management.sql import emit_post_migrate_signal
+    from django_q.models import Schedule
+
+    Schedule.objects.all().delete()
+    emit_post_migrate_signal(verbosity=0, interactive=False, db="default")
+    assert set(Schedule.objects.values_list("name", flat=True)) >= {
+        "axon: scheduled retrain", "axon: maintenance", "telemetry: retention", "telemetry: late hosts",
+        "auth: expired tokens", "audit: notifications"}

@@ -194,3 +194,19 @@ def test_a_broker_that_cannot_take_the_run_fails_it_at_once(admin_client, monkey
     run = TrainingRun.objects.get()
     assert run.status == "failed" and "could not be queued" in run.message
     assert AuditEvent.objects.filter(action="retrain.failed", resource_id=str(run.pk)).exists()
+
+
+def test_every_setting_read_from_the_environment_is_in_the_readmes_table():
+    """The configuration table is the one place an operator looks: a variable settings reads and the table
+    does not name is a knob nobody can find."""
+    import re
+
+    from tests.conftest import REPO
+
+    source = (REPO / "voltaxe" / "settings.py").read_text()
+    read = set(re.findall(r'(?:env_[a-z]+|os\.environ\.get)\("([A-Z][A-Z0-9_]+)"', source))
+    readme = (REPO / "README.md").read_text()
+    table = readme[readme.index("| variable | meaning |"):]
+    table = table[:table.index("\n\n")]
+    named = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", table))
+    assert len(read) > 40 and not read - named, f"read by settings, missing from the README's table: {sorted(read - named)}"

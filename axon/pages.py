@@ -16,11 +16,11 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
-from audit.actors import Actor, Denied, InvalidInput
+from audit.actors import InvalidInput
 from axon.api import alert_detail_json, candidate_json
-from axon.models import Alert, TrainingRun
+from axon.models import Alert
 from axon.selectors import AlertQuery, alert_detail, alerts_search
-from axon.services.alerts import Overruled, alerts_triage
+from axon.views import triage_form
 
 PAGE_SIZE = 20
 DETAIL_PAGE_SIZE = 50
@@ -114,19 +114,11 @@ def alert_page(request, key: str):
 @require_POST
 def alerts_triage_page(request):
     """Triage the ticked alerts, then go back where the person was: the same filtered list, or the alert's page."""
-    actor = Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
     keys = request.POST.getlist("key")
-    body = {"keys": keys, "status": request.POST.get("status", ""), "note": request.POST.get("note", "")}
-    try:
-        updated = alerts_triage(actor=actor, body=body)
-    except Overruled as exc:
-        messages.error(request, str(exc))
-    except Denied as exc:
-        raise PermissionDenied(str(exc)) from None
-    except InvalidInput as exc:
-        messages.error(request, "Tick at least one alert first." if not keys else exc.detail)
-    else:
-        messages.success(request, f"{len(updated)} alert{'s' if len(updated) != 1 else ''} marked {body['status']}.")
+    updated = triage_form(request, empty="Tick at least one alert first.")
+    if updated is not None:
+        status = request.POST.get("status", "")
+        messages.success(request, f"{len(updated)} alert{'s' if len(updated) != 1 else ''} marked {status}.")
     if request.POST.get("return") == "alert" and len(keys) == 1:
         return redirect("alert", key=keys[0])
     filters = _filters(QueryDict(request.POST.get("filters", "")))

@@ -149,19 +149,27 @@ def live_retrain(request):
 @require_POST
 def live_triage(request):
     """Triage from the anomalies table without JavaScript: the ticked keys get one status."""
+    updated = triage_form(request)
+    if updated is not None:
+        messages.success(request, f"{len(updated)} alert(s) marked {request.POST.get('status', '')}.")
+    return redirect("live-telemetry")
+
+
+def triage_form(request, *, empty: str = "") -> list | None:
+    """A page's triage form (the ticked `key`s, a status, a note) through the service: the alerts as they are
+    now, or None when it was refused, said in the page's messages (`empty`: the sentence for nothing ticked)."""
     actor = Actor.from_request(request, TrainingRun.Trigger.DASHBOARD)
-    body = {"keys": request.POST.getlist("key"), "status": request.POST.get("status", ""), "note": request.POST.get("note", "")}
+    keys = request.POST.getlist("key")
+    body = {"keys": keys, "status": request.POST.get("status", ""), "note": request.POST.get("note", "")}
     try:
-        updated = alerts_triage(actor=actor, body=body)
+        return alerts_triage(actor=actor, body=body)
     except Overruled as exc:
         messages.error(request, str(exc))
     except Denied as exc:
         raise PermissionDenied(str(exc)) from None
     except InvalidInput as exc:
-        messages.error(request, exc.detail)
-    else:
-        messages.success(request, f"{len(updated)} alert(s) marked {body['status']}.")
-    return redirect("live-telemetry")
+        messages.error(request, empty if empty and not keys else exc.detail)
+    return None
 
 
 def _confirmation(request, *, title: str, change: list[str], action: str):

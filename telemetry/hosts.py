@@ -89,6 +89,13 @@ def register_alert_counter(counter: AlertCounter) -> None:
     _alert_counter = counter
 
 
+# What a host's rhythm is read from: snapshots (not a shipper's bursts of process starts) that an agent key
+# delivered. What an operator loads without a key (the demo, a replay, `collect` storing directly) arrives
+# at the loader's pace, not the agent's: the demo's two days, loaded in seconds, made every host "late"
+# a few seconds after a fresh start.
+KEYED_SNAPSHOT = "{t}.source = 'snapshot' AND {t}.agent_id IS NOT NULL"
+
+
 def _heard(endpoint_ids: list[int] | None) -> dict[int, list[float]]:
     """When (Unix seconds) the server received each host's last RECENT_SNAPSHOTS snapshots (of these hosts;
     None: all), in one query. Snapshots only: a shipper's process-start events come in bursts that say
@@ -108,18 +115,18 @@ def _heard(endpoint_ids: list[int] | None) -> dict[int, list[float]]:
         params = list(endpoint_ids)
     if connection.vendor == "postgresql":
         sql = (f"SELECT e.id, EXTRACT(EPOCH FROM r.received_at)::float8 FROM {endpoints} e CROSS JOIN LATERAL "
-               f"(SELECT s.received_at FROM {snapshots} s WHERE s.endpoint_id = e.id AND s.source = 'snapshot' "
+               f"(SELECT s.received_at FROM {snapshots} s WHERE s.endpoint_id = e.id AND {KEYED_SNAPSHOT.format(t='s')} "
                f"ORDER BY s.timestamp DESC LIMIT {RECENT_SNAPSHOTS}) r {where}")
     else:
         # No LATERAL in SQLite: each host's cut-off (its RECENT_SNAPSHOTS-th newest timestamp) once, then
         # its snapshots from there; CROSS JOIN makes SQLite loop over the hosts outside.
         params.insert(0, connection.ops.adapt_datetimefield_value(datetime(1, 1, 2, tzinfo=UTC)))
         sql = (f"WITH cut AS MATERIALIZED (SELECT e.id AS endpoint_id, COALESCE((SELECT n.timestamp FROM {snapshots} n "
-               f"WHERE n.endpoint_id = e.id AND n.source = 'snapshot' ORDER BY n.timestamp DESC "
+               f"WHERE n.endpoint_id = e.id AND {KEYED_SNAPSHOT.format(t='n')} ORDER BY n.timestamp DESC "
                f"LIMIT 1 OFFSET {RECENT_SNAPSHOTS - 1}), %s) AS since "
                f"FROM {endpoints} e {where}) "
                f"SELECT s.endpoint_id, (julianday(s.received_at) - 2440587.5) * 86400.0 FROM cut CROSS JOIN {snapshots} s "
-               f"WHERE s.endpoint_id = cut.endpoint_id AND s.timestamp >= cut.since AND s.source = 'snapshot'")
+               f"WHERE s.endpoint_id = cut.endpoint_id AND s.timestamp >= cut.since AND {KEYED_SNAPSHOT.format(t='s')}")
     heard: dict[int, list[float]] = {}
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

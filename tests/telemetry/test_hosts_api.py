@@ -203,3 +203,14 @@ def test_process_start_events_do_not_change_a_hosts_rhythm_or_its_last_snapshot(
         host = analyst_client.get(HOSTS + "web-1/").json()
     assert host["usual_interval_seconds"] == 300 and not host["late"]
     assert [p["name"] for p in host["last_snapshot"]["processes"]] == ["systemd", "sshd"]
+
+
+def test_what_an_operator_loads_without_a_key_is_not_judged_late(analyst_client, start):
+    """The demo loads two days in seconds: its receipt times are the loader's pace, not an agent's rhythm."""
+    from telemetry.services import snapshot_ingest
+
+    for i in range(6):  # an hour apart by their timestamps, received one after another
+        with time_machine.travel(start + timedelta(seconds=2 * i), tick=False):
+            snapshot_ingest(payload=payload("loaded-1", start - timedelta(hours=6 - i)))
+    host = hosts_at(analyst_client, start + timedelta(minutes=1), "?q=loaded-1")["results"][0]
+    assert host["usual_interval_seconds"] is None and host["late"] is False

@@ -19,7 +19,7 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 KINDS = (
-    "alert.new", "alert.spread", "host.late", "host.back", "panic.pressed", "run.failed", "run.timed_out",
+    "alert.new", "alert.spread", "host.flood", "host.late", "host.back", "panic.pressed", "run.failed", "run.timed_out",
     "run.rejected", "model.activated", "approval.revoked", "agent.created", "agent.revoked", "agent.rebound",
 )
 # What Voltaxe itself sends besides the kinds above; a channel cannot subscribe to them, it always gets them.

@@ -33,6 +33,7 @@ from axon.selectors import (
     ALERT_ORDERINGS,
     ALERT_STATUSES,
     AlertQuery,
+    Flood,
     alert_detail,
     alerts_search,
     approval_key,
@@ -153,6 +154,12 @@ def candidate_json(c: Candidate) -> dict:
     }
 
 
+def flood_json(f: Flood) -> dict:
+    return {"key": f.key, "hostname": f.hostname, "programs": f.programs, "observations": f.observations,
+            "first_seen": f.first_seen, "last_seen": f.last_seen, "arrived_seconds": round(f.arrived_seconds, 1),
+            "status": f.status, "reopened": f.reopened, "summary": f.summary}
+
+
 class RetrainPreviewView(APIView):
     permission_classes = [CanTrigger]
 
@@ -160,13 +167,16 @@ class RetrainPreviewView(APIView):
         OpenApiParameter("exclude", str, many=True, description="Process names that must not be learned (repeatable)."),
         OpenApiParameter("offset", int, description="Skip this many (default 0)."),
         OpenApiParameter("limit", int, description="At most this many (default 1000, at most 5000)."),
+        OpenApiParameter("hostname", str, description="Only this host's candidates, one by one even if it floods."),
     ], responses={200: OpenApiResponse(Preview, "Every candidate a press could approve now; `total` counts them all."),
                   **refusals(400, 401, 403, said={403: "Only security admins may retrain the model."})})
     def get(self, request):
         exclude = [x for x in request.query_params.getlist("exclude") if x]
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 1000, 1, 5000)
-        body = retrain_preview(exclude=exclude, offset=offset, limit=limit)
+        hostname = (request.query_params.get("hostname") or "").strip()[:255]
+        body = retrain_preview(exclude=exclude, offset=offset, limit=limit, hostname=hostname)
+        body["floods"] = [flood_json(f) for f in body["floods"]]
         body["next"] = next_page_url(request, offset, limit, body.pop("more"))
         return Response(body)
 
@@ -198,8 +208,8 @@ class AlertListView(APIView):
         query = service_errors(lambda: AlertQuery.from_params(request.query_params))
         offset = parse_int(request.query_params.get("offset"), "offset", 0, 0, 10**9)
         limit = parse_int(request.query_params.get("limit"), "limit", 50, 1, 500)
-        rows, total = alerts_search(query=query, offset=offset, limit=limit)
-        return Response({"total": total, "results": [candidate_json(c) for c in rows],
+        rows, total, floods = alerts_search(query=query, offset=offset, limit=limit)
+        return Response({"total": total, "results": [candidate_json(c) for c in rows], "floods": [flood_json(f) for f in floods],
                          "next": next_page_url(request, offset, limit, offset + limit < total)})
 
 

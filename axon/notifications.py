@@ -8,11 +8,13 @@ before is not news (storm control counts the repeats of what was just sent).
 """
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from audit import notify
 from audit.notifications.services import messages_dispatch
 from axon.models import TrainingRun
 from axon.risk import HIGH
-from axon.selectors import approval_key, flagged_candidates
+from axon.selectors import Flood, approval_key, flagged_candidates, host_floods
 from telemetry.models import ProcessRecord
 
 
@@ -59,6 +61,10 @@ def alerts_notify(groups: list[dict]) -> int:
         fresh = {g["key"] for g in found if (g["name_norm"], g["exe_norm"], g["parent"], g["script"]) not in known}
         if not fresh:
             continue
+        if floods := host_floods(flagged.filter(endpoint__hostname=host, status=ProcessRecord.Status.OPEN)):
+            # One message for the host, not one per name (storm control groups its repeats).
+            messages += [flood_message(flood, len(fresh)) for flood in floods.values()]
+            continue
         here = flagged.filter(snapshot_id=snapshot_id)
         candidates = [c for c in flagged_candidates(here) if c.key in fresh]
         elsewhere: dict[str, set[str]] = {}
@@ -72,6 +78,14 @@ def alerts_notify(groups: list[dict]) -> int:
     if messages:
         messages_dispatch(messages)
     return len(messages)
+
+
+def flood_message(flood: Flood, fresh: int) -> dict:
+    return notify.message(
+        "host.flood", summary=f"{flood.summary}; {fresh:,} of them new in its latest snapshot", severity="high",
+        url=f"/alerts/?hostname={quote(flood.hostname)}&status=all", group=flood.key, host=flood.hostname,
+        details={"programs": flood.programs, "observations": flood.observations, "new": fresh,
+                 "arrived_seconds": round(flood.arrived_seconds, 1)})
 
 
 def alert_message(c, elsewhere: list[str], cmdline: str) -> dict:

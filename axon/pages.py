@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST
 
 from audit.actors import InvalidInput
-from axon.api import alert_detail_json, candidate_json
+from axon.api import alert_detail_json, candidate_json, flood_json
 from axon.models import Alert
 from axon.selectors import AlertQuery, alert_detail, alerts_search
 from axon.views import triage_form
@@ -57,6 +57,7 @@ def alerts_page(request):
     filters = _filters(request.GET)
     number = _page_number(request.GET.get("page"))
     rows: list = []
+    floods: list = []
     total, error = 0, ""
     window = filters.get("range", "")
     try:
@@ -64,7 +65,7 @@ def alerts_page(request):
             raise InvalidInput(f"range must be one of {', '.join(RANGES)}.", {"range": ["unknown value"]})
         given = {"since": timezone.now() - RANGES[window]} if window else {}  # else since/until as written
         query = AlertQuery.from_params(filters, **given)
-        rows, total = alerts_search(query=query, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
+        rows, total, floods = alerts_search(query=query, offset=(number - 1) * PAGE_SIZE, limit=PAGE_SIZE)
     except InvalidInput as exc:
         error = exc.detail
     first = (number - 1) * PAGE_SIZE + 1
@@ -78,7 +79,7 @@ def alerts_page(request):
         return f"?{params.urlencode()}" if params else "?"
 
     context = {
-        "alerts": [candidate_json(c) for c in rows],
+        "alerts": [candidate_json(c) for c in rows], "floods": [flood_json(f) for f in floods],
         "total": total, "first": first, "last": first + len(rows) - 1,
         "previous_url": with_params(page=number - 1 if number > 2 else None) if number > 1 else None,
         "next_url": with_params(page=number + 1) if first + len(rows) - 1 < total else None,

@@ -40,9 +40,25 @@ class AlertOut(serializers.Serializer):
     reopened = serializers.BooleanField(help_text="Closed, then flagged again.")
 
 
+class FloodOut(serializers.Serializer):
+    key = serializers.CharField(help_text="Triaged like an alert's key.")
+    hostname = serializers.CharField()
+    programs = serializers.IntegerField(help_text="New programs (alert groups) from this host, listed one by one "
+                                                  "only when the host is asked for by name.")
+    observations = serializers.IntegerField()
+    first_seen = serializers.DateTimeField(allow_null=True)
+    last_seen = serializers.DateTimeField(allow_null=True)
+    arrived_seconds = serializers.FloatField(help_text="From the first of its records to arrive to the last.")
+    status = serializers.CharField()
+    reopened = serializers.BooleanField()
+    summary = serializers.CharField()
+
+
 class AlertPage(serializers.Serializer):
     total = serializers.IntegerField()
     results = AlertOut(many=True)
+    floods = FloodOut(many=True, help_text="Hosts with more new programs than one host may put in front of people "
+                                           "(HOST_NEW_PROGRAMS_BUDGET): one line each, not in `results` or `total`.")
     next = serializers.URLField(allow_null=True)
 
 
@@ -125,6 +141,8 @@ class Preview(serializers.Serializer):
     as_of = serializers.DateTimeField()
     total = serializers.IntegerField(help_text="Every candidate, also those past this page.")
     will_learn = PreviewItem(many=True)
+    floods = FloodOut(many=True, help_text="Hosts whose new programs are past the per-host budget: one line each, "
+                                           "their programs not in `will_learn` (ask with `hostname` to list them).")
     active_model = serializers.IntegerField(allow_null=True)
     next = serializers.URLField(allow_null=True)
 

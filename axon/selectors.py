@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
+from django.conf import settings
 from django.core.cache import cache
-from django.db.models import F, Q
+from django.db import connection
+from django.db.models import Avg, Count, F, Max, Min, Q, Window
+from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from audit.actors import InvalidInput
@@ -35,37 +38,43 @@ def approval_key(hostname: str, name: str, exe: str, parent: str, script: str | 
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:24]
 
 
-def flagged_candidates(records) -> list[Candidate]:
-    """Group flagged ProcessRecords by approval key, judge each group's risk, attach its triage."""
-    groups: dict[tuple, Candidate] = {}
-    cpu_total: dict[tuple, tuple[float, int]] = {}
-    rows = records.order_by().values_list(
-        "endpoint__hostname", "name_norm", "exe_norm", "parent_name", "script", "name", "exe", "username", "observed_at",
-        "score", "reasons", "cpu_percent", "id")
-    for host, name_norm, exe_norm, parent, script, name, exe, user, seen, score, reasons, cpu, pk in rows.iterator(
-            chunk_size=5000):
-        group = (host, name_norm, exe_norm, parent, script)
-        c = groups.get(group)
-        if c is None:
-            c = groups[group] = Candidate(
-                key=approval_key(host, name_norm, exe_norm, parent, script), hostname=host, name_norm=name_norm,
-                exe_norm=exe_norm, parent=parent, script=script, name=name, exe=exe, user=user, first_seen=seen,
-                last_seen=seen, max_score=score, reasons=list(reasons or []))
-        c.observations += 1
-        c.first_seen, c.last_seen, c.newest_id = min(c.first_seen, seen), max(c.last_seen, seen), max(c.newest_id, pk)
-        if score is not None and (c.max_score is None or score > c.max_score):
-            c.max_score, c.reasons = score, list(reasons or [])
-        if cpu is not None:
-            total, n = cpu_total.get(group, (0.0, 0))
-            cpu_total[group] = (total + cpu, n + 1)
+GROUP = ("endpoint_id", "name_norm", "exe_norm", "parent_name", "script")
+
+
+def flagged_candidates(records, *, floods: dict[int, Flood] | None = None) -> list[Candidate]:
+    """Group flagged ProcessRecords by approval key, judge each group's risk, attach its triage.
+
+    The grouping is the database's: one row per group comes back, whatever the number of records (a program
+    flagged every minute on a thousand hosts is a thousand rows, not a million). Records of the hosts in
+    `floods` are left out: each flood is one line of its own (`host_floods`), not one per name.
+    """
+    if floods:
+        records = records.exclude(endpoint_id__in=list(floods))
+    part = [F(f) for f in GROUP]
+
+    def over(expr, order_by=None):
+        return Window(expr, partition_by=part, order_by=order_by)
+
+    rows = (records.order_by().annotate(
+        g_n=over(Count("id")), g_first=over(Min("observed_at")), g_last=over(Max("observed_at")),
+        g_newest=over(Max("id")), g_cpu=over(Avg("cpu_percent")),
+        # The group's worst observation speaks for it: its score, reasons, and the name, path and user it ran as.
+        g_rank=over(RowNumber(), [F("score").desc(nulls_last=True), F("id").desc()]))
+        .filter(g_rank=1)
+        .values_list("endpoint__hostname", "name_norm", "exe_norm", "parent_name", "script", "name", "exe", "username",
+                     "score", "reasons", "g_n", "g_first", "g_last", "g_newest", "g_cpu"))
+    groups = [
+        Candidate(key=approval_key(host, name_norm, exe_norm, parent, script), hostname=host, name_norm=name_norm,
+                  exe_norm=exe_norm, parent=parent, script=script, name=name, exe=exe, user=user, max_score=score,
+                  reasons=list(reasons or []), observations=n, first_seen=first, last_seen=last, newest_id=newest, cpu=cpu)
+        for host, name_norm, exe_norm, parent, script, name, exe, user, score, reasons, n, first, last, newest, cpu in rows]
     hosts_by_name: dict[str, set] = {}
-    for c in groups.values():
+    for c in groups:
         hosts_by_name.setdefault(c.name_norm, set()).add(c.hostname)
     fleet = Fleet(spreading=tuple(sorted(n for n, hosts in hosts_by_name.items() if len(hosts) >= SPREADING_HOSTS)))
-    triage = {a.key: a for a in Alert.objects.filter(key__in=[c.key for c in groups.values()])} if groups else {}
-    for group, c in groups.items():
-        total, n = cpu_total.get(group, (0.0, 0))
-        c.hosts, c.cpu = len(hosts_by_name[c.name_norm]), total / n if n else None
+    triage = {a.key: a for a in Alert.objects.filter(key__in=[c.key for c in groups])} if groups else {}
+    for c in groups:
+        c.hosts = len(hosts_by_name[c.name_norm])
         c.risk, c.risk_reasons = assess(c, fleet)
         if c.key in triage:
             t = triage[c.key]
@@ -75,7 +84,95 @@ def flagged_candidates(records) -> list[Candidate]:
             if t.status == Alert.Status.CLOSED and (
                     c.newest_id > t.seen_up_to if t.seen_up_to is not None else bool(c.last_seen and c.last_seen > t.updated_at)):
                 c.status, c.reopened = Alert.Status.OPEN, True
-    return list(groups.values())
+    return groups
+
+
+@dataclass
+class Flood:
+    """One host that put more new programs in front of people than one host may: one line, itself an alert.
+
+    Its key is triaged like an alert's (closing it hides the line until the host is flagged again); its
+    programs stay flagged and are listed one by one when someone asks for the host by name.
+    """
+
+    hostname: str
+    programs: int  # alert groups (approval keys)
+    observations: int
+    first_seen: datetime | None
+    last_seen: datetime | None
+    arrived_seconds: float  # from the first of its records to arrive to the last, by the server's clock
+    newest_id: int = 0
+    status: str = "open"
+    note: str = ""
+    reopened: bool = False
+
+    @property
+    def key(self) -> str:
+        return flood_key(self.hostname)
+
+    @property
+    def summary(self) -> str:
+        return (f"{self.hostname}: {self.programs:,} new programs ({self.observations:,} observations) "
+                f"arrived in {span_words(self.arrived_seconds)}: a flood")
+
+
+def flood_key(hostname: str) -> str:
+    """A flood's alert key; never an approval key (those hash four or five parts, this one two)."""
+    return hashlib.sha256(f"flood\x1f{hostname}".encode()).hexdigest()[:24]
+
+
+def span_words(seconds: float) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    n = max(1, round(seconds))
+    return f"{n} second{'s' if n != 1 else ''}"
+
+
+def host_floods(records, *, budget: int | None = None, hostname: str = "") -> dict[int, Flood]:
+    """The hosts with more than `budget` (HOST_NEW_PROGRAMS_BUDGET) groups among `records`, by endpoint id.
+
+    Counted in the database (one row per host comes back), so a host with 155,000 new names costs one
+    aggregate, not 155,000 candidates; and kept while the records stay as they are (the same count and newest
+    id), so the page, its poll and the preview do not count the same flood again every few seconds.
+    `hostname`: that host is never a flood here (someone asked for it by name).
+    """
+    budget = settings.HOST_NEW_PROGRAMS_BUDGET if budget is None else budget
+    records = records.order_by()
+    inner = records.values(*GROUP).annotate(n=Count("id"))
+    sql, params = inner.query.sql_with_params()
+    state = records.aggregate(n=Count("id"), top=Max("id"))
+    key = "axon:floods:" + hashlib.sha256(repr((sql, params, budget, state)).encode()).hexdigest()
+    found = cache.get(key)
+    if found is None:
+        found = _floods_count(records, sql, params, budget)
+        cache.set(key, found, 300)
+    floods = {endpoint: Flood(**fields) for endpoint, fields in found.items() if fields["hostname"] != hostname}
+    triage = {a.key: a for a in Alert.objects.filter(key__in=[f.key for f in floods.values()])}
+    for f in floods.values():
+        if (t := triage.get(f.key)) is not None:
+            f.status, f.note = t.status, t.note
+            if t.status == Alert.Status.CLOSED and f.newest_id > (t.seen_up_to or 0):
+                f.status, f.reopened = Alert.Status.OPEN, True
+    return floods
+
+
+def _floods_count(records, sql: str, params, budget: int) -> dict[int, dict]:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT endpoint_id, COUNT(*), SUM(n) FROM ({sql}) groups GROUP BY endpoint_id "
+                       "HAVING COUNT(*) > %s", (*params, budget))
+        counted = {endpoint: (programs, observations) for endpoint, programs, observations in cursor.fetchall()}
+    if not counted:
+        return {}
+    spans = (records.filter(endpoint_id__in=list(counted)).values("endpoint_id")
+             .annotate(host=Min("endpoint__hostname"), first=Min("observed_at"), last=Max("observed_at"),
+                       newest=Max("id"), came=Min("snapshot__received_at"), went=Max("snapshot__received_at")))
+    return {s["endpoint_id"]: {
+        "hostname": s["host"], "programs": counted[s["endpoint_id"]][0], "observations": int(counted[s["endpoint_id"]][1]),
+        "first_seen": s["first"], "last_seen": s["last"], "newest_id": s["newest"],
+        "arrived_seconds": (s["went"] - s["came"]).total_seconds() if s["came"] and s["went"] else 0.0}
+        for s in spans}
 
 
 # What observations reads of a record: its fields and its host's name and OS, annotated so
@@ -152,6 +249,18 @@ class AlertQuery:
         needle = self.q.lower()
         return not needle or any(needle in (text or "").lower() for text in (c.name, c.exe, c.parent, c.user, c.script))
 
+    def matches_flood(self, f: Flood) -> bool:
+        """A flood is high risk, and its text is its host's name."""
+        if self.status == "" and f.status == Alert.Status.CLOSED or self.status not in ("", "all", f.status):
+            return False
+        if self.hostname and f.hostname != self.hostname or self.risk == "low":
+            return False
+        if self.since and not (f.last_seen and f.last_seen >= self.since):
+            return False
+        if self.until and not (f.first_seen and f.first_seen <= self.until):
+            return False
+        return not self.q or self.q.lower() in f.hostname.lower()
+
 
 def _query_time(value: str | None, name: str) -> datetime | None:
     """An RFC 3339 time, in UTC; naive is taken as UTC."""
@@ -165,9 +274,12 @@ def _query_time(value: str | None, name: str) -> datetime | None:
                            {name: ["not a time"]}) from None
 
 
-def _open_alerts() -> list[Candidate]:
-    """Every alert with open flags, each with its severity; the fleet is judged whole, whatever is filtered after."""
-    alerts = flagged_candidates(ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN))
+def _open_alerts(*, hostname: str = "") -> tuple[list[Candidate], list[Flood]]:
+    """Every alert with open flags, each with its severity, and the floods (one line a host); the fleet is judged
+    whole, whatever is filtered after. `hostname`: that host is listed alert by alert even if it floods."""
+    records = ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN)
+    floods = host_floods(records, hostname=hostname)
+    alerts = flagged_candidates(records, floods=floods)
     active = ModelVersion.objects.filter(is_active=True).only("metrics").first()
     threshold = active.metrics.get("threshold") if active is not None else None
     now = timezone.now()
@@ -175,7 +287,7 @@ def _open_alerts() -> list[Candidate]:
         judged = severity(risk=c.risk, risk_reasons=c.risk_reasons, reasons=list(c.reasons), score=c.max_score,
                           threshold=threshold, hosts=c.hosts, last_seen=c.last_seen, now=now)
         c.severity, c.severity_reasons, c.severity_rank = judged.level, judged.reasons, judged.rank
-    return alerts
+    return alerts, sorted(floods.values(), key=lambda f: (-f.programs, f.hostname))
 
 
 _ORDER = {
@@ -187,32 +299,41 @@ _ORDER = {
 }
 
 
-def alerts_search(*, query: AlertQuery, offset: int = 0, limit: int = 50) -> tuple[list[Candidate], int]:
-    """Alerts grouped by approval key, filtered and ordered by `query`: (this page, how many match in all)."""
-    alerts = sorted((c for c in _open_alerts() if query.matches(c)), key=_ORDER[query.ordering])
-    return alerts[offset:offset + limit], len(alerts)
+def alerts_search(*, query: AlertQuery, offset: int = 0, limit: int = 50) -> tuple[list[Candidate], int, list[Flood]]:
+    """Alerts grouped by approval key, filtered and ordered by `query`: (this page, how many match in all, the
+    floods that match: each one line, listed before every page)."""
+    alerts, floods = _open_alerts(hostname=query.hostname)
+    found = sorted((c for c in alerts if query.matches(c)), key=_ORDER[query.ordering])
+    return found[offset:offset + limit], len(found), [f for f in floods if query.matches_flood(f)]
 
 
 def alerts_list(*, status: str = "", hostname: str = "", offset: int = 0, limit: int = 50) -> tuple[list[Candidate], bool]:
     """Alerts worst first; every status but closed by default ("all" for every one). Returns (page, more)."""
-    page, total = alerts_search(query=AlertQuery(status=status, hostname=hostname), offset=offset, limit=limit)
+    page, total, _ = alerts_search(query=AlertQuery(status=status, hostname=hostname), offset=offset, limit=limit)
     return page, offset + limit < total
 
 
 def alerts_overview(*, limit: int = 50) -> dict:
-    """The Live page's table (worst first, every status but closed) and the counts its cards show, from one
-    grouping: the cards count what the table lists (alert groups), observations second."""
-    alerts = _open_alerts()
+    """The Live page's table (floods, then alerts worst first, every status but closed) and the counts its cards
+    show, from one grouping: the cards count what the table lists (alert groups, a flood's each), observations second."""
+    alerts, floods = _open_alerts()
     listed = sorted((c for c in alerts if c.status != Alert.Status.CLOSED), key=_ORDER["severity"])
     open_ = [c for c in alerts if c.status == Alert.Status.OPEN]
+    open_floods = [f for f in floods if f.status == Alert.Status.OPEN]
     return {"page": listed[:limit], "more": len(listed) > limit,
-            "by_status": dict(Counter(c.status for c in alerts)), "open": len(open_),
-            "open_observations": sum(c.observations for c in open_)}
+            "floods": [f for f in floods if f.status != Alert.Status.CLOSED],
+            "by_status": dict(Counter(c.status for c in alerts)), "open": len(open_) + sum(f.programs for f in open_floods),
+            "open_observations": sum(c.observations for c in open_) + sum(f.observations for f in open_floods)}
 
 
 def alert_detail(*, key: str, offset: int = 0, limit: int = 100) -> dict | None:
     """One alert with its observations (newest first, paged), triage history and covering approval; None if unknown."""
-    c = next((a for a in _open_alerts() if a.key == key), None)
+    alerts, floods = _open_alerts()
+    c = next((a for a in alerts if a.key == key), None)
+    for flood in floods if c is None else ():  # one of a flood's programs: judged as its host's own list judges it
+        c = next((a for a in _open_alerts(hostname=flood.hostname)[0] if a.key == key), None)
+        if c is not None:
+            break
     status = ProcessRecord.Status.OPEN
     if c is None:  # approved since (no open flags left): still findable, with the approval that covers it
         c, status = _approved_alert(key), ProcessRecord.Status.APPROVED

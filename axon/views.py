@@ -13,7 +13,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from audit.actors import Actor, Denied, InvalidInput
-from axon.api import approval_json, candidate_json, retrain_response, run_json, status_json, version_json
+from axon.api import approval_json, candidate_json, flood_json, retrain_response, run_json, status_json, version_json
 from axon.models import Approval, ModelVersion, TrainingRun
 from axon.selectors import alerts_overview
 from axon.services.alerts import Overruled, alerts_triage
@@ -62,6 +62,7 @@ class ModelPanel:
         return {
             "axon": axon,
             "alerts": [candidate_json(a) for a in alerts], "alerts_more": alerts_more,
+            "floods": [flood_json(f) for f in overview["floods"]],
             # The figures card counts what the table lists (telemetry's card shows these when a panel gives them).
             "alert_figures": {"open": overview["open"], "observations": overview["open_observations"],
                               "acknowledged": overview["by_status"].get("acknowledged", 0),

@@ -11,7 +11,7 @@ from django.utils import timezone
 from audit.actors import InvalidInput
 from axon.models import Alert, ModelVersion
 from axon.risk import HIGH, Candidate
-from axon.selectors import flagged_candidates
+from axon.selectors import Flood, flagged_candidates, host_floods, span_words
 from telemetry.models import ProcessRecord
 from telemetry.normalize import normalize_name
 
@@ -32,17 +32,26 @@ def _pending_flags(active: ModelVersion | None) -> Q:
     return q
 
 
-def _press_candidates(*, exclude=()) -> tuple[list[Candidate], ModelVersion | None]:
+def _press_candidates(*, exclude=(), hostname: str = "", whole: bool = False
+                      ) -> tuple[list[Candidate], list[Flood], ModelVersion | None]:
     """What a press could approve now: flagged since the newest data the active model learned from,
-    neither excluded by name nor marked malicious or closed. High risk first, then by program."""
+    neither excluded by name nor marked malicious or closed. High risk first, then by program.
+
+    A host past its budget of new programs is one Flood line, its programs not listed (so the list, and a
+    default press, cost the same whatever one key sends), unless it is `hostname` (someone asked for that
+    host by name: only its candidates are listed) or `whole` (a press that names its keys: any may be one).
+    """
     active = ModelVersion.objects.filter(is_active=True).first()
     excluded = _excluded_names(exclude)
+    pending = ProcessRecord.objects.filter(_pending_flags(active))
+    floods = {} if whole else host_floods(pending, hostname=hostname)
     candidates = [
-        c for c in flagged_candidates(ProcessRecord.objects.filter(_pending_flags(active)))
+        c for c in flagged_candidates(pending, floods=floods)
         # Re-opened after closing: in front of people again, still never learned unless someone re-triages it.
         if c.status not in Alert.NOT_LEARNABLE and not c.reopened and c.name_norm.lower() not in excluded
+        and (not hostname or c.hostname == hostname)
     ]
-    late = _late_history(_pending_flags(active))
+    late = _late_history(_pending_flags(active) & ~Q(endpoint_id__in=list(floods)))
     per_host: dict[str, int] = defaultdict(int)
     for c in candidates:
         per_host[c.hostname] += 1
@@ -61,16 +70,7 @@ def _press_candidates(*, exclude=()) -> tuple[list[Candidate], ModelVersion | No
     for c in [c for c in candidates if c.default][cap:]:  # a default press stays within what one press may approve
         c.held.append(f"beyond the {cap} items one press may approve; press again once this run is done")
     candidates.sort(key=lambda c: not c.default)  # stable: those just held move behind the ones that stay ticked
-    return candidates, active
-
-
-def _span(seconds: float) -> str:
-    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
-        if seconds >= size:
-            n = round(seconds / size)
-            return f"{n} {unit}{'s' if n != 1 else ''}"
-    n = max(1, round(seconds))
-    return f"{n} second{'s' if n != 1 else ''}"
+    return candidates, sorted(floods.values(), key=lambda f: (-f.programs, f.hostname)), active
 
 
 def _late_history(pending: Q) -> dict[tuple, str]:
@@ -86,15 +86,16 @@ def _late_history(pending: Q) -> dict[tuple, str]:
             .values_list("endpoint__hostname", "name_norm", "exe_norm", "parent_name", "script")
             .annotate(n=Count("id"), first=Min("observed_at"), last=Max("observed_at"),
                       came=Min("snapshot__received_at"), went=Max("snapshot__received_at")))
-    return {tuple(group): (f"{n} observation{'s' if n != 1 else ''} arrived late: {_span((last - first).total_seconds())} "
-                           f"of history arrived in {_span((went - came).total_seconds())}; tick it only if you know "
+    return {tuple(group): (f"{n} observation{'s' if n != 1 else ''} arrived late: {span_words((last - first).total_seconds())} "
+                           f"of history arrived in {span_words((went - came).total_seconds())}; tick it only if you know "
                            "the host was offline")
             for *group, n, first, last, came, went in rows}
 
 
-def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None) -> dict:
-    """Every candidate a press could approve now, with its key and risk; `total` counts them all."""
-    candidates, active = _press_candidates(exclude=exclude)
+def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None, hostname: str = "") -> dict:
+    """Every candidate a press could approve now, with its key and risk; `total` counts them all. A flooding
+    host is one line in `floods` (a Flood each), its programs listed only when asked for by `hostname`."""
+    candidates, floods, active = _press_candidates(exclude=exclude, hostname=hostname)
     page = candidates[offset:None if limit is None else offset + limit]
     return {
         "as_of": timezone.now(),
@@ -107,6 +108,7 @@ def retrain_preview(*, exclude=(), offset: int = 0, limit: int | None = None) ->
             "status": c.status,
         } for c in page],
         "more": limit is not None and offset + limit < len(candidates),
+        "floods": floods,
         "active_model": active.version if active else None,
     }
 
@@ -120,7 +122,10 @@ def press_selection(*, approve: list[str] | None, exclude=(), confirmed=()) -> t
     A high-risk key is approved only when it is also in `confirmed`: a tick alone can be a
     slip or a forged form, so every door asks for the second step and this refuses without it.
     """
-    candidates, _ = _press_candidates(exclude=exclude)
+    candidates, floods, _ = _press_candidates(exclude=exclude)
+    if approve is not None and floods and set(approve) - {c.key for c in candidates}:
+        # Keys from a flooding host's own list (asked for by name): look among every candidate, at that cost.
+        candidates, _, _ = _press_candidates(exclude=exclude, whole=True)
     if approve is None:
         chosen = [c for c in candidates if c.default]
         refused: list[str] = []

@@ -188,3 +188,16 @@ def test_a_one_shot_tool_seen_only_by_its_start_is_news_too(model, hook, sync_qu
     (new,) = hook.bodies()
     assert new["kind"] == "alert.new" and new["process"]["name"] == "dumper"
     assert new["details"]["key"] == result["anomalies"][0]["key"]
+
+
+def test_a_flood_is_told_once_as_one_message_not_one_per_name(model, settings, hook, sync_queue):
+    settings.HOST_NEW_PROGRAMS_BUDGET = 20
+    with sync_queue():
+        post(agent("pg-main"), snapshot("pg-main", [
+            {"name": f"burst{i}", "exe": f"/usr/local/bin/burst{i}", "username": "postgres"} for i in range(30)],
+            seconds_ago=400))
+    assert kinds(hook) == ["host.flood"]
+    (told,) = hook.bodies()
+    assert told["host"] == {"name": "pg-main"} and told["event"] == {"severity": "high"}
+    assert told["summary"].startswith("pg-main: 30 new programs") and "30 of them new in its latest snapshot" in told["summary"]
+    assert told["url"].endswith("/alerts/?hostname=pg-main&status=all")

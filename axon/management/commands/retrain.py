@@ -20,6 +20,8 @@ class Command(BaseCommand):
         parser.add_argument("--reason", default="", help="Why (kept in the run and the audit log).")
         parser.add_argument("--list", action="store_true",
                             help="Print what a press could approve now (key, risk, program, host) and start nothing.")
+        parser.add_argument("--host", default="", metavar="HOSTNAME",
+                            help="With --list: only this host's items, one by one even if the host floods.")
         parser.add_argument("--approve", nargs="+", action="extend", default=None, metavar="KEY",
                             help="Approve exactly these keys from --list (default: the low-risk ones).")
         parser.add_argument("--confirm-high-risk", nargs="+", action="extend", default=[], metavar="KEY",
@@ -27,9 +29,9 @@ class Command(BaseCommand):
         parser.add_argument("--sync", action="store_true", help="Run the training in this process instead of the worker.")
         parser.add_argument("--timeout", type=float, default=None, help="With --wait: give up after this many seconds.")
 
-    def handle(self, *args, wait, exclude, reason, sync, timeout, list, approve, confirm_high_risk, **options):
+    def handle(self, *args, wait, exclude, reason, sync, timeout, list, approve, confirm_high_risk, host, **options):
         if list:
-            return self._list(exclude)
+            return self._list(exclude, host)
         try:
             outcome = retrain_request(actor=Actor(door=TrainingRun.Trigger.COMMAND),
                                                body={"reason": reason, "exclude": exclude, "approve": approve,
@@ -60,8 +62,10 @@ class Command(BaseCommand):
         if run.status != TrainingRun.Status.SUCCEEDED:
             raise CommandError(f"Run {run.pk} {run.get_status_display()}.")
 
-    def _list(self, exclude):
-        preview = retrain_preview(exclude=exclude)
+    def _list(self, exclude, host=""):
+        preview = retrain_preview(exclude=exclude, hostname=host)
+        for flood in preview["floods"]:
+            self.stdout.write(f"! {flood.summary}; its items are not listed: --list --host {flood.hostname}")
         self.stdout.write(f"{preview['total']} item(s) a press could approve now "
                           f"(active model: {preview['active_model'] or 'none'}); * = approved by default:")
         for item in preview["will_learn"]:

@@ -5,6 +5,10 @@ database at most every MODEL_REFRESH_SECONDS which version is active, so a new
 version (or a rollback) is in use everywhere within about a second, without a
 restart. A version whose file cannot be loaded is not used: the last good model
 keeps serving, and the reason is kept for the status endpoint.
+
+A model carries the approvals it was trained with; one revoked since stops being honoured by the
+serving model at the same refresh, not at the next version: what the revoked program does meanwhile is
+flagged at ingestion, so no later training learns it as ordinary data.
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ class ModelCache:
         self.sha256: str | None = None
         self.checked_at = float("-inf")
         self.error = ""  # why the active version is not the one serving, if it is not
+        self.approvals_state: tuple | None = None  # (count, newest id) of the approvals table when last applied
 
     def get(self):
         """(version, model) of the model to score with, or (None, None)."""
@@ -41,6 +46,32 @@ class ModelCache:
         return self.version, self.model
 
     def _refresh(self) -> None:
+        self._refresh_version()
+        self._refresh_approvals()
+
+    def _refresh_approvals(self) -> None:
+        """Drop from the serving model the approvals revoked since it was trained (new ones wait for a new model)."""
+        from django.db.models import Count, Max
+
+        from axon.approved import ApprovedSet
+        from axon.models import Approval
+
+        if self.model is None or not getattr(self.model, "approved", None):
+            return
+        state = tuple(Approval.objects.aggregate(n=Count("id"), top=Max("id")).values())
+        if state == self.approvals_state:
+            return
+        standing = set(Approval.objects.values_list("hostname", "name", "exe", "parent", "script"))
+        if revoked := self.model.approved - standing:
+            # The model also learned what it approved, as ordinary data: not honouring the approval is not
+            # enough, what it covered is flagged outright until a model trained without it serves.
+            self.model.approved = self.model.approved - revoked
+            self.model.approvals = ApprovedSet(self.model.approved)
+            self.model.revoked = ApprovedSet(getattr(self.model, "revoked", ApprovedSet(frozenset())).keys | revoked)
+            logger.info("Model v%s no longer honours %d revoked approval(s)", self.version, len(revoked))
+        self.approvals_state = state
+
+    def _refresh_version(self) -> None:
         from axon.models import ModelVersion
         from axon.store import ArtifactError, artifact_load
 
@@ -62,6 +93,7 @@ class ModelCache:
             self.error = message
             return  # the last good model, if any, keeps serving
         self.model, self.version, self.sha256, self.error = model, row["version"], row["sha256"], ""
+        self.approvals_state = None
         logger.info("Scoring with model v%s", self.version)
 
 
@@ -97,13 +129,23 @@ def to_batch(rows: list[Observation]):
     )
 
 
+REVOKED = "its approval was revoked: the model serving now learned it as normal, the next one will not"
+
+
 def score_with(model, version: int | None, rows: list[Observation]) -> Verdicts:
-    result = model.score(to_batch(rows))
+    batch = to_batch(rows)
+    result = model.score(batch)
+    flagged = np.asarray(result.flagged, dtype=bool).tolist()
+    reasons = [list(r) if f else [] for r, f in zip(result.reasons, flagged)]
+    if (revoked := getattr(model, "revoked", None)) is not None:
+        for i in np.flatnonzero(revoked.mask(batch)).tolist():
+            flagged[i] = True
+            reasons[i].append(REVOKED)
     return Verdicts(
         model_number=version,
         scores=np.round(np.asarray(result.scores, dtype=np.float64), 4).tolist(),
-        flagged=np.asarray(result.flagged, dtype=bool).tolist(),
-        reasons=[list(r) if f else [] for r, f in zip(result.reasons, result.flagged)],
+        flagged=flagged,
+        reasons=reasons,
         streaks=(np.zeros(len(rows), dtype=np.int64) if result.streak is None else result.streak).tolist(),
         reborn=(np.zeros(len(rows), dtype=bool) if result.reborn is None else result.reborn).tolist(),
     )

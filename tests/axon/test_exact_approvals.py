@@ -214,6 +214,22 @@ def test_a_program_that_ran_while_approved_is_flagged_again_after_the_approval_i
     assert "xmrig" in post(build, snapshot("build-01", [MINER], seconds_ago=5))
 
 
+def test_a_revoked_approval_stops_being_honoured_at_once_not_at_the_next_model(miner_and_one_offs, admin_client, settings):
+    """Between the revoke and the next model, the miner goes on running: the serving model flags it (it used to let it
+    through, and the next training then learned those snapshots as ordinary data)."""
+    settings.MODEL_REFRESH_SECONDS = 0
+    _, items = full_preview(admin_client)
+    miner_key = next(i["key"] for i in items if i["name"] == "xmrig")
+    press(admin_client, {"approve": [miner_key], "confirm_high_risk": [miner_key]})
+    build = miner_and_one_offs["build"]
+    assert "xmrig" not in post(build, snapshot("build-01", [MINER], seconds_ago=400))
+    approval = Approval.objects.get(name="xmrig")
+    assert admin_client.post(f"/api/axon/approvals/{approval.pk}/revoke/").status_code == 200
+    assert "xmrig" in post(build, snapshot("build-01", [MINER], seconds_ago=300))
+    assert fleet.train().status == "succeeded"
+    assert "xmrig" in post(build, snapshot("build-01", [MINER], seconds_ago=200))
+
+
 # --- issue 19 point 3: a press is what a person can review (the flood itself: test_flood.py) ---------
 
 

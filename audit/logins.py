@@ -9,7 +9,9 @@ reason with a sample of the user names: a guesser cannot write a row per attempt
 """
 from __future__ import annotations
 
+from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.core.exceptions import ValidationError
 from django.dispatch import receiver
 
 from audit.models import AuditEvent
@@ -44,3 +46,19 @@ def login_refused(sender, request, username: str, reason: str, **kwargs) -> None
     audit_record(action="login.rate_limited", request=request, resource_type="login", resource_id=_door(request),
                  outcome=AuditEvent.Outcome.DENIED, aggregate=True, aggregate_by=("reason",), sample="usernames",
                  details={"usernames": [username[:USERNAME_MAX]], "reason": reason})
+
+
+class AdminLoginForm(AdminAuthenticationForm):
+    """The admin's log-in form. Django refuses an account that may not use the admin (not staff, inactive) after
+    `authenticate()` succeeded, when no signal is sent: the right password of such an account is audited here."""
+
+    def confirm_login_allowed(self, user) -> None:
+        try:
+            super().confirm_login_allowed(user)
+        except ValidationError:
+            audit_record(action="login.refused", actor=user, request=self.request, resource_type="login",
+                         resource_id=_door(self.request), outcome=AuditEvent.Outcome.DENIED, aggregate=True,
+                         sample="usernames", details={
+                             "usernames": [user.get_username()[:USERNAME_MAX]],
+                             "reason": "inactive account" if not user.is_active else "not a staff account"})
+            raise

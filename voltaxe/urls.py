@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularJSONAPIView, SpectacularSwaggerView
 
 from audit.api import AuditEventListView
+from audit.logins import AdminLoginForm
 from audit.notifications import api as notifications_api
 from axon.urls import page as axon_page
 from telemetry.api import (
@@ -66,7 +67,7 @@ urlpatterns = [
          name="sentinel-vulnerability"),
     path("api/", include(api)),
     # The admin's own log-in view, behind the same body limit and log-in limits as the page's.
-    path("admin/login/", login_form_limited(admin.site.login)),
+    path("admin/login/", login_form_limited(admin.site.login)),  # with AdminLoginForm (below): refusals audited
     path("admin/", admin.site.urls),
     path("login/", site_login, name="login"),
     path("", include("telemetry.urls")),
@@ -78,3 +79,6 @@ handler400 = "voltaxe.views.bad_request"
 handler403 = "voltaxe.views.permission_denied"
 handler404 = "voltaxe.views.page_not_found"
 handler500 = "voltaxe.views.server_error"
+
+# The right password of an account that may not use the admin is a refusal, audited like any other log-in.
+admin.site.login_form = AdminLoginForm

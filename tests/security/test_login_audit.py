@@ -71,3 +71,16 @@ def test_guessing_many_user_names_counts_on_one_event_with_a_sample_of_them(db):
     (failed,) = AuditEvent.objects.filter(action="login.failed")
     assert failed.count == 30 and failed.details["usernames"][:3] == ["user0", "user1", "user2"]
     assert len(failed.details["usernames"]) < 30
+
+
+@pytest.mark.django_db
+def test_the_right_password_of_an_account_that_may_not_use_the_admin_is_an_audited_refusal(analyst):
+    analyst.set_password(PASSWORD)
+    analyst.is_staff = False
+    analyst.save()
+    answer = _admin(analyst.username, PASSWORD)
+    assert answer.status_code == 200 and b"staff account" in answer.content
+    (event,) = AuditEvent.objects.filter(action="login.refused")
+    assert (event.outcome, event.actor, event.resource_id) == ("denied", analyst, "/admin/login/")
+    assert event.details["usernames"] == [analyst.username] and event.details["reason"] == "not a staff account"
+    assert PASSWORD not in json.dumps(event.details)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from audit import notify
 from audit.notifications.services import messages_dispatch
+from axon.detector.risk import HIGH
 from axon.models import TrainingRun
-from axon.risk import HIGH
 from axon.selectors import approval_key, flagged_candidates
 from telemetry.models import ProcessRecord
 

@@ -76,7 +76,7 @@ model_cache = ModelCache()
 
 
 def to_batch(rows: list[Observation]):
-    from axon.features import ObservationBatch
+    from axon.detector.features import ObservationBatch
 
     return ObservationBatch(
         host=[r.host for r in rows],

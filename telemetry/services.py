@@ -163,7 +163,7 @@ def _parents_recall(preps: list[_Prepared]) -> None:
 
 def _streak_memory(preps: list[_Prepared]) -> None:
     """Number the batch's snapshots in time order (from 1), and hand each host's first one the CPU
-    streaks of the host's previous stored snapshot (axon/norms.py): two indexed reads per batch."""
+    streaks of the host's previous stored snapshot (axon/detector/norms.py): two indexed reads per batch."""
     first: dict[str, _Prepared] = {}
     for rank, prep in enumerate(sorted(preps, key=lambda p: p.snapshot.timestamp), start=1):
         for o in prep.observations:

@@ -15,7 +15,7 @@ from audit.actors import Actor, Denied, InvalidInput
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record
 from axon import notifications
-from axon.features import FEATURE_VERSION
+from axon.detector.features import FEATURE_VERSION
 from axon.models import ModelVersion, TrainingRun
 from axon.selectors import retrain_estimate_seconds
 from axon.serializers import RetrainBody, first_error

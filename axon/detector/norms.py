@@ -1,4 +1,4 @@
-"""Per-host norms the detector judges against, beside the fleet view of ``axon/features.py``. Pure numpy.
+"""Per-host norms the detector judges against, beside the fleet view of ``axon/detector/features.py``. Pure numpy.
 
 **Resources.** A program's CPU is judged against its own history *on this host* (and, when
 the host has enough of it, at this hour of the day), falling back to the pool of the hosts

@@ -40,7 +40,7 @@ Features (``FEATURE_NAMES``), each in [0, 1] except the two z-scores in [-1, 1]:
 
 Nothing seen in the window ever reaches 1.0 on a rarity feature, so a never-seen name,
 path, parent or user sits in a corner ordinary data never occupies; the model in
-``axon/training.py`` turns that corner into an explicit novelty term.
+``axon/detector/training.py`` turns that corner into an explicit novelty term.
 
 Personal accounts: a username is *shared* (``root``, ``SYSTEM``, ``www-data``...) when it is
 seen on at least two hosts and, for most of the names it runs that run on two hosts or
@@ -57,8 +57,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from axon.lineage import CommandTable
-from axon.norms import AccountSets, ResourceNorms, Schedules, judged_hosts, staples
+from axon.detector.lineage import CommandTable
+from axon.detector.norms import AccountSets, ResourceNorms, Schedules, judged_hosts, staples
 
 FEATURE_VERSION = 3  # 2: accounts, norms, schedules (detect-a) / approvals, command lines (detect-b); 3: both
 FEATURE_NAMES: tuple[str, ...] = (
@@ -76,7 +76,7 @@ PERSONAL = "<personal>"
 ALL_OS = "*"  # fleet statistics over every host, for an OS the window has no host of
 
 # (host, name, exe, parent, script), all normalized; a 4-tuple (or script None) is an approval made
-# before scripts were told apart (see axon/approved.py).
+# before scripts were told apart (see axon/detector/approved.py).
 ApprovalKey = tuple[str | None, ...]
 
 
@@ -175,7 +175,7 @@ class WindowData:
     host_snapshots: dict[str, int]  # snapshots per host in the window
     host_os: dict[str, str]  # "windows" | "darwin" | "linux" | other
     days: int | None = None  # the window's length, for messages only
-    commands: CommandTable | None = None  # distinct (host, name, argument tokens) with counts (axon/lineage.py)
+    commands: CommandTable | None = None  # distinct (host, name, argument tokens) with counts (axon/detector/lineage.py)
 
 
 @dataclass
@@ -197,7 +197,7 @@ class ObservationBatch:
     # The parent was named from the host's recent snapshots: it had exited when this one was taken.
     parent_gone: list[bool] = field(default_factory=list)
     names_only: list[bool] = field(default_factory=list)  # the agent sends names only (legacy body)
-    # The memory across snapshots (axon/norms.py): each row's streak above its CPU norm in the
+    # The memory across snapshots (axon/detector/norms.py): each row's streak above its CPU norm in the
     # host's previous stored snapshot, and which snapshot of the batch the row belongs to
     # (numbered from 1 in time order), so several snapshots of one host in one batch chain up;
     # 0 for rows that are not whole snapshots (training, re-scoring flags).
@@ -259,9 +259,9 @@ class Features:
     mem_sd: np.ndarray
     folded_user: list[str] = field(default_factory=list)
     # The host each row is judged as: itself, or a young host with no history when the snapshot
-    # shows another machine under its name (axon/norms.py: judged_hosts).
+    # shows another machine under its name (axon/detector/norms.py: judged_hosts).
     judged_host: list[str] = field(default_factory=list)
-    # The resource norm each row is judged against (axon/norms.py): this host's own when it
+    # The resource norm each row is judged against (axon/detector/norms.py): this host's own when it
     # has enough history of the program (own_norm), else the pool above; and at this hour.
     own_norm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     norm_cpu_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -523,8 +523,8 @@ class Baseline:
 
 
 def approved_mask(batch: ObservationBatch, approved) -> np.ndarray:
-    """Rows an approval covers (axon/approved.py says what one covers)."""
-    from axon.approved import ApprovedSet
+    """Rows an approval covers (axon/detector/approved.py says what one covers)."""
+    from axon.detector.approved import ApprovedSet
 
     if not isinstance(approved, ApprovedSet):
         approved = ApprovedSet(approved)

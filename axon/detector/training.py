@@ -2,7 +2,7 @@
 
 The detector combines two scores on one scale, and one threshold chosen from the data:
 
-* **Isolation Forest** over the features of ``axon/features.py``. Its training set is drawn
+* **Isolation Forest** over the features of ``axon/detector/features.py``. Its training set is drawn
   from the window's combos weighted by their counts (``sample_size`` draws, so the cost grows
   with combos, not records); each drawn observation gets a cpu and memory figure drawn from
   its combo's mean and sd. The score is scikit-learn's ``2 ** (-E[h(x)] / c(n))`` in (0, 1);
@@ -33,11 +33,11 @@ row whose ``(host, name, exe, parent, user)`` key was observed at least ``min_re
 of the weighted sample are both considered, so rare-but-repeated combos count. A snapshot
 of ordinary processes can therefore come out with no flag at all.
 
-**Command lines** (``axon/lineage.py``): argument tokens never seen with a program add a
+**Command lines** (``axon/detector/lineage.py``): argument tokens never seen with a program add a
 novelty part weighed by how settled its command lines are; parents that exited are named by
 ingestion (the reasons say so), an orphaned shell or interpreter has the parent ``<exited>``.
 
-**Approvals**: what an operator approved is never flagged; ``axon/approved.py`` says what an
+**Approvals**: what an operator approved is never flagged; ``axon/detector/approved.py`` says what an
 approval covers (the program under any ordinary parent, its own install folder's helpers, an
 interpreter with its script only). The same name from another path is judged on its own. The
 Django side keeps flagged-and-unapproved observations out of later windows, so an attack never
@@ -58,8 +58,8 @@ from typing import cast
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from axon.approved import ApprovedSet
-from axon.features import (
+from axon.detector.approved import ApprovedSet
+from axon.detector.features import (
     CPU_Z,
     EXE,
     FEATURE_NAMES,
@@ -76,8 +76,8 @@ from axon.features import (
     ObservationBatch,
     WindowData,
 )
-from axon.lineage import CommandBaseline, usual_parents
-from axon.norms import NormParams, streaks
+from axon.detector.lineage import CommandBaseline, usual_parents
+from axon.detector.norms import NormParams, streaks
 from telemetry.normalize import EXITED
 
 

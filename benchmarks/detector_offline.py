@@ -39,7 +39,7 @@ from telemetry.normalize import (  # noqa: E402
 )
 
 MIB = 1024 * 1024
-PARENT_MEMORY = timedelta(hours=2)  # as telemetry.services
+PARENT_MEMORY = timedelta(hours=2)  # as telemetry.ingest
 PARENT_MEMORY_SNAPSHOTS = 6
 
 

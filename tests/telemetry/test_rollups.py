@@ -10,7 +10,7 @@ from django.utils import timezone
 from axon.selectors import exe_key
 from axon.services.window import TRAINABLE, window_aggregate
 from telemetry.models import HostDay, ProcessRecord, ProcessRollup
-from telemetry.services import telemetry_prune
+from telemetry.retention import telemetry_prune
 from tests import fleet
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -74,29 +74,32 @@ def audit_record(
     try:
         # A savepoint: a failed insert must not spoil the caller's transaction.
         with transaction.atomic():
-            if aggregate:
-                same = AuditEvent.objects.filter(**fields, last_seen__gte=now - AGGREGATE_WINDOW)
-                for key in aggregate_by:
-                    same = same.filter(**{f"details__{key}": details[key]})
-                # Locked, so that concurrent repeats each add their count and their sample.
-                event = same.select_for_update().order_by("-last_seen").first()
-                if event is not None:
-                    event.count += count
-                    event.last_seen = now
-                    if sample:
-                        kept = event.details.get(sample, [])
-                        event.details[sample] = kept + [v for v in details[sample] if v not in kept][:SAMPLE_MAX - len(kept)]
-                    event.save(update_fields=["count", "last_seen", "details"])
-                    return event
-            return AuditEvent.objects.create(
-                **fields,
-                timestamp=now,
-                last_seen=now,
-                count=count,
-                user_agent=(user_agent if user_agent is not None
-                            else request.META.get("HTTP_USER_AGENT", "") if request is not None else "")[:USER_AGENT_MAX],
-                details=details,
-            )
+            event = _last_repeat(fields, details, aggregate_by, now) if aggregate else None
+            if event is not None:
+                return _count_repeat(event, count=count, details=details, sample=sample, now=now)
+            if user_agent is None:
+                user_agent = request.META.get("HTTP_USER_AGENT", "") if request is not None else ""
+            return AuditEvent.objects.create(**fields, timestamp=now, last_seen=now, count=count,
+                                             user_agent=user_agent[:USER_AGENT_MAX], details=details)
     except Exception:
         logger.exception("Could not record audit event %s (%s) for %s", action, outcome, actor_name(user) or "-")
         return None
+
+
+def _last_repeat(fields: dict, details: dict, aggregate_by: tuple[str, ...], now) -> AuditEvent | None:
+    """The last identical event within AGGREGATE_WINDOW, locked, so that concurrent repeats each add
+    their count and their sample."""
+    same = AuditEvent.objects.filter(**fields, last_seen__gte=now - AGGREGATE_WINDOW)
+    for key in aggregate_by:
+        same = same.filter(**{f"details__{key}": details[key]})
+    return same.select_for_update().order_by("-last_seen").first()
+
+
+def _count_repeat(event: AuditEvent, *, count: int, details: dict, sample: str, now) -> AuditEvent:
+    event.count += count
+    event.last_seen = now
+    if sample:
+        kept = event.details.get(sample, [])
+        event.details[sample] = kept + [v for v in details[sample] if v not in kept][:SAMPLE_MAX - len(kept)]
+    event.save(update_fields=["count", "last_seen", "details"])
+    return event

@@ -13,8 +13,8 @@ from rest_framework.views import APIView
 
 from audit.actors import Actor, Denied, InvalidInput
 from audit.services import actor_name
+from axon.detector.risk import Candidate
 from axon.models import AlertChange, Approval, ModelVersion, TrainingRun
-from axon.risk import Candidate
 from axon.schema import (
     AlertDetail,
     AlertPage,

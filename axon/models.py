@@ -124,6 +124,22 @@ class TrainingRun(models.Model):
         return None
 
 
+class RetrainPress(models.Model):
+    """A press that went through: it started the run or joined the one in flight. Written with the press itself,
+    so the per-user rate limit counts every one, whatever became of its audit event."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    run = models.ForeignKey(TrainingRun, on_delete=models.CASCADE, related_name="presses")
+    joined = models.BooleanField(default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["user", "created_at"], name="retrain_press_user_time")]
+
+    def __str__(self) -> str:
+        return f"press of run {self.run_id} by user {self.user_id}"
+
+
 class ModelVersion(models.Model):
     class Status(models.TextChoices):
         ACTIVE = "active"

@@ -12,8 +12,8 @@ from urllib.parse import quote
 
 from audit import notify
 from audit.notifications.services import messages_dispatch
+from axon.detector.risk import HIGH
 from axon.models import TrainingRun
-from axon.risk import HIGH
 from axon.selectors import Flood, approval_key, flagged_candidates, host_floods
 from telemetry.models import ProcessRecord
 

@@ -18,7 +18,9 @@ import time
 
 import numpy as np
 from django.conf import settings
+from django.db.models import Count, Max
 
+from axon.detector.approved import ApprovedSet
 from telemetry.scoring import Observation, Verdicts
 
 logger = logging.getLogger(__name__)
@@ -51,9 +53,6 @@ class ModelCache:
 
     def _refresh_approvals(self) -> None:
         """Drop from the serving model the approvals revoked since it was trained (new ones wait for a new model)."""
-        from django.db.models import Count, Max
-
-        from axon.approved import ApprovedSet
         from axon.models import Approval
 
         if self.model is None or not getattr(self.model, "approved", None):
@@ -108,7 +107,7 @@ model_cache = ModelCache()
 
 
 def to_batch(rows: list[Observation]):
-    from axon.features import ObservationBatch
+    from axon.detector.features import ObservationBatch
 
     return ObservationBatch(
         host=[r.host for r in rows],

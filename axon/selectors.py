@@ -16,10 +16,10 @@ from django.db.models.functions import RowNumber
 from django.utils import timezone
 
 from audit.actors import InvalidInput
+from axon.detector.risk import SPREADING_HOSTS, Candidate, Fleet, assess
+from axon.detector.severity import severity
 from axon.models import Alert, AlertChange, Approval, ModelVersion, TrainingRun
-from axon.risk import SPREADING_HOSTS, Candidate, Fleet, assess
 from axon.scoring import model_cache
-from axon.severity import severity
 from telemetry.models import ProcessRecord
 from telemetry.normalize import normalize_exe
 from telemetry.scoring import Observation

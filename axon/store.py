@@ -8,10 +8,12 @@ or does not match is fetched again from the database, never loaded.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import logging
 import os
 import pickle
+import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -27,6 +29,23 @@ logger = logging.getLogger(__name__)
 # 1,000-host model in 0.4 s where joblib's Python-level one took 3.6 s (and loads it 7 times
 # faster, which is what every app host does when a version goes live).
 MAGIC = b"voltaxe-model pickle5+zlib\n"
+
+
+# Models pickled before the detector's pure core moved to axon/detector name its classes by the old
+# modules; they load as the same classes under the new names.
+MOVED = {f"axon.{m}": f"axon.detector.{m}" for m in ("features", "training", "norms", "lineage", "approved", "risk", "severity")}
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module_name, global_name, /):
+        return super().find_class(MOVED.get(module_name, module_name), global_name)
+
+
+def _joblib_load(data: bytes):
+    # joblib builds its own unpickler: the old names are made importable instead (only older files get here).
+    for old, new in MOVED.items():
+        sys.modules.setdefault(old, importlib.import_module(new))
+    return joblib.load(io.BytesIO(data))
 
 
 class ArtifactError(RuntimeError):
@@ -92,8 +111,8 @@ def artifact_load(relative_path: str, sha256: str, *, version: int | None = None
                             if "sha256" in problem else f"Model file {relative_path} {problem}.")
     try:
         if data.startswith(MAGIC):
-            return pickle.loads(zlib.decompress(data[len(MAGIC):]))  # its sha256 was checked above
-        return joblib.load(io.BytesIO(data))
+            return _Unpickler(io.BytesIO(zlib.decompress(data[len(MAGIC):]))).load()  # its sha256 was checked above
+        return _joblib_load(data)
     except Exception as exc:  # verified bytes that still fail to load are a bug or a version skew
         raise ArtifactError(f"Model v{version or '?'} ({relative_path}) could not be loaded: {exc}.") from exc
 

@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from axon.features import ComboTable, ObservationBatch, WindowData  # noqa: E402
-from axon.lineage import CommandTable  # noqa: E402
-from axon.training import DetectorModel, train  # noqa: E402
+from axon.detector.features import ComboTable, ObservationBatch, WindowData  # noqa: E402
+from axon.detector.lineage import CommandTable  # noqa: E402
+from axon.detector.training import DetectorModel, train  # noqa: E402
 from telemetry.normalize import (  # noqa: E402
     EXITED,
     command_parts,
@@ -39,7 +39,7 @@ from telemetry.normalize import (  # noqa: E402
 )
 
 MIB = 1024 * 1024
-PARENT_MEMORY = timedelta(hours=2)  # as telemetry.services
+PARENT_MEMORY = timedelta(hours=2)  # as telemetry.ingest
 PARENT_MEMORY_SNAPSHOTS = 6
 
 

@@ -53,7 +53,7 @@ def main() -> int:
     from django.utils import timezone
 
     from telemetry.partitions import partition_days, partitions_ensure
-    from telemetry.services import telemetry_prune
+    from telemetry.retention import telemetry_prune
 
     now = timezone.now().replace(minute=0, second=0, microsecond=0)
     start = now - timedelta(days=args.days)

@@ -9,7 +9,7 @@ DIR holds snapshots.jsonl.gz, labels.jsonl.gz and manifest.json written by
 
 What happens, in file order:
 1. `baseline` (timestamps before the manifest's steady_start) goes through
-   telemetry.services.snapshot_ingest_batch in batches of ~100; no model exists, so it is stored unscored.
+   telemetry.ingest.snapshot_ingest_batch in batches of ~100; no model exists, so it is stored unscored.
 2. The first model is trained the way an operator would: `manage.py retrain --sync --wait` in a subprocess.
 3. `steady` and `install` are ingested; each ingestion response says which rows it flagged.
 4. At the manifest's panic_at the panic button is pressed with the manifest's `exclude_on_panic` names:
@@ -359,7 +359,7 @@ def replay(directory: Path, *, retrain: Callable[..., dict], batch_size: int = 1
     """Ingest the scenario in file order; train before `steady`, press the button at `panic_at`."""
     from django.db import reset_queries
 
-    from telemetry.services import snapshot_ingest_batch
+    from telemetry.ingest import snapshot_ingest_batch
 
     manifest = manifest or read_manifest(directory)
     steady_start, panic_at = parse_ts(manifest["steady_start"]), parse_ts(manifest["panic_at"])

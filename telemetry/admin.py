@@ -6,8 +6,8 @@ from rest_framework_simplejwt.token_blacklist.models import OutstandingToken
 
 from audit.actors import Actor
 from audit.services import audit_record
+from telemetry.agent_keys import agent_host_move, agent_notify
 from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
-from telemetry.services import agent_host_move, agent_notify
 from voltaxe.admin_base import ReadOnlyAdmin
 
 admin.site.site_header = "Voltaxe administration"

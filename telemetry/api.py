@@ -12,6 +12,7 @@ from rest_framework_simplejwt.authentication import JWTAuthentication
 from telemetry.authentication import AgentBasicAuthentication, AgentKeyAuthentication, IsAgent
 from telemetry.event_formats import SYSMON
 from telemetry.events import MAX_EVENTS, events_ingest, records_ingest, records_parse
+from telemetry.ingest import IngestRefused, host_report, snapshot_ingest, snapshot_ingest_batch
 from telemetry.models import ProcessRecord
 from telemetry.schema import (
     PROCESS_START_RECORDS,
@@ -27,14 +28,7 @@ from telemetry.schema import (
     SnapshotResult,
     Summary,
 )
-from telemetry.services import (
-    IngestRefused,
-    anomalies_list,
-    host_report,
-    snapshot_ingest,
-    snapshot_ingest_batch,
-    telemetry_summary,
-)
+from telemetry.selectors import anomalies_list, telemetry_summary
 from telemetry.validation import PayloadError
 from voltaxe.api import BadRequest, CanViewTelemetry, next_page_url, parse_int, parse_since, query_text
 from voltaxe.schema import Detail, refusals

@@ -29,21 +29,12 @@ from django.utils import timezone
 
 from audit.models import AuditEvent
 from audit.services import audit_record
+from telemetry.agent_keys import agent_hosts_refused
+from telemetry.ingest import IngestRefused, _name_key, _prepare, _record_rows, _records_insert, _refusals, _retrying_once, _slice
 from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import guess_os
 from telemetry.rollups import rollups_add
 from telemetry.scoring import alert_key, observations_score, records_stored
-from telemetry.services import (
-    IngestRefused,
-    _name_key,
-    _prepare,
-    _record_rows,
-    _records_insert,
-    _refusals,
-    _retrying_once,
-    _slice,
-    agent_hosts_refused,
-)
 from telemetry.validation import (
     MAX_CMDLINE,
     MAX_EXE,
@@ -160,7 +151,7 @@ def _stored_body(carrier: Snapshot, host: str) -> dict:
 
 def _endpoints_touch(events: list[tuple[EventIn, str]], agent: AgentKey | None) -> dict[str, int]:
     """Create the hosts not known yet and move last_seen forward (in hostname order: see
-    telemetry.services._endpoints_touch). An event says nothing of the host's OS or its agent's
+    telemetry.ingest._endpoints_touch). An event says nothing of the host's OS or its agent's
     kind, so a known host keeps both."""
     newest: dict[str, tuple[datetime, str]] = {}
     for event, os_name in events:

@@ -155,7 +155,7 @@ class ProcessRecord(models.Model):
     model_number = models.PositiveIntegerField(null=True, blank=True, help_text="The number of the model version that scored it.")
     status = models.CharField(max_length=16, choices=Status.choices, default="", blank=True)
     # Consecutive snapshots of this host, this one included, in which this program's CPU was far
-    # above its norm (axon/norms.py): the next snapshot carries on from it. 0 when unscored.
+    # above its norm (axon/detector/norms.py): the next snapshot carries on from it. 0 when unscored.
     cpu_streak = models.PositiveSmallIntegerField(default=0, db_default=0)
     # The executable's SHA-256 where the source gives one (process-start events), lower-case hex.
     sha256 = models.CharField(max_length=64, blank=True, default="", db_default="")

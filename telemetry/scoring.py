@@ -25,7 +25,7 @@ class Observation:
     args: str = ""  # normalized argument tokens, space-separated
     parent_gone: bool = False  # the parent was named from the host's recent snapshots: it had exited
     names_only: bool = False  # the agent sent process names only (a legacy body)
-    # Memory across snapshots (axon/norms.py): this program's streak above its CPU norm in the
+    # Memory across snapshots (axon/detector/norms.py): this program's streak above its CPU norm in the
     # host's previous stored snapshot, and the position of this row's snapshot in the batch
     # (from 1; 0: the row is not part of a whole snapshot).
     prior_streak: int = 0

@@ -4,7 +4,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from telemetry.partitions import partitions_ahead
-from telemetry.services import telemetry_prune
+from telemetry.retention import telemetry_prune
 
 
 def retention_task() -> str:

@@ -17,7 +17,7 @@ from django.utils import timezone
 
 from telemetry.hosts import hosts_late
 from telemetry.models import Snapshot
-from telemetry.services import telemetry_summary
+from telemetry.selectors import telemetry_summary
 
 
 def _require_viewer(request) -> None:

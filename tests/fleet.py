@@ -9,7 +9,7 @@ from audit.actors import Actor
 from axon.services.press import retrain_request
 from axon.services.runs import retrain_run
 from telemetry.demo import demo_payloads
-from telemetry.services import snapshot_ingest_batch
+from telemetry.ingest import snapshot_ingest_batch
 
 
 def ingest(payloads) -> list[dict]:

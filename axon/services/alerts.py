@@ -6,8 +6,8 @@ from django.db import transaction
 from audit.actors import Actor, Denied, InvalidInput
 from audit.models import AuditEvent
 from audit.services import actor_name
+from axon.detector.risk import Candidate
 from axon.models import Alert, AlertChange
-from axon.risk import Candidate
 from axon.selectors import Flood, flagged_candidates, host_floods
 from axon.serializers import TriageBody, first_error
 from telemetry.models import ProcessRecord

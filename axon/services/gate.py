@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from django.utils import timezone
 
+from axon.detector.gate import gate_judge
 from axon.models import ModelVersion
 from axon.scoring import score_with
 from axon.selectors import HOST, OBSERVED, observations
@@ -22,9 +23,6 @@ RECENT_EVAL_HOURS = 24
 # Enough to resolve a 0.005 % flag rate, far finer than the gate's margins; every row is scored
 # twice at each press (the candidate and the active model), 1.6 s for 50,000 at a million records.
 RECENT_EVAL_LIMIT = 20_000
-# A candidate that flags this much more of recent ordinary data than the active model is held back.
-GATE_ABSOLUTE = 0.005
-GATE_RELATIVE = 2.0
 
 
 def _recent_ordinary(*, limit: int) -> list[Observation]:
@@ -42,25 +40,6 @@ def _flags_by_host(model, rows: list[Observation]) -> Counter[str]:
         return Counter()
     verdicts = score_with(model, 0, rows)
     return Counter(r.host for r, f in zip(rows, verdicts.flagged) if f)
-
-
-def gate_judge(candidate: Counter[str], active: Counter[str], rows: Counter[str]) -> tuple[bool, list[str]]:
-    """(held back, the hosts where the candidate flags most beyond the active model).
-
-    A candidate that flags much more of recent ordinary data than the active model is held back,
-    unless one host alone makes the difference: then that host is odd (a stolen key's listing, a
-    machine mid-reinstall), not the model, and it must not hold back every model of the fleet.
-    """
-    def over(hosts: list[str]) -> bool:
-        n = sum(rows[h] for h in hosts)
-        c, a = sum(candidate[h] for h in hosts) / n, sum(active[h] for h in hosts) / n
-        return c > max(a * GATE_RELATIVE, a + GATE_ABSOLUTE)
-
-    excess = sorted((h for h in rows if candidate[h] > active[h]), key=lambda h: (active[h] - candidate[h], h))
-    if not over(list(rows)):
-        return False, []
-    rest = [h for h in rows if h != excess[0]] if excess else list(rows)
-    return (not rest or over(rest)), excess[:3]
 
 
 def gate_check(model, active: ModelVersion | None) -> tuple[str, dict]:

@@ -15,8 +15,8 @@ from audit.actors import Actor, Denied, InvalidInput
 from audit.models import AuditEvent
 from audit.services import actor_name, audit_record
 from axon import notifications
-from axon.features import FEATURE_VERSION
-from axon.models import ModelVersion, TrainingRun
+from axon.detector.features import FEATURE_VERSION
+from axon.models import ModelVersion, RetrainPress, TrainingRun
 from axon.selectors import retrain_estimate_seconds
 from axon.serializers import RetrainBody, first_error
 from axon.services.publish import jsonable
@@ -78,8 +78,7 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
     retrain_estimate_seconds()
     in_flight = _in_flight_after_reaping()
     if in_flight is not None:
-        actor.audit("retrain.joined", resource_type="training_run", resource_id=in_flight.pk, details=details)
-        return RetrainOutcome(run=in_flight, started=False)
+        return _join(actor, in_flight, details)
     try:
         approved, unticked, refused = ([], [], []) if scheduled else press_selection(
             approve=data["approve"], exclude=exclude, confirmed=data["confirm_high_risk"])
@@ -87,7 +86,7 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
         actor.audit("retrain.invalid", resource_type="training_run", outcome=AuditEvent.Outcome.DENIED, aggregate=True,
                     details={"trigger": actor.door, "errors": jsonable(exc.errors)})
         raise
-    user = actor.user if getattr(actor.user, "pk", None) else None
+    user = _person(actor)
     try:
         with transaction.atomic():
             run = TrainingRun.objects.create(
@@ -95,12 +94,13 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
                 triggered_by_name=actor_name(actor.user) or ("scheduler" if scheduled else ""),
                 reason=reason, exclude=exclude, approve=not scheduled, approved=approved, message="Waiting for a worker.",
             )
+            if user is not None:
+                RetrainPress.objects.create(user=user, run=run)
     except IntegrityError:
         running = TrainingRun.objects.filter(status__in=TrainingRun.IN_FLIGHT).first()
         if running is None:  # it finished between our insert and this read; press again
             return retrain_request(actor=actor, body=body, enqueue=enqueue)
-        actor.audit("retrain.joined", resource_type="training_run", resource_id=running.pk, details=details)
-        return RetrainOutcome(run=running, started=False)
+        return _join(actor, running, details)
     actor.audit("retrain.started", resource_type="training_run", resource_id=run.pk, details={
         **details, "approve_given": data["approve"] is not None, "approved": [a["key"] for a in approved],
         "unticked": unticked, "not_approvable": refused})
@@ -108,6 +108,17 @@ def retrain_request(*, actor: Actor, body=None, enqueue: bool = True) -> Retrain
     if enqueue:
         _enqueue(run)
     return RetrainOutcome(run=run, started=True)
+
+
+def _person(actor: Actor):
+    return actor.user if getattr(actor.user, "pk", None) else None
+
+
+def _join(actor: Actor, run: TrainingRun, details: dict) -> RetrainOutcome:
+    if (user := _person(actor)) is not None:
+        RetrainPress.objects.create(user=user, run=run, joined=True)
+    actor.audit("retrain.joined", resource_type="training_run", resource_id=run.pk, details=details)
+    return RetrainOutcome(run=run, started=False)
 
 
 def _press_body(actor: Actor, body) -> dict:
@@ -137,18 +148,18 @@ def _in_flight_after_reaping() -> TrainingRun | None:
 def _rate_limit_wait(user) -> tuple[int, str] | None:
     """Sliding windows over what was recorded: (seconds to wait, scope) when over a limit.
 
-    Per user, the presses that went through (started a run or joined one, from the audit
-    log); for the team, the runs people started. So a limit means "N in any period", not
-    "N per clock window", and a refused press (denied, invalid, limited) uses nothing up.
+    Per user, the presses that went through (started a run or joined one); for the team, the
+    runs people started. Both are rows written with the press, never its audit event: an audit
+    write that failed is swallowed, and would have let that press go uncounted. A limit means
+    "N in any period", not "N per clock window", and a refused press (denied, invalid,
+    limited) uses nothing up.
     """
     now = timezone.now()
-    presses = AuditEvent.objects.filter(actor=user, action__in=("retrain.started", "retrain.joined"))
-    runs = TrainingRun.objects.filter(trigger__in=PERSON_DOORS)
-    for scope, rate, times in (("user", settings.RETRAIN_USER_RATE, presses.values_list("timestamp", flat=True)),
-                               ("global", settings.RETRAIN_GLOBAL_RATE, runs.values_list("created_at", flat=True))):
+    for scope, rate, rows in (("user", settings.RETRAIN_USER_RATE, RetrainPress.objects.filter(user=user)),
+                              ("global", settings.RETRAIN_GLOBAL_RATE, TrainingRun.objects.filter(trigger__in=PERSON_DOORS))):
         limit, period = parse_rate(rate)
-        field_name = "timestamp" if scope == "user" else "created_at"
-        recent = list(times.filter(**{f"{field_name}__gt": now - period}).order_by(f"-{field_name}")[:limit])
+        recent = list(rows.filter(created_at__gt=now - period).order_by("-created_at")
+                      .values_list("created_at", flat=True)[:limit])
         if len(recent) >= limit:
             # The window frees up when the oldest of the last `limit` runs leaves it.
             return max(1, math.ceil((recent[-1] + period - now).total_seconds())), scope

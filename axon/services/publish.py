@@ -12,14 +12,14 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
-from axon.features import FEATURE_NAMES, FEATURE_VERSION
+from axon.detector.features import FEATURE_NAMES, FEATURE_VERSION
+from axon.detector.training import InsufficientData, TrainParams, train
 from axon.models import Approval, ModelArtifact, ModelVersion, TrainingRun
 from axon.services.approvals import approvals_create
 from axon.services.gate import gate_check
 from axon.services.versions import model_version_activate
 from axon.services.window import window_aggregate
 from axon.store import artifact_write
-from axon.training import InsufficientData, TrainParams, train
 
 
 class Rejected(Exception):

@@ -9,8 +9,8 @@ from django.db.models import Count, F, Max, Min, Q
 from django.utils import timezone
 
 from audit.actors import InvalidInput
+from axon.detector.risk import HIGH, Candidate
 from axon.models import Alert, ModelVersion
-from axon.risk import HIGH, Candidate
 from axon.selectors import Flood, flagged_candidates, host_floods, span_words
 from telemetry.models import ProcessRecord
 from telemetry.normalize import normalize_name

@@ -10,8 +10,8 @@ from django.db import connection, transaction
 from django.db.models import Count, FloatField, Max, Min, Q, Sum
 from django.db.models.functions import Cast
 
-from axon.features import SUM_COLUMNS, ComboTable, WindowData
-from axon.lineage import CommandTable
+from axon.detector.features import SUM_COLUMNS, ComboTable, WindowData
+from axon.detector.lineage import CommandTable
 from axon.selectors import exe_key
 from telemetry.models import Endpoint, HostDay, ProcessRecord, ProcessRollup, Snapshot
 from telemetry.rollups import CPU, HOUR_COUNTS, HOUR_CPU, KEY_TEXT, MEM_MIB, SUMS

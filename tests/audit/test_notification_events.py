@@ -9,7 +9,7 @@ from django.core.management import call_command
 from audit.actors import Actor
 from axon.models import Approval, ModelVersion
 from axon.services import publish
-from telemetry.services import agent_host_move
+from telemetry.agent_keys import agent_host_move
 from tests import fleet
 from tests.axon.test_exact_approvals import MINER, agent, post, press, snapshot
 from tests.conftest import client_for

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from axon.features import (
+from axon.detector.features import (
     EXE,
     FEATURE_NAMES,
     FEATURE_VERSION,

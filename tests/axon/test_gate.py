@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from axon.services.gate import GATE_ABSOLUTE, gate_judge
+from axon.detector.gate import GATE_ABSOLUTE, gate_judge
 
 ROWS = Counter({"web-1": 1000, "web-2": 1000, "db-1": 1000, "build-01": 1000})
 

@@ -1,7 +1,9 @@
 """Model versions: immutable verified files, one active version, rollback, the promotion gate, hot swap."""
 import hashlib
 import io
+import pickle
 import time
+import zlib
 
 import joblib
 import pytest
@@ -79,6 +81,34 @@ def test_a_model_written_by_an_earlier_release_with_joblib_still_scores(two_vers
     assert len(batch) == 50 and score_with(old, 1, batch).scores == score_with(model, 2, batch).scores
 
 
+def _as_before_the_move(model, fmt: str) -> bytes:
+    """The model as a release before axon/detector wrote it: its classes named by the old modules.
+
+    Protocol 0 names each class as text, so the old module names can be written in place."""
+    if fmt == "joblib":
+        buffer = io.BytesIO()
+        joblib.dump(model, buffer, protocol=0)
+        return buffer.getvalue().replace(b"caxon.detector.", b"caxon.")
+    return MAGIC + zlib.compress(pickle.dumps(model, protocol=0).replace(b"caxon.detector.", b"caxon."))
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("fmt", ["pickle", "joblib"])
+def test_a_model_pickled_before_the_detector_moved_still_scores(two_versions, fmt):
+    v1, v2 = two_versions
+    model = artifact_load(v2.artifact_path, v2.sha256, version=2)
+    data = _as_before_the_move(model, fmt)
+    assert b"caxon.training\nDetectorModel" in (data if fmt == "joblib" else zlib.decompress(data[len(MAGIC):]))
+    ModelVersion.objects.filter(pk=v1.pk).update(sha256=hashlib.sha256(data).hexdigest())
+    ModelArtifact.objects.filter(model_version=v1).update(data=data)
+    (store_dir() / v1.artifact_path).unlink()
+    v1.refresh_from_db()
+    old = artifact_load(v1.artifact_path, v1.sha256, version=1)
+    assert type(old) is type(model)
+    batch = observations(ProcessRecord.objects.annotate(**HOST)[:50])
+    assert len(batch) == 50 and score_with(old, 1, batch).scores == score_with(model, 2, batch).scores
+
+
 @pytest.mark.django_db
 def test_a_tampered_cache_is_fetched_again_from_the_database_and_a_deleted_one_is_harmless(two_versions, settings):
     v1, v2 = two_versions
@@ -132,9 +162,9 @@ def test_a_corrupt_file_with_no_good_model_leaves_snapshots_unscored_and_says_wh
 
 def noisy_candidate(monkeypatch, flags) -> None:
     """The next trained model flags what `flags(batch)` says; the active model (the gate's yardstick) scores as ever."""
-    import axon.training
+    import axon.detector.training
 
-    real = axon.training.DetectorModel.score
+    real = axon.detector.training.DetectorModel.score
 
     def noisy(self, batch):
         result = real(self, batch)
@@ -142,7 +172,7 @@ def noisy_candidate(monkeypatch, flags) -> None:
         result.reasons = [["forced"] for _ in result.reasons]
         return result
 
-    monkeypatch.setattr(axon.training.DetectorModel, "score", noisy)
+    monkeypatch.setattr(axon.detector.training.DetectorModel, "score", noisy)
     original_load = gate.artifact_load
 
     def load_active(path, sha, **kwargs):

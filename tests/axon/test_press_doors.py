@@ -6,6 +6,7 @@ from datetime import timedelta
 
 import pytest
 import time_machine
+from django.db import DatabaseError
 from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -59,6 +60,21 @@ def test_the_global_limit_slides_too_and_says_when_the_oldest_press_leaves_the_h
         refused = client_for(third).post(URL)
     assert refused.status_code == 429 and refused.json()["retry_after"] == 57 * 60
     assert "the team has pressed" in refused.json()["detail"]
+
+
+def test_a_press_whose_audit_write_failed_is_still_counted(admin_user, other_admin, monkeypatch):
+    """audit_record swallows its own failures: a limit read from the audit log let such a press go uncounted."""
+    def unavailable(**fields):
+        raise DatabaseError("the audit table is unavailable")
+
+    monkeypatch.setattr(AuditEvent.objects, "create", unavailable)
+    started = client_for(admin_user).post(URL)
+    joined = client_for(other_admin).post(URL)
+    assert (started.json()["status"], joined.json()["status"]) == ("training_started", "already_running")
+    assert not AuditEvent.objects.exists()
+    TrainingRun.objects.update(status="succeeded")
+    assert [client_for(u).post(URL).status_code for u in (admin_user, other_admin)] == [429, 429]
+    assert TrainingRun.objects.count() == 1
 
 
 @pytest.mark.parametrize("body, field", [

@@ -1,7 +1,7 @@
-"""axon.risk: which flagged programs a press must not learn without a person's deliberate tick, and why, in words."""
+"""axon.detector.risk: which flagged programs a press must not learn without a person's deliberate tick, and why, in words."""
 import pytest
 
-from axon.risk import Candidate, Fleet, assess
+from axon.detector.risk import Candidate, Fleet, assess
 
 
 def risk(**kwargs):

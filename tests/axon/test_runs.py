@@ -163,7 +163,7 @@ def test_a_failed_run_gives_back_what_it_approved(v1, monkeypatch, admin_user):
 @pytest.mark.django_db
 def test_after_an_upgrade_the_maintenance_job_trains_a_model_of_the_new_features_at_once(v1):
     from axon import tasks
-    from axon.features import FEATURE_VERSION
+    from axon.detector.features import FEATURE_VERSION
 
     # The active model was built by an older release, whose feature contract this code no longer computes.
     ModelVersion.objects.filter(pk=v1.pk).update(feature_version=FEATURE_VERSION - 1)

@@ -1,9 +1,9 @@
-"""axon.severity on plain values: the rule that ranks alerts when every score is 1.00, and says why."""
+"""axon.detector.severity on plain values: the rule that ranks alerts when every score is 1.00, and says why."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from axon.severity import severity
+from axon.detector.severity import severity
 
 NOW = datetime(2026, 11, 11, 15, 0, tzinfo=UTC)
 BASE = {"risk": "low", "risk_reasons": [], "reasons": ["never seen on this host"], "score": 1.0, "threshold": 0.9,

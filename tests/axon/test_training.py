@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from sklearn.ensemble import IsolationForest
 
-from axon.features import FEATURE_NAMES, ComboTable, ObservationBatch, WindowData
-from axon.training import CompiledForest, DetectorModel, InsufficientData, TrainParams, train
+from axon.detector.features import FEATURE_NAMES, ComboTable, ObservationBatch, WindowData
+from axon.detector.training import CompiledForest, DetectorModel, InsufficientData, TrainParams, train
 
 REPO = Path(__file__).resolve().parents[2]
 DAYS = 10
@@ -208,7 +208,7 @@ def test_model_loads_and_scores_in_another_process(model, tmp_path):
     path = tmp_path / "model.joblib"
     joblib.dump(model, path)
     code = (
-        "import sys, joblib, numpy as np; from axon.features import ObservationBatch;"
+        "import sys, joblib, numpy as np; from axon.detector.features import ObservationBatch;"
         f"m = joblib.load({str(path)!r});"
         "b = ObservationBatch(['node0'], ['linux'], ['miner'], ['/tmp/m'], [''], ['root'], np.array([1]), "
         "np.array([1.0]), np.array([1.0]));"

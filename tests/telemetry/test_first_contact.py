@@ -105,9 +105,9 @@ def _deadlocking(monkeypatch, times: int) -> list[int]:
     """The process-record insert fails `times` times the way a deadlock victim does, then works."""
     from django.db import OperationalError
 
-    from telemetry import services
+    from telemetry import ingest
 
-    real, calls = services._records_insert, []
+    real, calls = ingest._records_insert, []
 
     def insert(rows):
         calls.append(1)
@@ -117,7 +117,7 @@ def _deadlocking(monkeypatch, times: int) -> list[int]:
             raise error
         return real(rows)
 
-    monkeypatch.setattr(services, "_records_insert", insert)
+    monkeypatch.setattr(ingest, "_records_insert", insert)
     return calls
 
 

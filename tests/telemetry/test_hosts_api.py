@@ -207,7 +207,7 @@ def test_process_start_events_do_not_change_a_hosts_rhythm_or_its_last_snapshot(
 
 def test_what_an_operator_loads_without_a_key_is_not_judged_late(analyst_client, start):
     """The demo loads two days in seconds: its receipt times are the loader's pace, not an agent's rhythm."""
-    from telemetry.services import snapshot_ingest
+    from telemetry.ingest import snapshot_ingest
 
     for i in range(6):  # an hour apart by their timestamps, received one after another
         with time_machine.travel(start + timedelta(seconds=2 * i), tick=False):

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from telemetry.models import ProcessRecord, Snapshot
 from telemetry.partitions import DEFAULT, partition_days, partitioned, partitions_ensure
-from telemetry.services import telemetry_prune
+from telemetry.retention import telemetry_prune
 from tests.conftest import REPO
 from tests.payloads import rich
 

@@ -10,8 +10,8 @@ from axon.services.runs import retrain_run
 from axon.services.versions import snapshots_score_pending
 from telemetry.agent import snapshot_collect
 from telemetry.demo import demo_payloads
+from telemetry.ingest import snapshot_ingest_batch
 from telemetry.models import Snapshot
-from telemetry.services import snapshot_ingest_batch
 
 
 class Command(BaseCommand):

@@ -5,8 +5,8 @@ from django.core.management.base import BaseCommand, CommandError
 
 from telemetry.agent import events_send, snapshot_collect, snapshot_send
 from telemetry.events import MAX_EVENTS, events_ingest
+from telemetry.ingest import snapshot_ingest
 from telemetry.proc_connector import ConnectorUnavailable, ExecListener
-from telemetry.services import snapshot_ingest
 
 FLUSH_SECONDS = 2.0  # a start waits at most this long to be sent, unless 1,000 are waiting
 

@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from audit.actors import Actor
-from telemetry.services import HostTaken, agent_key_create
+from telemetry.agent_keys import HostTaken, agent_key_create
 
 
 class Command(BaseCommand):

@@ -4,12 +4,12 @@ import time
 
 delay = float(os.environ.get("VOLTAXE_TEST_TRAINING_DELAY", "0"))
 if delay:
-    import axon.training
+    import axon.detector.training
 
-    _train = axon.training.train
+    _train = axon.detector.training.train
 
     def slow_train(*args, **kwargs):
         time.sleep(delay)
         return _train(*args, **kwargs)
 
-    axon.training.train = slow_train
+    axon.detector.training.train = slow_train

@@ -1,4 +1,8 @@
-"""Telemetry services: ingestion and the reads behind the Live Telemetry page."""
+"""Ingestion: process snapshots and host reports validated, normalized, scored and stored.
+
+A batch is prepared (names normalized, parents recalled from the host's recent snapshots, CPU streaks carried
+on), scored in one call, and written in one transaction by COPY, retried once on a transient error; the same
+host and time again is answered from what is stored, or refused, never overwritten."""
 from __future__ import annotations
 
 import hashlib
@@ -6,26 +10,27 @@ import io
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import cast
 
 from django.conf import settings
 from django.db import IntegrityError, OperationalError, connection, models, transaction
-from django.db.models import Max, Min, OuterRef, Q, Subquery, Sum
+from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 
-from audit import notify
-from audit.actors import Actor
 from audit.models import AuditEvent
-from audit.services import actor_name, audit_record
-from telemetry.models import AgentHost, AgentKey, Endpoint, ProcessRecord, Snapshot
+from audit.services import audit_record
+from telemetry.agent_keys import agent_hosts_refused
+from telemetry.authentication import Agent
+from telemetry.models import AgentKey, Endpoint, ProcessRecord, Snapshot
 from telemetry.normalize import EXITED, command_parts, guess_os, normalize_exe, normalize_name, resolve_parents
 from telemetry.rollups import COPY_ESCAPES, rollups_add
 from telemetry.scoring import Observation, Verdicts, observations_score, records_stored
 from telemetry.validation import PayloadError, SnapshotIn, text_field, validate_snapshot
 
 logger = logging.getLogger(__name__)
+
 
 MIB = 1024 * 1024
 # How far back a host's snapshots name a parent that has exited: a few snapshots, a short time.
@@ -163,7 +168,7 @@ def _parents_recall(preps: list[_Prepared]) -> None:
 
 def _streak_memory(preps: list[_Prepared]) -> None:
     """Number the batch's snapshots in time order (from 1), and hand each host's first one the CPU
-    streaks of the host's previous stored snapshot (axon/norms.py): two indexed reads per batch."""
+    streaks of the host's previous stored snapshot (axon/detector/norms.py): two indexed reads per batch."""
     first: dict[str, _Prepared] = {}
     for rank, prep in enumerate(sorted(preps, key=lambda p: p.snapshot.timestamp), start=1):
         for o in prep.observations:
@@ -407,40 +412,12 @@ def _retrying_once(write):
         return write()
 
 
-# Why a key may not report for a host, as the audit log says it.
-BOUND_ELSEWHERE = "host bound to another key"
-NOT_BOUND_HERE = "host not bound to this key"
-
-
-def agent_hosts_refused(*, agent: AgentKey | None, hostnames: set[str]) -> dict[str, str]:
-    """The hostnames among `hostnames` that this key may not report for, each with the reason.
-
-    A key reports for the hosts bound to it. An enrolling key is bound to each host nobody owns
-    yet as it first reports for it; a concurrent claim by another key wins or loses on the
-    hostname's unique constraint. A relay reports for hosts bound to no key too, and binds none
-    of them; a host bound to a key is that key's alone, or a relay could write it and take its
-    next timestamps (issue 19). The server itself (agent None) reports for any host.
-    """
-    if agent is None or not hostnames:
-        return {}
-    owners = dict(AgentHost.objects.filter(hostname__in=hostnames).values_list("hostname", "key_id"))
-    free = sorted(h for h in hostnames if h not in owners)
-    if free and agent.scope == AgentKey.Scope.ENROLL:
-        AgentHost.objects.bulk_create([AgentHost(hostname=h, key=agent) for h in free], ignore_conflicts=True)
-        owners.update(AgentHost.objects.filter(hostname__in=free).values_list("hostname", "key_id"))
-    relay = agent.scope == AgentKey.Scope.RELAY
-    return {h: BOUND_ELSEWHERE if h in owners else NOT_BOUND_HERE
-            for h in hostnames if owners.get(h) != agent.pk and not (relay and h not in owners)}
-
-
 def _refusals(agent: AgentKey | None, refused: dict[str, str], request) -> dict[str, IngestRefused]:
     """403 for each refused host, audited once per reason.
 
     One key can make up host names without end (2,200 refusals in 16 s): they count on one event
     per key, address and reason (audit_record's aggregate), with a sample of the names.
     """
-    from telemetry.authentication import Agent
-
     assert agent is not None  # only agent keys are bound to hosts; people never reach ingestion
 
     by_reason: dict[str, list[str]] = {}
@@ -458,9 +435,7 @@ def _refusals(agent: AgentKey | None, refused: dict[str, str], request) -> dict[
 def _conflict(agent: AgentKey | None, stored: Snapshot, key: tuple[str, datetime], request) -> IngestRefused:
     other_key = stored.agent_id != (agent.pk if agent else None)
     if agent is not None:
-        from telemetry.authentication import Agent
-
-        audit_record(
+            audit_record(
             action="ingest.conflict", actor=Agent(agent), request=request, resource_type="snapshot", resource_id=stored.pk,
             outcome=AuditEvent.Outcome.DENIED, aggregate=True,
             details={"hostname": key[0], "timestamp": key[1].isoformat(), "key": agent.prefix,
@@ -549,86 +524,6 @@ def snapshot_ingest_batch(*, payloads: list, agent: AgentKey | None = None, requ
     return [r.body if isinstance(r, IngestResult) else _item_error(r) for r in _ingest(payloads, agent, request)]
 
 
-class HostTaken(ValueError):
-    """Hosts already bound to other keys; moving them is a deliberate, audited step."""
-
-    def __init__(self, taken: dict[str, AgentKey]):
-        self.taken = taken
-        listed = ", ".join(f"{h} (key {k.name!r}, prefix {k.prefix})" for h, k in sorted(taken.items()))
-        super().__init__(f"Already bound to another agent key: {listed}. A host reports with one key at a time; "
-                         "move it deliberately (create_agent --move, or change the host binding in the admin).")
-
-
-def agent_key_create(*, name: str, hosts: list[str] | tuple = (), any_host: bool = False, move: bool = False,
-                     actor: Actor) -> tuple[AgentKey, str]:
-    """A new agent key bound to `hosts` (or a relay for any host); returns (key, the secret shown once).
-
-    A host bound to another key is refused (HostTaken) unless `move`: then it is rebound to the new
-    key, each move audited; the old key is not revoked (it keeps its other hosts). Who may is the door's
-    to check (the admin's permissions; the command is the operator's shell), as before; the audit says which door.
-    """
-    name = name.strip()[:50]
-    hosts = sorted({h.strip() for h in hosts if h.strip()})
-    if not name:
-        raise ValueError("Give the agent a name, e.g. `manage.py create_agent laptop-12`.")
-    if any_host and hosts:
-        raise ValueError("A relay key (--any-host) reports for any host; give it no --host.")
-    if not any_host and not hosts:
-        hosts = [name]
-    with transaction.atomic():
-        bound = AgentHost.objects.select_related("key").select_for_update().filter(hostname__in=hosts)
-        taken = {b.hostname: b.key for b in bound}
-        if taken and not move:
-            raise HostTaken(taken)
-        created, secret = AgentKey.objects.create_key(
-            name=name, scope=AgentKey.Scope.RELAY if any_host else AgentKey.Scope.HOSTS
-        )
-        agent = cast(AgentKey, created)
-        for hostname in hosts:
-            if hostname in taken:
-                agent_host_move(hostname=hostname, key=agent, actor=actor)
-            else:
-                AgentHost.objects.create(hostname=hostname, key=agent)
-        actor.audit("agent.created", resource_type="agent_key", resource_id=agent.prefix,
-                    details={"name": agent.name, "scope": agent.scope, "hosts": hosts, "via": actor.door})
-        agent_notify("agent.created", agent, actor.user, hosts)
-    return agent, secret
-
-
-def agent_host_move(*, hostname: str, key: AgentKey, actor: Actor) -> AgentHost:
-    """Bind `hostname` to `key` (a re-imaged machine with a new key), audited; the previous key is not revoked."""
-    with transaction.atomic():
-        binding = AgentHost.objects.select_for_update().filter(hostname=hostname).select_related("key").first()
-        previous = binding.key if binding else None
-        if binding is None:
-            binding = AgentHost.objects.create(hostname=hostname, key=key)
-        elif previous is not None and previous.pk != key.pk:
-            binding.key = key
-            binding.save(update_fields=["key"])
-        actor.audit("agent.host_moved", resource_type="host", resource_id=hostname[:64],
-                    details={"hostname": hostname, "to_key": key.prefix, "to_name": key.name,
-                             "from_key": previous.prefix if previous else None,
-                             "from_name": previous.name if previous else None, "via": actor.door,
-                             "note": "the previous key was not revoked"})
-        if previous is not None and previous.pk != key.pk:
-            agent_notify("agent.rebound", key, actor.user, [hostname], previous=previous)
-    return binding
-
-
-def agent_notify(kind: str, agent: AgentKey, actor, hosts: list[str], previous: AgentKey | None = None) -> None:
-    """Tell people of an agent key created, revoked or rebound; the message names the key by its prefix, never the key."""
-    who = actor_name(actor) or "an operator"
-    what = {"agent.created": f"created agent key {agent.name!r} ({agent.prefix}) for "
-                             f"{', '.join(hosts) if hosts else 'any host (relay)'}",
-            "agent.revoked": f"revoked agent key {agent.name!r} ({agent.prefix})",
-            "agent.rebound": f"moved host {', '.join(hosts)} to agent key {agent.name!r} ({agent.prefix})"
-                             + (f" from {previous.name!r} ({previous.prefix}), which was not revoked" if previous else "")}
-    notify.emit(kind, severity="medium", summary=f"{who} {what[kind]}", url="/admin/telemetry/agentkey/",
-                host=hosts[0] if len(hosts) == 1 else "", user=actor_name(actor),
-                details={"key_prefix": agent.prefix, "name": agent.name, "hosts": hosts,
-                         "previous_key_prefix": previous.prefix if previous else None})
-
-
 def _reported_os(data: dict) -> str:
     """The OS named in a host report: top level or in a nested host/system object, a string or {"name": ...}."""
     places = [data] + [data[k] for k in ("host_info", "host", "system", "os_info") if isinstance(data.get(k), dict)]
@@ -672,99 +567,3 @@ def host_report(*, payload, agent: AgentKey | None, request=None) -> dict:
     Endpoint.objects.filter(hostname=hostname).exclude(os=os_name).update(os=os_name)
     return {"hostname": hostname, "os": os_name, "used": ["os"],
             "detail": "The host's OS was recorded; processes are taken from process snapshots only."}
-
-
-# --- reads --------------------------------------------------------------------------
-
-
-def telemetry_summary(*, recent: int = 10) -> dict:
-    """The figures at the top of the Live Telemetry page."""
-    totals = Snapshot.objects.aggregate(
-        records=Sum("process_count"), first=Min("timestamp"), last=Max("timestamp")
-    )
-    records = totals["records"] or 0
-    hours = 0.0
-    if totals["first"] and totals["last"]:
-        hours = max((totals["last"] - totals["first"]).total_seconds() / 3600, 0.0)
-    since = timezone.now() - timedelta(hours=1)
-    # By when the records were taken, not when they arrived: a backlog or a demo loaded at once is not a rate.
-    last_hour = Snapshot.objects.filter(timestamp__gte=since, timestamp__lte=timezone.now()).aggregate(
-        n=Sum("process_count"))["n"] or 0
-    # total_records and the rate count every stored process record, an event's (one record) too;
-    # the recent snapshots are snapshots.
-    recent_rows = (
-        Snapshot.objects.filter(source=Snapshot.Source.SNAPSHOT).select_related("endpoint")
-        .order_by("-timestamp", "-id")[:recent]
-    )
-    return {
-        "total_records": records,
-        "unique_processes": _unique_processes(),
-        "unique_hosts": Endpoint.objects.count(),
-        "hours_collected": round(hours, 1),
-        "collection_rate_per_hour": last_hour,
-        "recent_snapshots": [
-            {"id": s.pk, "hostname": s.endpoint.hostname, "timestamp": s.timestamp, "process_count": s.process_count,
-             "anomaly_count": s.anomaly_count, "scored": s.model_number is not None, "model_version": s.model_number,
-             "names_only": s.endpoint.names_only}
-            for s in recent_rows
-        ],
-        # Hosts whose agent sends process names only (a Voltaxe Sentinel): judged by name rarity alone.
-        "names_only_hosts": list(
-            Endpoint.objects.filter(names_only=True).order_by("hostname").values_list("hostname", flat=True)[:200]
-        ),
-        "open_anomalies": ProcessRecord.objects.filter(flagged=True, status=ProcessRecord.Status.OPEN).count(),
-    }
-
-
-def _unique_processes() -> int:
-    """Distinct programs seen in the last 24 hours (a distinct count over all history grows with it)."""
-    from django.core.cache import cache
-
-    value = cache.get("telemetry:unique_processes")
-    if value is None:
-        since = timezone.now() - timedelta(hours=24)
-        value = ProcessRecord.objects.filter(observed_at__gte=since).values("name_norm").distinct().count()
-        cache.set("telemetry:unique_processes", value, 60)
-    return value
-
-
-def anomalies_list(*, since: datetime | None = None, hostname: str = "", status: str = "", limit: int = 50, offset: int = 0):
-    """Flagged process records, newest first; returns (rows, has_more)."""
-    qs = ProcessRecord.objects.filter(flagged=True).select_related("endpoint")
-    if since:
-        qs = qs.filter(observed_at__gte=since)
-    if hostname:
-        qs = qs.filter(endpoint__hostname=hostname)
-    if status:
-        qs = qs.filter(status=status)
-    rows = list(qs.order_by("-observed_at", "-id")[offset:offset + limit + 1])
-    return rows[:limit], len(rows) > limit
-
-
-
-def telemetry_prune(*, older_than: datetime, batch: int = 200) -> int:
-    """Delete telemetry older than `older_than`; returns how many snapshots went.
-
-    On PostgreSQL whole daily partitions of process records are dropped first; what
-    is left (the day the cut falls in, the default partition, the snapshots) goes a
-    batch at a time, so no lock is held long. The rollups lose the days wholly before
-    the cut (telemetry/rollups.py).
-    """
-    from telemetry.partitions import partitioned, partitions_drop_before
-    from telemetry.rollups import rollups_prune
-
-    rollups_prune(before=older_than.astimezone(UTC).date())
-    if partitioned():
-        dropped = partitions_drop_before(older_than)
-        if dropped:
-            logger.info("Dropped the process records of %s", ", ".join(f"{d:%Y-%m-%d}" for d in dropped))
-    deleted = 0
-    while True:
-        ids = list(Snapshot.objects.filter(timestamp__lt=older_than).order_by("timestamp").values_list("pk", flat=True)[:batch])
-        if not ids:
-            return deleted
-        with transaction.atomic():
-            # Bounded by time too, so PostgreSQL looks only in the partitions old enough to hold them.
-            ProcessRecord.objects.filter(snapshot_id__in=ids, observed_at__lt=older_than).delete()
-            Snapshot.objects.filter(pk__in=ids).delete()
-        deleted += len(ids)

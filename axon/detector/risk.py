@@ -87,7 +87,7 @@ class Candidate:
     newest_id: int = 0  # the newest flagged record's id: what arrived last
     reopened: bool = False  # closed, then flagged again
     held: list[str] = field(default_factory=list)  # why a low-risk item is still not ticked by default
-    severity: str = ""  # how urgently it needs a person (axon.severity), set by the alerts list
+    severity: str = ""  # how urgently it needs a person (axon.detector.severity), set by the alerts list
     severity_reasons: list[str] = field(default_factory=list)
     severity_rank: tuple = ()  # sorts worst first
 

@@ -2,7 +2,7 @@
 
 The detector combines two scores on one scale, and one threshold chosen from the data:
 
-* **Isolation Forest** over the features of ``axon/features.py``. Its training set is drawn
+* **Isolation Forest** over the features of ``axon/detector/features.py``. Its training set is drawn
   from the window's combos weighted by their counts (``sample_size`` draws, so the cost grows
   with combos, not records); each drawn observation gets a cpu and memory figure drawn from
   its combo's mean and sd. The score is scikit-learn's ``2 ** (-E[h(x)] / c(n))`` in (0, 1);
@@ -33,11 +33,11 @@ row whose ``(host, name, exe, parent, user)`` key was observed at least ``min_re
 of the weighted sample are both considered, so rare-but-repeated combos count. A snapshot
 of ordinary processes can therefore come out with no flag at all.
 
-**Command lines** (``axon/lineage.py``): argument tokens never seen with a program add a
+**Command lines** (``axon/detector/lineage.py``): argument tokens never seen with a program add a
 novelty part weighed by how settled its command lines are; parents that exited are named by
 ingestion (the reasons say so), an orphaned shell or interpreter has the parent ``<exited>``.
 
-**Approvals**: what an operator approved is never flagged; ``axon/approved.py`` says what an
+**Approvals**: what an operator approved is never flagged; ``axon/detector/approved.py`` says what an
 approval covers (the program under any ordinary parent, its own install folder's helpers, an
 interpreter with its script only). The same name from another path is judged on its own. The
 Django side keeps flagged-and-unapproved observations out of later windows, so an attack never
@@ -58,8 +58,8 @@ from typing import cast
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
-from axon.approved import ApprovedSet
-from axon.features import (
+from axon.detector.approved import ApprovedSet
+from axon.detector.features import (
     CPU_Z,
     EXE,
     FEATURE_NAMES,
@@ -71,13 +71,14 @@ from axon.features import (
     USER,
     ApprovalKey,
     Baseline,
+    ComboTable,
     FeatureParams,
     Features,
     ObservationBatch,
     WindowData,
 )
-from axon.lineage import CommandBaseline, usual_parents
-from axon.norms import NormParams, streaks
+from axon.detector.lineage import CommandBaseline, usual_parents
+from axon.detector.norms import NormParams, streaks
 from telemetry.normalize import EXITED
 
 
@@ -100,7 +101,7 @@ def resource_parts(batch: ObservationBatch, f: Features, p: TrainParams) -> dict
     usual = np.maximum(f.norm_cpu_mean, f.hour_cpu_mean)
     above = known & (batch.cpu > f.norm_cpu_mean + n.above_sds * f.norm_cpu_sd) & (batch.cpu - usual >= n.above_points)
     assert batch.prior_streak is not None and batch.snapshot is not None  # filled in by ObservationBatch
-    streak = streaks(f.judged_host, batch.name, batch.snapshot, batch.cpu, above, batch.prior_streak)
+    streak = streaks(f.judged_host, batch.name, batch.snapshot, cpu=batch.cpu, above=above, prior=batch.prior_streak)
     sustained = np.where(streak >= n.sustained_snapshots, np.minimum(1.0, streak / (2.0 * n.sustained_snapshots)), 0.0)
     # "spike" is for the reasons only: a row flagged for something else says its CPU stood out too
     return {"cpu": cpu, "sustained": sustained, "streak": streak, "spike": spike}
@@ -271,7 +272,7 @@ class DetectorModel:
                            np.fromiter((j != h for j, h in zip(f.judged_host, batch.host)), dtype=bool, count=len(batch)))
 
     def _reasons(self, batch: ObservationBatch, f: Features, parts: dict, forest_score: np.ndarray,
-                 i: int, resource_only: bool = False) -> list[str]:
+                 i: int, *, resource_only: bool = False) -> list[str]:
         X = f.X
         name = batch.name[i]
         os_label = f.os_label[i]
@@ -316,22 +317,30 @@ class DetectorModel:
         if f.support[i] > 0 and batch.mem[i] > f.norm_mem_mean[i] + self.params.mem_sigmas * f.norm_mem_sd[i]:
             out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.norm_mem_mean[i]:.0f} MiB {where}")
         if not out:  # the forest alone: say which features made it stand out
-            if X[i, HOST] > 0.5:
-                out.append(f"rare on this host ({int(f.host_obs[i])} of {int(f.host_snapshots[i])} snapshots)")
-            if X[i, FLEET] > 0.5 and f.hosts_with_name[i]:
-                out.append(f"seen on {f.hosts_with_name[i]} of {f.os_hosts[i]} {hosts_label}")
-            for label, col, value in (("path", EXE, batch.exe[i]), ("parent", PARENT, batch.parent[i]),
-                                      ("user", USER, batch.user[i])):
-                if X[i, col] > 0.5:
-                    out.append(f"rare {label} {value} for {name}")
-            if abs(X[i, CPU_Z]) > 0.4:
-                out.append(f"CPU {batch.cpu[i]:.0f}% vs usual {f.cpu_mean[i]:.1f}%")
-            if abs(X[i, MEM_Z]) > 0.4:
-                out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.mem_mean[i]:.0f} MiB")
-            out.append(f"unusual combination for this host (isolation score {forest_score[i]:.2f})")
+            out = _forest_reasons(batch, f, forest_score, i)
         if batch.names_only[i]:
             out.append("judged by name only: this agent does not send paths, parents or users")
         return out
+
+
+def _forest_reasons(batch: ObservationBatch, f: Features, forest_score: np.ndarray, i: int) -> list[str]:
+    X, name = f.X, batch.name[i]
+    hosts_label = "hosts" if f.os_label[i] == "*" else f"{f.os_label[i]} hosts"
+    out = []
+    if X[i, HOST] > 0.5:
+        out.append(f"rare on this host ({int(f.host_obs[i])} of {int(f.host_snapshots[i])} snapshots)")
+    if X[i, FLEET] > 0.5 and f.hosts_with_name[i]:
+        out.append(f"seen on {f.hosts_with_name[i]} of {f.os_hosts[i]} {hosts_label}")
+    for label, col, value in (("path", EXE, batch.exe[i]), ("parent", PARENT, batch.parent[i]),
+                              ("user", USER, batch.user[i])):
+        if X[i, col] > 0.5:
+            out.append(f"rare {label} {value} for {name}")
+    if abs(X[i, CPU_Z]) > 0.4:
+        out.append(f"CPU {batch.cpu[i]:.0f}% vs usual {f.cpu_mean[i]:.1f}%")
+    if abs(X[i, MEM_Z]) > 0.4:
+        out.append(f"memory {batch.mem[i]:.0f} MiB vs usual {f.mem_mean[i]:.0f} MiB")
+    out.append(f"unusual combination for this host (isolation score {forest_score[i]:.2f})")
+    return out
 
 
 def _check_enough(window: WindowData, params: TrainParams) -> None:
@@ -356,21 +365,13 @@ def _draw(mean_sum: np.ndarray, sq_sum: np.ndarray, count: np.ndarray, rng: np.r
     return np.maximum(0.0, rng.normal(mean, sd))
 
 
-def train(window: WindowData, *, approved: Collection[ApprovalKey] = (),
-          params: TrainParams | None = None) -> DetectorModel:
-    params = params or TrainParams()
-    started = time.perf_counter()
-    _check_enough(window, params)
+def _training_batch(window: WindowData, keep: np.ndarray, m: int,
+                    rng: np.random.Generator) -> tuple[ObservationBatch, np.ndarray]:
+    """m observations drawn from the combos by their counts (what the forest learns from), then every combo
+    once (for the threshold); and the combo row of each."""
     combos = window.combos
-    keep = np.flatnonzero(combos.count > 0)
-    baseline = Baseline.from_window(window, params.features)
-    rng = np.random.default_rng(params.random_state)
-
     count = combos.count[keep].astype(np.float64)
-    total = int(count.sum())
-    m = int(min(total, params.sample_size))
     drawn = keep[rng.choice(len(keep), size=m, p=count / count.sum())]
-    # the weighted sample the forest learns from, then every combo once for the threshold
     rows = np.concatenate([drawn, keep])
     # Each drawn observation at an hour drawn from its combo's hours; each combo once at its usual hour.
     by_hour = combos.hour_count[drawn].astype(np.float64)
@@ -390,19 +391,41 @@ def train(window: WindowData, *, approved: Collection[ApprovalKey] = (),
         cpu=_draw(cpu_mean_sum, combos.cpu_sq[rows], combos.count[rows], rng, spread=combos.cpu_sum[rows]),
         mem=_draw(combos.mem_sum[rows], combos.mem_sq[rows], combos.count[rows], rng),
     )
+    return batch, rows
+
+
+def _repeated_ceiling(combos: ComboTable, keep: np.ndarray, rows: np.ndarray, forest_score: np.ndarray,
+                      min_repeat: int) -> float:
+    """The highest forest score of anything seen repeatedly (min_repeat observations of its key)."""
+    key_count: dict[tuple, int] = defaultdict(int)
+    for i in keep:
+        key_count[(combos.host[i], combos.name[i], combos.exe[i], combos.parent[i], combos.user[i])] += int(combos.count[i])
+    repeated = np.fromiter(
+        (key_count[(combos.host[i], combos.name[i], combos.exe[i], combos.parent[i], combos.user[i])] >= min_repeat
+         for i in rows), dtype=bool, count=len(rows))
+    return float(forest_score[repeated].max()) if repeated.any() else float(np.quantile(forest_score, 0.999))
+
+
+def train(window: WindowData, *, approved: Collection[ApprovalKey] = (),
+          params: TrainParams | None = None) -> DetectorModel:
+    params = params or TrainParams()
+    started = time.perf_counter()
+    _check_enough(window, params)
+    combos = window.combos
+    keep = np.flatnonzero(combos.count > 0)
+    baseline = Baseline.from_window(window, params.features)
+    rng = np.random.default_rng(params.random_state)
+
+    total = int(combos.count[keep].sum())
+    m = int(min(total, params.sample_size))
+    batch, rows = _training_batch(window, keep, m, rng)
     feats = baseline.features(batch)
     iforest = IsolationForest(n_estimators=params.n_estimators, max_samples=min(params.max_samples, m),
                               random_state=params.random_state).fit(feats.X[:m])
     forest = CompiledForest(iforest)
     forest_score = forest.score(feats.X)
 
-    key_count: dict[tuple, int] = defaultdict(int)
-    for i in keep:
-        key_count[(combos.host[i], combos.name[i], combos.exe[i], combos.parent[i], combos.user[i])] += int(combos.count[i])
-    repeated = np.fromiter(
-        (key_count[(combos.host[i], combos.name[i], combos.exe[i], combos.parent[i], combos.user[i])] >= params.min_repeat
-         for i in rows), dtype=bool, count=len(rows))
-    ceiling = float(forest_score[repeated].max()) if repeated.any() else float(np.quantile(forest_score, 0.999))
+    ceiling = _repeated_ceiling(combos, keep, rows, forest_score, params.min_repeat)
     threshold = min(params.max_threshold, ceiling + params.margin)
 
     commands = CommandBaseline(window.commands, window.host_os, params.novelty_support)

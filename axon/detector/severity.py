@@ -3,7 +3,7 @@
 Pure: no Django. The model's score saturates (nearly every flag scores 1.00), so it cannot rank
 alerts by itself. Severity ranks by what a person would look at first, in this order:
 
-1. risk: a high-risk alert (see axon.risk) is high severity, more risk reasons first;
+1. risk: a high-risk alert (see axon.detector.risk) is high severity, more risk reasons first;
 2. how many independent signals the model gave (never seen on this host, rare across hosts, ...);
 3. how far the score is past the model's threshold;
 4. how many hosts flag the same program: one host alone is more suspicious than a rollout;

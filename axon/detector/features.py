@@ -40,7 +40,7 @@ Features (``FEATURE_NAMES``), each in [0, 1] except the two z-scores in [-1, 1]:
 
 Nothing seen in the window ever reaches 1.0 on a rarity feature, so a never-seen name,
 path, parent or user sits in a corner ordinary data never occupies; the model in
-``axon/training.py`` turns that corner into an explicit novelty term.
+``axon/detector/training.py`` turns that corner into an explicit novelty term.
 
 Personal accounts: a username is *shared* (``root``, ``SYSTEM``, ``www-data``...) when it is
 seen on at least two hosts and, for most of the names it runs that run on two hosts or
@@ -57,8 +57,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from axon.lineage import CommandTable
-from axon.norms import AccountSets, ResourceNorms, Schedules, judged_hosts, staples
+from axon.detector.lineage import CommandTable
+from axon.detector.norms import AccountSets, ResourceNorms, Schedules, judged_hosts, staples
 
 FEATURE_VERSION = 3  # 2: accounts, norms, schedules (detect-a) / approvals, command lines (detect-b); 3: both
 FEATURE_NAMES: tuple[str, ...] = (
@@ -76,7 +76,7 @@ PERSONAL = "<personal>"
 ALL_OS = "*"  # fleet statistics over every host, for an OS the window has no host of
 
 # (host, name, exe, parent, script), all normalized; a 4-tuple (or script None) is an approval made
-# before scripts were told apart (see axon/approved.py).
+# before scripts were told apart (see axon/detector/approved.py).
 ApprovalKey = tuple[str | None, ...]
 
 
@@ -175,7 +175,7 @@ class WindowData:
     host_snapshots: dict[str, int]  # snapshots per host in the window
     host_os: dict[str, str]  # "windows" | "darwin" | "linux" | other
     days: int | None = None  # the window's length, for messages only
-    commands: CommandTable | None = None  # distinct (host, name, argument tokens) with counts (axon/lineage.py)
+    commands: CommandTable | None = None  # distinct (host, name, argument tokens) with counts (axon/detector/lineage.py)
 
 
 @dataclass
@@ -197,7 +197,7 @@ class ObservationBatch:
     # The parent was named from the host's recent snapshots: it had exited when this one was taken.
     parent_gone: list[bool] = field(default_factory=list)
     names_only: list[bool] = field(default_factory=list)  # the agent sends names only (legacy body)
-    # The memory across snapshots (axon/norms.py): each row's streak above its CPU norm in the
+    # The memory across snapshots (axon/detector/norms.py): each row's streak above its CPU norm in the
     # host's previous stored snapshot, and which snapshot of the batch the row belongs to
     # (numbered from 1 in time order), so several snapshots of one host in one batch chain up;
     # 0 for rows that are not whole snapshots (training, re-scoring flags).
@@ -259,9 +259,9 @@ class Features:
     mem_sd: np.ndarray
     folded_user: list[str] = field(default_factory=list)
     # The host each row is judged as: itself, or a young host with no history when the snapshot
-    # shows another machine under its name (axon/norms.py: judged_hosts).
+    # shows another machine under its name (axon/detector/norms.py: judged_hosts).
     judged_host: list[str] = field(default_factory=list)
-    # The resource norm each row is judged against (axon/norms.py): this host's own when it
+    # The resource norm each row is judged against (axon/detector/norms.py): this host's own when it
     # has enough history of the program (own_norm), else the pool above; and at this hour.
     own_norm: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
     norm_cpu_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
@@ -281,6 +281,45 @@ def _rarity(share: float, decades: float, cap: float) -> float:
     if share >= 1.0:
         return 0.0
     return cap * min(1.0, -math.log10(share) / decades)
+
+
+def _per_host_name(c: ComboTable) -> tuple[dict[tuple[str, str], list[float]], dict[str, dict[tuple[str, str, str], int]]]:
+    """Per (host, name): [observations, cpu sum, cpu sq, mem sum, mem sq]; and per "exe" | "parent" | "user",
+    the observations of each (host, name, value)."""
+    counts = c.count.tolist()
+    cpu_sum, cpu_sq = c.cpu_sum.tolist(), c.cpu_sq.tolist()
+    mem_sum, mem_sq = c.mem_sum.tolist(), c.mem_sq.tolist()
+    host_name: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
+    raw: dict[str, dict[tuple[str, str, str], int]] = {k: defaultdict(int) for k in ("exe", "parent", "user")}
+    for i, host in enumerate(c.host):
+        n = counts[i]
+        if n <= 0:
+            continue
+        name = c.name[i]
+        acc = host_name[(host, name)]
+        acc[0] += n
+        acc[1] += cpu_sum[i]
+        acc[2] += cpu_sq[i]
+        acc[3] += mem_sum[i]
+        acc[4] += mem_sq[i]
+        raw["exe"][(host, name, c.exe[i])] += n
+        raw["parent"][(host, name, c.parent[i])] += n
+        raw["user"][(host, name, c.user[i])] += n
+    return host_name, raw
+
+
+def _host_hours(c: ComboTable) -> dict[str, int]:
+    """The hours of the day each host was seen at all."""
+    host_index: dict[str, int] = {}
+    for host, n in zip(c.host, c.count.tolist()):
+        if n > 0:
+            host_index.setdefault(host, len(host_index))
+    seen = np.zeros((len(host_index), 24), dtype=bool)
+    if len(c):
+        rows = np.flatnonzero(c.count > 0)
+        np.logical_or.at(seen, np.array([host_index[c.host[i]] for i in rows], dtype=np.int64),
+                         c.hour_count[rows] > 0)
+    return {h: int(seen[j].sum()) for h, j in host_index.items()}
 
 
 class Baseline:
@@ -308,40 +347,34 @@ class Baseline:
     @classmethod
     def from_window(cls, window: WindowData, params: FeatureParams | None = None) -> Baseline:
         self = cls(params)
-        p = self.params
         c = window.combos
-        self.norms = ResourceNorms.from_combos(c.host, c.name, c.count, c.cpu_sum, c.cpu_sq, c.mem_sum, c.mem_sq,
-                                               c.hour_count, c.hour_cpu)
-        counts = c.count.tolist()
-        cpu_sum, cpu_sq = c.cpu_sum.tolist(), c.cpu_sq.tolist()
-        mem_sum, mem_sq = c.mem_sum.tolist(), c.mem_sq.tolist()
+        self.norms = ResourceNorms.from_combos(c.host, c.name, count=c.count, cpu_sum=c.cpu_sum, cpu_sq=c.cpu_sq,
+                                               mem_sum=c.mem_sum, mem_sq=c.mem_sq, hour_count=c.hour_count,
+                                               hour_cpu=c.hour_cpu)
+        host_name, raw = _per_host_name(c)
+        host_hours = _host_hours(c)
+        self._hosts(window, host_name, host_hours)
+        self.schedules = Schedules.from_combos(c.host, c.name, c.hour_count,
+                                               around_the_clock={h for h, hs in host_hours.items() if hs >= 20})
+        self.shared_users = self._shared_users(raw["user"])
+        self.accounts = AccountSets.from_pairs({(h, u) for h, _, u in raw["user"]},
+                                               mature={h for h, w in self.host_maturity.items() if w >= 1.0})
+        folded: dict[tuple[str, str, str], int] = defaultdict(int)
+        for (h, n, u), cnt in raw["user"].items():
+            folded[(h, n, self.fold_user(u))] += cnt
+        raw["user"] = folded
 
-        host_name: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0.0])
-        raw: dict[str, dict[tuple[str, str, str], int]] = {k: defaultdict(int) for k in ("exe", "parent", "user")}
-        host_index: dict[str, int] = {}
-        for i, host in enumerate(c.host):
-            n = counts[i]
-            if n <= 0:
-                continue
-            name = c.name[i]
-            acc = host_name[(host, name)]
-            acc[0] += n
-            acc[1] += cpu_sum[i]
-            acc[2] += cpu_sq[i]
-            acc[3] += mem_sum[i]
-            acc[4] += mem_sq[i]
-            raw["exe"][(host, name, c.exe[i])] += n
-            raw["parent"][(host, name, c.parent[i])] += n
-            raw["user"][(host, name, c.user[i])] += n
-            host_index.setdefault(host, len(host_index))
-        # The hours of the day each host was seen at all.
-        seen = np.zeros((len(host_index), 24), dtype=bool)
-        if len(c):
-            rows = np.flatnonzero(c.count > 0)
-            np.logical_or.at(seen, np.array([host_index[c.host[i]] for i in rows], dtype=np.int64),
-                             c.hour_count[rows] > 0)
-        host_hours = {h: int(seen[j].sum()) for h, j in host_index.items()}
+        self.host_name = {k: int(v[0]) for k, v in host_name.items()}
+        self._name_stats(host_name)
+        self.staples = staples(self.host_name, self.host_snapshots, {
+            (h, n): self.name_stats[(self.host_os[h], n)][0] / self.os_hosts[self.host_os[h]] for h, n in host_name})
+        self._shares(raw)
+        return self
 
+    def _hosts(self, window: WindowData, host_name: dict[tuple[str, str], list[float]],
+               host_hours: dict[str, int]) -> None:
+        """Each host's snapshots, OS and maturity, and the hosts of each OS."""
+        p = self.params
         hosts = sorted({h for h, _ in host_name} | {h for h, s in window.host_snapshots.items() if s > 0})
         biggest: dict[str, int] = defaultdict(int)
         for (h, _), acc in host_name.items():
@@ -355,18 +388,8 @@ class Baseline:
             self.os_hosts[self.host_os[h]] = self.os_hosts.get(self.host_os[h], 0) + 1
         self.os_hosts[ALL_OS] = len(hosts)
 
-        self.schedules = Schedules.from_combos(c.host, c.name, c.hour_count,
-                                               around_the_clock={h for h, hs in host_hours.items() if hs >= 20})
-        self.shared_users = self._shared_users(raw["user"])
-        self.accounts = AccountSets.from_pairs({(h, u) for h, _, u in raw["user"]},
-                                               mature={h for h, w in self.host_maturity.items() if w >= 1.0})
-        folded: dict[tuple[str, str, str], int] = defaultdict(int)
-        for (h, n, u), cnt in raw["user"].items():
-            folded[(h, n, self.fold_user(u))] += cnt
-        raw["user"] = folded
-
-        self.host_name = {k: int(v[0]) for k, v in host_name.items()}
-        # Fleet view per OS (and over the whole fleet): every host that runs a name counts once.
+    def _name_stats(self, host_name: dict[tuple[str, str], list[float]]) -> None:
+        """The fleet view per OS (and over the whole fleet): every host that runs a name counts once."""
         stats: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0.0, 0.0, 0.0, 0.0, 0.0])
         for (h, n), acc in host_name.items():
             freq = min(1.0, acc[0] / self.host_snapshots[h])
@@ -388,8 +411,8 @@ class Baseline:
             self.name_stats[(o, n)] = (int(s[0]), int(obs), s[2] / self.os_hosts[o],
                                        cpu_mean, cpu_sd, mem_mean, mem_sd)
 
-        self.staples = staples(self.host_name, self.host_snapshots, {
-            (h, n): self.name_stats[(self.host_os[h], n)][0] / self.os_hosts[self.host_os[h]] for h, n in host_name})
+    def _shares(self, raw: dict[str, dict[tuple[str, str, str], int]]) -> None:
+        """How often each path, parent and user goes with a name: on its host, and on average over the fleet."""
         for kind, table in raw.items():
             host_share: dict[tuple[str, str, str], float] = {}
             fleet_sum: dict[tuple[str, str, str], float] = defaultdict(float)
@@ -402,7 +425,6 @@ class Baseline:
                     fleet_sum[(o, n, v)] += share
             self.host_share[kind] = host_share
             self.fleet_share[kind] = {(o, n, v): s / self.name_stats[(o, n)][0] for (o, n, v), s in fleet_sum.items()}
-        return self
 
     @staticmethod
     def _shared_users(host_name_user: dict[tuple[str, str, str], int]) -> frozenset[str]:
@@ -434,7 +456,7 @@ class Baseline:
             return user
         return PERSONAL
 
-    def _without_own(self, host: str, name: str, o: str, k: int, big_n: int, f_fleet: float) -> tuple[int, int, float]:
+    def _without_own(self, host: str, name: str, o: str, *, k: int, big_n: int, f_fleet: float) -> tuple[int, int, float]:
         """The fleet view of a name (hosts running it, hosts, mean share) without this host's own history."""
         if o != ALL_OS and self.host_os.get(host) != o:
             return k, big_n, f_fleet
@@ -449,6 +471,36 @@ class Baseline:
     def fleet_os(self, os_name: str) -> str:
         return os_name if self.os_hosts.get(os_name) else ALL_OS
 
+    def _fleet_row(self, batch: ObservationBatch, i: int, host: str) -> tuple[list[float], tuple, str, str]:
+        """Row i's five rarity features, the facts behind them, the OS it was judged over and its folded user;
+        `host` is the host it is judged as."""
+        p = self.params
+        decades, cap = p.rarity_decades, p.seen_cap
+        name = batch.name[i]
+        o = self.fleet_os(batch.os[i] or self.host_os.get(host, ""))
+        user = self.fold_user(batch.user[i])
+        snaps = self.host_snapshots.get(host, 0)
+        w = self.host_maturity.get(host, 0.0)
+        host_obs = self.host_name.get((host, name), 0)
+        ns = self.name_stats.get((o, name))
+        f_host = min(1.0, host_obs / snaps) if snaps else 0.0
+        f_fleet = ns[2] if ns else 0.0
+        k = ns[0] if ns else 0
+        big_n = self.os_hosts.get(o, 0)
+        if host != batch.host[i]:  # another machine under an old name: its old life vouches for nothing
+            k, big_n, f_fleet = self._without_own(batch.host[i], name, o, k=k, big_n=big_n, f_fleet=f_fleet)
+        row = [0.0] * 5
+        row[HOST] = _rarity(max(f_host, (1.0 - w) * f_fleet), decades, cap)
+        row[FLEET] = 1.0 - k / big_n if big_n else 1.0
+        for j, (kind, value) in enumerate((("exe", batch.exe[i]), ("parent", batch.parent[i]), ("user", user))):
+            if not value:
+                continue  # not reported: neutral
+            share = max(self.host_share[kind].get((host, name, value), 0.0),
+                        self.fleet_share[kind].get((o, name, value), 0.0))
+            row[EXE + j] = _rarity(share, decades, cap)
+        aux = (ns[1] if ns else 0, host_obs, snaps, w, k, big_n, *(ns[3:] if ns else (0.0, 0.0, 0.0, 0.0)))
+        return row, aux, o, user
+
     def features(self, batch: ObservationBatch) -> Features:
         p = self.params
         n = len(batch)
@@ -457,41 +509,14 @@ class Baseline:
         os_label = [""] * n
         folded_user = [""] * n
         cache: dict[tuple, tuple] = {}
-        decades, cap = p.rarity_decades, p.seen_cap
-        host_shares = (self.host_share["exe"], self.host_share["parent"], self.host_share["user"])
-        fleet_shares = (self.fleet_share["exe"], self.fleet_share["parent"], self.fleet_share["user"])
         assert batch.snapshot is not None  # filled in by ObservationBatch
-        hosts = judged_hosts(batch.host, batch.os, batch.name, batch.snapshot, self.host_os, self.staples,
-                             names_only=batch.names_only)
+        hosts = judged_hosts(batch.host, batch.os, batch.name, batch.snapshot, host_os=self.host_os,
+                             host_staples=self.staples, names_only=batch.names_only)
         for i in range(n):
-            host, name = hosts[i], batch.name[i]
-            key = (host, batch.os[i], name, batch.exe[i], batch.parent[i], batch.user[i])
+            key = (hosts[i], batch.os[i], batch.name[i], batch.exe[i], batch.parent[i], batch.user[i])
             hit = cache.get(key)
             if hit is None:
-                o = self.fleet_os(batch.os[i] or self.host_os.get(host, ""))
-                user = self.fold_user(batch.user[i])
-                snaps = self.host_snapshots.get(host, 0)
-                w = self.host_maturity.get(host, 0.0)
-                host_obs = self.host_name.get((host, name), 0)
-                ns = self.name_stats.get((o, name))
-                f_host = min(1.0, host_obs / snaps) if snaps else 0.0
-                f_fleet = ns[2] if ns else 0.0
-                k = ns[0] if ns else 0
-                big_n = self.os_hosts.get(o, 0)
-                if host != batch.host[i]:  # another machine under an old name: its old life vouches for nothing
-                    k, big_n, f_fleet = self._without_own(batch.host[i], name, o, k, big_n, f_fleet)
-                row = [0.0] * 5
-                row[HOST] = _rarity(max(f_host, (1.0 - w) * f_fleet), decades, cap)
-                row[FLEET] = 1.0 - k / big_n if big_n else 1.0
-                for j, value in enumerate((batch.exe[i], batch.parent[i], user)):
-                    if not value:
-                        continue  # not reported: neutral
-                    share = max(host_shares[j].get((host, name, value), 0.0),
-                                fleet_shares[j].get((o, name, value), 0.0))
-                    row[EXE + j] = _rarity(share, decades, cap)
-                aux = (ns[1] if ns else 0, host_obs, snaps, w, k, big_n,
-                       *(ns[3:] if ns else (0.0, 0.0, 0.0, 0.0)))
-                hit = cache[key] = (row, aux, o, user)
+                hit = cache[key] = self._fleet_row(batch, i, hosts[i])
             X[i, :5] = hit[0]
             info[i] = hit[1]
             os_label[i] = hit[2]
@@ -523,8 +548,8 @@ class Baseline:
 
 
 def approved_mask(batch: ObservationBatch, approved) -> np.ndarray:
-    """Rows an approval covers (axon/approved.py says what one covers)."""
-    from axon.approved import ApprovedSet
+    """Rows an approval covers (axon/detector/approved.py says what one covers)."""
+    from axon.detector.approved import ApprovedSet
 
     if not isinstance(approved, ApprovedSet):
         approved = ApprovedSet(approved)

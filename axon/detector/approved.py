@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from axon.risk import in_temp_folder, risky_parent
+from axon.detector.risk import in_temp_folder, risky_parent
 from telemetry.normalize import is_interpreter
 
 _ALNUM = re.compile(r"[^a-z0-9]")

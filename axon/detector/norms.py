@@ -1,4 +1,4 @@
-"""Per-host norms the detector judges against, beside the fleet view of ``axon/features.py``. Pure numpy.
+"""Per-host norms the detector judges against, beside the fleet view of ``axon/detector/features.py``. Pure numpy.
 
 **Resources.** A program's CPU is judged against its own history *on this host* (and, when
 the host has enough of it, at this hour of the day), falling back to the pool of the hosts
@@ -45,9 +45,9 @@ class ResourceNorms:
         self.busy_hour: dict[tuple[str, str, int], float] = {}
 
     @classmethod
-    def from_combos(cls, host: list[str], name: list[str], count: np.ndarray, cpu_sum: np.ndarray, cpu_sq: np.ndarray,
-                    mem_sum: np.ndarray, mem_sq: np.ndarray, hour_count: np.ndarray, hour_cpu: np.ndarray,
-                    params: NormParams | None = None) -> ResourceNorms:
+    def from_combos(cls, host: list[str], name: list[str], *, count: np.ndarray, cpu_sum: np.ndarray,
+                    cpu_sq: np.ndarray, mem_sum: np.ndarray, mem_sq: np.ndarray, hour_count: np.ndarray,
+                    hour_cpu: np.ndarray, params: NormParams | None = None) -> ResourceNorms:
         """From the window's combos: their totals, and their count and CPU sum at each hour of the day (n, 24)."""
         self = cls(params)
         p = self.params
@@ -106,7 +106,7 @@ def _sd(sq: float, n: float, mean: float) -> float:
     return math.sqrt(max(0.0, sq / n - mean ** 2))
 
 
-def streaks(host: list[str], name: list[str], snapshot: np.ndarray, cpu: np.ndarray, above: np.ndarray,
+def streaks(host: list[str], name: list[str], snapshot: np.ndarray, *, cpu: np.ndarray, above: np.ndarray,
             prior: np.ndarray) -> np.ndarray:
     """Consecutive snapshots (this one included) each row's program has been above its norm on its host.
 
@@ -293,7 +293,7 @@ def staples(host_name: dict[tuple[str, str], int], host_snapshots: dict[str, int
     return {h: frozenset(ns) for h, ns in found.items() if len(ns) >= p.min_staples}
 
 
-def judged_hosts(host: list[str], os: list[str], name: list[str], snapshot: np.ndarray, host_os: dict[str, str],
+def judged_hosts(host: list[str], os: list[str], name: list[str], snapshot: np.ndarray, *, host_os: dict[str, str],
                  host_staples: dict[str, frozenset[str]], params: RebornParams | None = None,
                  names_only: list[bool] | None = None) -> list[str]:
     """The host each row is judged as: itself, or a young host with no history when its snapshot

@@ -435,11 +435,13 @@ def _refusals(agent: AgentKey | None, refused: dict[str, str], request) -> dict[
 def _conflict(agent: AgentKey | None, stored: Snapshot, key: tuple[str, datetime], request) -> IngestRefused:
     other_key = stored.agent_id != (agent.pk if agent else None)
     if agent is not None:
-            audit_record(
-            action="ingest.conflict", actor=Agent(agent), request=request, resource_type="snapshot", resource_id=stored.pk,
-            outcome=AuditEvent.Outcome.DENIED, aggregate=True,
-            details={"hostname": key[0], "timestamp": key[1].isoformat(), "key": agent.prefix,
-                     "reason": "another key" if other_key else "other content"},
+        # One counted event per key and reason however many stored snapshots it replays (a row per snapshot was
+        # the replaying key's to multiply); a sample of host@timestamp says which.
+        audit_record(
+            action="ingest.conflict", actor=Agent(agent), request=request, resource_type="agent_key",
+            resource_id=agent.prefix, outcome=AuditEvent.Outcome.DENIED, aggregate=True, aggregate_by=("reason",),
+            sample="snapshots", details={"snapshots": [f"{key[0]}@{key[1].isoformat()}"],
+                                         "reason": "another key" if other_key else "other content"},
         )
     why = "from another agent key" if other_key else "with other content"
     return IngestRefused(

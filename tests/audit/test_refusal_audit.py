@@ -52,3 +52,25 @@ def test_an_analyst_refused_the_audit_log_leaves_an_event(analyst_client, admin_
     assert event["user_agent"] == "curl/8" and event["ip_address"] == "127.0.0.1"
     # The security admin's own read is not an event: reading never writes.
     assert AuditEvent.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_key_replaying_its_stored_timestamps_with_other_content_counts_on_one_event():
+    """Each replayed snapshot used to write a row of its own (the stored snapshot was the resource)."""
+    key, secret = AgentKey.objects.create_key(name="kiosk-4", scope=AgentKey.Scope.HOSTS)
+    AgentHost.objects.create(hostname="kiosk-4", key=key)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {secret}")
+    times = [(timezone.now() - timedelta(minutes=m)).replace(microsecond=0) for m in range(1, 31)]
+
+    def snapshot(at, name):
+        return {"hostname": "kiosk-4", "timestamp": at.isoformat().replace("+00:00", "Z"), "processes": [name]}
+
+    assert {client.post("/api/telemetry/snapshots/", snapshot(at, "systemd"), format="json").status_code
+            for at in times} == {201}
+    replays = [client.post("/api/telemetry/snapshots/", snapshot(at, "evil"), format="json") for at in times]
+    assert {r.status_code for r in replays} == {409} and Snapshot.objects.count() == 30
+    (event,) = AuditEvent.objects.filter(action="ingest.conflict")
+    assert (event.count, event.details["reason"], event.resource_id) == (30, "other content", key.prefix)
+    assert event.details["snapshots"][0] == f"kiosk-4@{times[0].isoformat()}"
+    assert len(event.details["snapshots"]) == SAMPLE_MAX

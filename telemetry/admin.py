@@ -69,6 +69,11 @@ class AgentKeyAdmin(APIKeyModelAdmin):
     def get_queryset(self, request):
         return super().get_queryset(request).prefetch_related("hosts")
 
+    def has_delete_permission(self, request, obj=None) -> bool:
+        # Revoked, never deleted: what a key delivered stays attributed to it (late history is told by the key
+        # that sent it, so a deleted key would make a stolen key's backdated month count as on time).
+        return False
+
     def save_model(self, request, obj, form, change):
         created = not obj.pk
         super().save_model(request, obj, form, change)

@@ -11,6 +11,7 @@ import re
 import pytest
 
 from axon.models import Approval
+from telemetry.models import AgentKey
 from tests import fleet
 from tests.axon.test_exact_approvals import agent, post, press, snapshot
 
@@ -41,3 +42,15 @@ def test_backdated_history_is_not_ticked_by_default_and_a_default_press_leaves_i
     assert [a["name"] for a in run.approved] == ["obsidian"]
     assert not Approval.objects.filter(name="syncd").exists()
     assert "syncd" in post(build, snapshot("build-01", [BACKDATED], seconds_ago=5))
+
+
+def test_an_agent_key_cannot_be_deleted_so_its_late_history_stays_late(admin_user, client):
+    """Late history is told by the key that delivered it; a deleted key would have made it count as on time."""
+    admin_user.is_superuser = admin_user.is_staff = True
+    admin_user.save()
+    client.force_login(admin_user)
+    key, _ = AgentKey.objects.create_key(name="build-01")
+    assert client.get(f"/admin/telemetry/agentkey/{key.pk}/delete/").status_code == 403
+    changelist = client.get("/admin/telemetry/agentkey/").content.decode()
+    assert "delete_selected" not in changelist
+    assert AgentKey.objects.filter(pk=key.pk).exists()
